@@ -1,0 +1,137 @@
+"""`raw_<dataset>` and `lake_<dataset>` assets, generated from the dataset registry.
+
+Each asset is a thin wrapper: it takes the sessions of the run from the partition (one key or a range), calls the
+pure function for each (`raw.land`, `lake.build_partition`), and records per-session metadata. A range runs as one
+run (`BackfillPolicy.single_run`); a session that fails does not stop the others, and the run then fails naming
+every failed session.
+"""
+
+
+import datetime as dt
+import warnings
+from collections.abc import Callable
+
+import dagster as dg
+
+from quant_assets.datasets import Dataset
+from quant_assets.flatfiles import FlatFileError, vendor_key
+from quant_assets.lake import build_partition
+from quant_assets.raw import land, raw_path, read_landed
+from quant_assets.resources import DataZones
+from quant_assets.sessions import parse_session, session_partitions
+from quant_assets.sources import FlatFileSource
+
+warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
+BACKFILL_POLICY = dg.BackfillPolicy.single_run()
+
+
+def raw_key(dataset: Dataset) -> dg.AssetKey:
+    return dg.AssetKey(f"raw_{dataset.name}")
+
+
+def lake_key(dataset: Dataset) -> dg.AssetKey:
+    return dg.AssetKey(f"lake_{dataset.name}")
+
+
+def for_each_session(
+    context: dg.AssetExecutionContext, dataset: Dataset, step: Callable[[dt.date], dict]
+) -> dg.MaterializeResult:
+    """Run `step(session)` for every session of the run; its dict becomes that partition's metadata.
+
+    Sessions that raise a FlatFileError are collected and reported together at the end, so one bad day in a
+    year-long backfill does not hide the state of the other days.
+    """
+    failures: dict[str, FlatFileError] = {}
+    for partition_key in context.partition_keys:
+        try:
+            metadata = step(parse_session(partition_key))
+        except FlatFileError as error:
+            context.log.error(str(error))
+            failures[partition_key] = error
+            continue
+        context.add_asset_metadata(metadata, partition_key=partition_key)
+    if failures:
+        lines = "\n".join(f"- {error}" for error in failures.values())
+        raise dg.Failure(
+            description=f"{len(failures)} of {len(context.partition_keys)} sessions of {dataset.name} failed:\n"
+            f"{lines}",
+            metadata={"failed_sessions": dg.MetadataValue.json(sorted(failures))},
+        )
+    return dg.MaterializeResult()
+
+
+def build_raw_asset(dataset: Dataset) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=raw_key(dataset),
+        group_name=dataset.asset_class,
+        partitions_def=session_partitions(dataset.calendar),
+        backfill_policy=BACKFILL_POLICY,
+        kinds={"s3", "csv"},
+        description=f"{dataset.description} Landed unchanged under data/raw/{dataset.key_prefix}, with its "
+        "object key, ETag, size and sha256 recorded. Unchanged files are not downloaded again.",
+        metadata={"vendor_prefix": dataset.key_prefix, "header": ",".join(dataset.header)},
+    )
+    def raw_asset(context: dg.AssetExecutionContext, flatfiles: FlatFileSource, zones: DataZones):
+        def step(session: dt.date) -> dict:
+            landed = land(flatfiles, dataset, session, zones.raw_root)
+            verb = "downloaded" if landed.downloaded else "already current"
+            context.log.info(f"{dataset.name} {session}: {landed.key} {verb} ({landed.size:,} bytes)")
+            return {
+                "key": landed.key,
+                "etag": landed.etag,
+                "size": dg.MetadataValue.int(landed.size),
+                "sha256": landed.sha256,
+                "source": landed.source,
+                "downloaded": landed.downloaded,
+                "replaced_etag": landed.replaced_etag,
+                "path": dg.MetadataValue.path(landed.path),
+            }
+
+        return for_each_session(context, dataset, step)
+
+    return raw_asset
+
+
+def build_lake_asset(dataset: Dataset) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=lake_key(dataset),
+        group_name=dataset.asset_class,
+        partitions_def=session_partitions(dataset.calendar),
+        backfill_policy=BACKFILL_POLICY,
+        deps=[raw_key(dataset)],
+        kinds={"parquet", "polars"},
+        description=f"{dataset.description} Typed Parquet, one file per session under "
+        f"data/lake/{dataset.name}/date=YYYY-MM-DD/; prices and volumes float64, timestamps ns UTC, tickers "
+        "exactly as the vendor spells them.",
+        metadata={"columns": dg.MetadataValue.json({k: str(v) for k, v in dataset.lake_schema().items()})},
+    )
+    def lake_asset(context: dg.AssetExecutionContext, zones: DataZones):
+        def step(session: dt.date) -> dict:
+            landed = read_landed(zones.raw_root, dataset, session)
+            if landed is None:
+                raise FlatFileError(
+                    dataset.name, session, vendor_key(dataset, session),
+                    f"not landed in the raw zone; materialize raw_{dataset.name} for {session} first",
+                )  # fmt: skip
+            stats = build_partition(
+                raw_path(zones.raw_root, dataset, session), dataset, session, landed.key, zones.lake_root,
+                landed.provenance(), zones.tickers,
+            )  # fmt: skip
+            context.log.info(f"{dataset.name} {session}: {stats.rows:,} rows, {stats.tickers:,} tickers "
+                             f"in {stats.seconds:.2f}s")  # fmt: skip
+            return {
+                "rows": dg.MetadataValue.int(stats.rows),
+                "tickers": dg.MetadataValue.int(stats.tickers),
+                "bytes": dg.MetadataValue.int(stats.bytes),
+                "seconds": dg.MetadataValue.float(round(stats.seconds, 3)),
+                "first_time": str(stats.first_time),
+                "last_time": str(stats.last_time),
+                "source_key": landed.key,
+                "source_sha256": landed.sha256,
+                "path": dg.MetadataValue.path(str(stats.path)),
+                "dagster/row_count": dg.MetadataValue.int(stats.rows),
+            }
+
+        return for_each_session(context, dataset, step)
+
+    return lake_asset

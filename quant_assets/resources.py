@@ -1,0 +1,32 @@
+"""Where the zones live on disk, and which tickers the lake keeps: one resource shared by every asset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+
+class DataZones(dg.ConfigurableResource):
+    """The data folder and its zones: `raw/` (vendor files as landed), `lake/` (typed Parquet per session) and
+    `quarantine/` (rows set aside). Relative paths are taken from the working directory."""
+
+    root: str = Field(default="data", description="Folder that holds the raw, lake and quarantine zones.")
+    tickers: list[str] = Field(
+        default_factory=list,
+        description="Keep only these tickers in the lake (exact, case-sensitive; `*` and `?` globs allowed, "
+        "e.g. `O:SPY*`). Empty keeps every ticker. Raw files are always landed whole.",
+    )
+
+    @property
+    def raw_root(self) -> Path:
+        return Path(self.root) / "raw"
+
+    @property
+    def lake_root(self) -> Path:
+        return Path(self.root) / "lake"
+
+    @property
+    def quarantine_root(self) -> Path:
+        return Path(self.root) / "quarantine"

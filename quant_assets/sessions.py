@@ -1,0 +1,108 @@
+"""Trading sessions from `exchange_calendars`, and one Dagster partitions definition per calendar.
+
+Partition keys are session dates (`YYYY-MM-DD`). Every layer of a chain (raw, lake, and what comes later) uses the
+same partitions definition object, so a backfill over a range is planned as one range, not split into chunks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from functools import cache
+
+import dagster as dg
+import exchange_calendars as xcals
+import pandas as pd
+
+from quant_assets.datasets import Calendar
+
+DEFAULT_START = "2020-01-02"
+START_ENV = "QUANT_ASSETS_START_DATE"
+PARTITION_FORMAT = "%Y-%m-%d"
+
+# Days of the week (cron numbering, 0 = Sunday) that can hold a session of each calendar.
+_CRON_DAYS = {
+    Calendar.XNYS: "1-5",
+    Calendar.EVERY_DAY: "*",
+    Calendar.FOREX: "0-5",
+    Calendar.WEEKDAYS: "1-5",
+}
+_TIMEZONES = {
+    Calendar.XNYS: "America/New_York",
+    Calendar.EVERY_DAY: "UTC",
+    Calendar.FOREX: "UTC",
+    Calendar.WEEKDAYS: "America/New_York",
+}
+
+
+def calendar_timezone(calendar: Calendar) -> str:
+    """The time zone a calendar's session dates are counted in."""
+    return _TIMEZONES[calendar]
+
+
+@cache
+def exchange_calendar(name: str = "XNYS") -> xcals.ExchangeCalendar:
+    """The exchange_calendars calendar `name`, built once per process."""
+    return xcals.get_calendar(name)
+
+
+def sessions(calendar: Calendar, start: dt.date | str, end: dt.date | str) -> list[dt.date]:
+    """Session dates of `calendar` from `start` to `end`, both included."""
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    if calendar is Calendar.XNYS:
+        xnys = exchange_calendar("XNYS")
+        start = max(start, xnys.first_session)
+        end = min(end, xnys.last_session)
+        if start > end:
+            return []
+        return [ts.date() for ts in xnys.sessions_in_range(start, end)]
+    days = pd.date_range(start, end, freq="D")
+    if calendar is Calendar.FOREX:
+        days = days[days.dayofweek != 5]  # no Saturday
+    elif calendar is Calendar.WEEKDAYS:
+        days = days[days.dayofweek < 5]
+    return [ts.date() for ts in days]
+
+
+def is_session(calendar: Calendar, day: dt.date) -> bool:
+    """Whether `day` is a session of `calendar`."""
+    return bool(sessions(calendar, day, day))
+
+
+def xnys_holidays(start: dt.date | str) -> list[dt.date]:
+    """Weekdays from `start` to the end of the XNYS calendar on which NYSE does not trade."""
+    xnys = exchange_calendar("XNYS")
+    weekdays = pd.bdate_range(max(pd.Timestamp(start), xnys.first_session), xnys.last_session)
+    return [ts.date() for ts in weekdays.difference(xnys.sessions)]
+
+
+def partitions_start() -> str:
+    """The first partition date: `QUANT_ASSETS_START_DATE`, or 2020-01-02."""
+    return os.environ.get(START_ENV, DEFAULT_START)
+
+
+@cache
+def session_partitions(calendar: Calendar, start: str | None = None) -> dg.TimeWindowPartitionsDefinition:
+    """The one partitions definition for `calendar`: a key per session date.
+
+    The newest partition is the session in progress (`end_offset=1`): a weekday calendar's Friday window runs to
+    Monday, so without the offset Friday's files, published on Saturday, would have no partition until Monday.
+    """
+    start = start or partitions_start()
+    timezone = _TIMEZONES[calendar]
+    exclusions = None
+    if calendar is Calendar.XNYS:
+        exclusions = [dt.datetime.combine(day, dt.time(), tzinfo=None) for day in xnys_holidays(start)]
+    return dg.TimeWindowPartitionsDefinition(
+        cron_schedule=f"0 0 * * {_CRON_DAYS[calendar]}",
+        start=start,
+        fmt=PARTITION_FORMAT,
+        timezone=timezone,
+        end_offset=1,
+        exclusions=exclusions,
+    )
+
+
+def parse_session(key: str) -> dt.date:
+    """A partition key (`YYYY-MM-DD`) as a date."""
+    return dt.date.fromisoformat(key)

@@ -1,0 +1,206 @@
+"""Where vendor flat files come from: a local folder (the default) or an S3 endpoint, behind one interface.
+
+Both mirror the vendor's key layout (`<prefix>/<dataset>/<YYYY>/<MM>/<YYYY-MM-DD>.csv.gz`). A source lists keys,
+heads one (ETag and size) and streams one to a local file; `raw.land` builds on these three.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import dagster as dg
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from pydantic import Field, PrivateAttr
+
+DEFAULT_ENDPOINT = "https://files.massive.com"
+DEFAULT_BUCKET = "flatfiles"
+ACCESS_KEY_ENV = "MASSIVE_S3_ACCESS_KEY_ID"
+SECRET_KEY_ENV = "MASSIVE_S3_SECRET_ACCESS_KEY"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a source says about one object: enough to tell whether a landed copy is still current."""
+
+    key: str
+    etag: str
+    size: int
+
+
+class SourceError(Exception):
+    """A source could not serve `key`."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(message)
+
+
+class ObjectMissing(SourceError):
+    """The source has no object at `key`."""
+
+
+class AccessDenied(SourceError):
+    """The source answered 403 for `key`: the plan does not include it. Retrying will not help."""
+
+
+class FlatFileSource(dg.ConfigurableResource, ABC):
+    """A place that holds vendor flat files under the vendor's key layout."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the files come from, for provenance (never includes credentials)."""
+
+    @abstractmethod
+    def list_objects(self, prefix: str) -> list[ObjectInfo]:
+        """Every object whose key starts with `prefix`, sorted by key."""
+
+    @abstractmethod
+    def head(self, key: str) -> ObjectInfo:
+        """ETag and size of `key`; raises ObjectMissing or AccessDenied."""
+
+    @abstractmethod
+    def download(self, info: ObjectInfo, dest: Path) -> None:
+        """Stream the object `info` describes to `dest` (a new file); raises ObjectMissing or AccessDenied."""
+
+
+class LocalFlatFiles(FlatFileSource):
+    """Flat files in a local folder that mirrors the vendor's key layout (what `quant-assets sample` writes)."""
+
+    root: str = Field(default="data/vendor", description="Folder holding <prefix>/<dataset>/YYYY/MM/*.csv.gz.")
+
+    def describe(self) -> str:
+        return f"local:{Path(self.root).resolve()}"
+
+    def _info(self, path: Path, key: str) -> ObjectInfo:
+        stat = path.stat()
+        # Like a web server's ETag: changes whenever the file is rewritten, without hashing it on every look.
+        return ObjectInfo(key=key, etag=f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"', size=stat.st_size)
+
+    def list_objects(self, prefix: str) -> list[ObjectInfo]:
+        root = Path(self.root)
+        base = root / prefix if prefix.endswith("/") else (root / prefix).parent
+        if not base.is_dir():
+            return []
+        found = []
+        for path in base.rglob("*"):
+            key = path.relative_to(root).as_posix()
+            if path.is_file() and key.startswith(prefix) and not path.name.startswith("."):
+                found.append(self._info(path, key))
+        return sorted(found, key=lambda info: info.key)
+
+    def head(self, key: str) -> ObjectInfo:
+        path = Path(self.root) / key
+        if not path.is_file():
+            raise ObjectMissing(key, f"no file {path}")
+        if not os.access(path, os.R_OK):
+            raise AccessDenied(key, f"no permission to read {path}")
+        return self._info(path, key)
+
+    def download(self, info: ObjectInfo, dest: Path) -> None:
+        try:
+            shutil.copyfile(Path(self.root) / info.key, dest)
+        except FileNotFoundError:
+            raise ObjectMissing(info.key, f"no file {Path(self.root) / info.key}") from None
+        except PermissionError:
+            raise AccessDenied(info.key, f"no permission to read {Path(self.root) / info.key}") from None
+
+
+class S3FlatFiles(FlatFileSource):
+    """Flat files on an S3-compatible endpoint: Massive/Polygon's `files.massive.com` by default.
+
+    Credentials come only from this resource's fields, which `definitions.py` fills from the dedicated variables
+    `MASSIVE_S3_ACCESS_KEY_ID` and `MASSIVE_S3_SECRET_ACCESS_KEY` through `dagster.EnvVar`; the AWS default chain
+    (`AWS_*` variables, `~/.aws`, instance roles) is never consulted, so a vendor key never reaches AWS or the
+    reverse. Transient failures (5xx, `SlowDown`, connection resets, cut-off bodies) are retried with exponential
+    backoff; a 403 is a permission fact and is raised at once.
+    """
+
+    endpoint_url: str = Field(default=DEFAULT_ENDPOINT, description="S3 endpoint, e.g. https://files.massive.com.")
+    bucket: str = Field(default=DEFAULT_BUCKET, description="Bucket holding the flat files.")
+    access_key_id: str = Field(description=f"Vendor S3 access key id; set from {ACCESS_KEY_ENV}.")
+    secret_access_key: str = Field(description=f"Vendor S3 secret key; set from {SECRET_KEY_ENV}.")
+    region_name: str = "us-east-1"
+    max_attempts: int = Field(default=8, description="Attempts per request, retries with exponential backoff.")
+    max_concurrency: int = Field(
+        default=8, description="Parallel ranged GETs per file: the vendor throttles each connection, not the total."
+    )
+    multipart_chunksize_mb: int = 8
+
+    _client: Any = PrivateAttr(default=None)
+
+    def __repr_args__(self):
+        for name, value in super().__repr_args__():
+            yield name, ("***" if name in ("access_key_id", "secret_access_key") else value)
+
+    def describe(self) -> str:
+        return f"s3:{self.endpoint_url}/{self.bucket}"
+
+    @property
+    def client(self):
+        if self._client is None:
+            session = boto3.session.Session(
+                aws_access_key_id=self.access_key_id,
+                aws_secret_access_key=self.secret_access_key,
+                region_name=self.region_name,
+            )
+            config = Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": self.max_attempts, "mode": "standard"},
+                # The vendor endpoint sends no checksums; boto3 >= 1.36 would otherwise demand them.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                connect_timeout=10,
+                read_timeout=60,
+            )
+            self._client = session.client("s3", endpoint_url=self.endpoint_url, config=config)
+        return self._client
+
+    def _raise_for(self, key: str, error: ClientError) -> None:
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        where = f"s3://{self.bucket}/{key} at {self.endpoint_url}"
+        if status == 403 or code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            raise AccessDenied(key, f"403 Forbidden for {where}: the credentials or plan do not cover it") from None
+        if status == 404 or code in ("404", "NoSuchKey", "NotFound"):
+            raise ObjectMissing(key, f"no object {where}") from None
+        raise error
+
+    def list_objects(self, prefix: str) -> list[ObjectInfo]:
+        found = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    found.append(ObjectInfo(key=obj["Key"], etag=obj["ETag"], size=int(obj["Size"])))
+        except ClientError as error:
+            self._raise_for(prefix, error)
+        return sorted(found, key=lambda info: info.key)
+
+    def head(self, key: str) -> ObjectInfo:
+        try:
+            response = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            self._raise_for(key, error)
+        return ObjectInfo(key=key, etag=response["ETag"], size=int(response["ContentLength"]))
+
+    def download(self, info: ObjectInfo, dest: Path) -> None:
+        # s3transfer splits large objects into ranged GETs pinned to one ETag (If-Match), retries cut-off bodies
+        # and connection resets, and streams to disk, so memory stays flat whatever the file size.
+        transfer = TransferConfig(
+            max_concurrency=self.max_concurrency,
+            multipart_threshold=self.multipart_chunksize_mb * 2**20,
+            multipart_chunksize=self.multipart_chunksize_mb * 2**20,
+            num_download_attempts=self.max_attempts,
+        )
+        try:
+            self.client.download_file(self.bucket, info.key, str(dest), Config=transfer)
+        except ClientError as error:
+            self._raise_for(info.key, error)
