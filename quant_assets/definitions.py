@@ -115,6 +115,7 @@ def build_definitions(
         # One process per run: steps are polars-bound and use every core already, while a process per step
         # would pay the seconds of importing Dagster for each asset.
         executor=dg.in_process_executor,
+        loggers={"console": dg.colored_console_logger.configured({"log_level": "INFO"})},
     )
 
 
