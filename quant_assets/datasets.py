@@ -80,9 +80,14 @@ class Dataset:
         schema.update({name: OPTION_CONTRACT_COLUMNS[name] for name in self.derived})
         return schema
 
-    def columns_of(self, kind: Kind) -> list[str]:
-        return [name for name, k in self.columns if k is kind]
+    @property
+    def required(self) -> tuple[str, ...]:
+        """Columns that must have a value in every row (the others may be empty in real files)."""
+        return tuple(name for name, kind in self.columns if name not in OPTIONAL_COLUMNS and kind is not Kind.CODES)
 
+
+# Empty in real files for trades and quotes that did not go through a TRF; an empty code list is a list too.
+OPTIONAL_COLUMNS = frozenset({"trf_id", "trf_timestamp", "id"})
 
 T, S, F, I, TS, C = Kind.TICKER, Kind.STRING, Kind.FLOAT, Kind.INT, Kind.TIMESTAMP, Kind.CODES
 

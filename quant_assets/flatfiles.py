@@ -119,6 +119,10 @@ def read_flat_file(path: str | Path, dataset: Dataset, session: dt.date, key: st
         raise _diagnose(path, dataset, session, key, read_schema, exc) from None
     if frame.height == 0:
         raise FlatFileError(dataset.name, session, key, "the file has a header but no rows")
+    for name in dataset.required:  # a short (ragged) row or an empty field reads as null
+        if frame[name].null_count():
+            row = int(frame[name].is_null().arg_true()[0]) + 1
+            raise FlatFileError(dataset.name, session, key, f"column {name!r} is empty (short row?)", row=row)
     return to_lake_frame(frame, dataset)
 
 

@@ -1,0 +1,45 @@
+import datetime as dt
+
+import dagster as dg
+
+from quant_assets.assets import build_lake_asset, build_raw_asset
+from quant_assets.datasets import DATASETS, Calendar
+from quant_assets.sessions import is_session, session_partitions, sessions
+
+D = dt.date
+
+
+def test_xnys_sessions_skip_weekends_and_holidays_and_keep_early_closes():
+    nov = sessions(Calendar.XNYS, "2025-11-24", "2025-12-01")
+    # Thanksgiving (27th) is closed; the 28th closes early at 13:00 and is a session; 29th/30th are a weekend.
+    assert nov == [D(2025, 11, 24), D(2025, 11, 25), D(2025, 11, 26), D(2025, 11, 28), D(2025, 12, 1)]
+    assert is_session(Calendar.XNYS, D(2025, 7, 3))  # early close before Independence Day
+    assert not is_session(Calendar.XNYS, D(2025, 7, 4))
+    assert not is_session(Calendar.XNYS, D(2026, 2, 16))  # Presidents' Day
+    assert len(sessions(Calendar.XNYS, "2025-01-01", "2025-12-31")) == 250
+
+
+def test_other_calendars():
+    week = ("2026-02-13", "2026-02-17")  # Friday to Tuesday, Presidents' Day on Monday
+    assert sessions(Calendar.EVERY_DAY, *week) == [D(2026, 2, d) for d in (13, 14, 15, 16, 17)]
+    assert sessions(Calendar.FOREX, *week) == [D(2026, 2, d) for d in (13, 15, 16, 17)]
+    assert sessions(Calendar.WEEKDAYS, *week) == [D(2026, 2, d) for d in (13, 16, 17)]
+
+
+def test_partition_keys_are_exactly_the_sessions():
+    partitions = session_partitions(Calendar.XNYS, "2025-01-01")
+    keys = partitions.get_partition_keys_in_range(dg.PartitionKeyRange("2025-11-24", "2026-01-05"))
+    expected = [d.isoformat() for d in sessions(Calendar.XNYS, "2025-11-24", "2026-01-05")]
+    assert keys == expected
+    assert "2025-11-27" not in keys and "2025-12-25" not in keys and "2025-11-29" not in keys
+    assert "2025-11-28" in keys
+    # Friday's partition exists before Monday: its files are published on Saturday.
+    saturday = dt.datetime(2026, 2, 14, 12, tzinfo=dt.UTC)
+    assert partitions.get_partition_keys(current_time=saturday)[-1] == "2026-02-13"
+
+
+def test_one_partitions_definition_serves_every_layer_of_a_calendar():
+    raw = build_raw_asset(DATASETS["stocks_minute"])
+    lake = build_lake_asset(DATASETS["options_daily"])
+    assert raw.partitions_def is lake.partitions_def is session_partitions(Calendar.XNYS)
+    assert build_raw_asset(DATASETS["crypto_daily"]).partitions_def is session_partitions(Calendar.EVERY_DAY)
