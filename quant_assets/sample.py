@@ -14,9 +14,7 @@ gives the same bytes for that day.
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import hashlib
-import io
 import os
 import zlib
 from collections.abc import Callable, Iterable
@@ -341,18 +339,18 @@ def format_csv(frame: pl.DataFrame, dataset: Dataset, session: dt.date) -> bytes
 
 def session_files(dataset: Dataset, session: dt.date, universe: Universe) -> bytes:
     """One session's gzip CSV for an aggregate dataset, byte for byte the same for the same inputs."""
-    minute_name = f"{dataset.asset_class}_minute"
-    minutes = minute_bars(DATASETS[minute_name], session, universe)
+    minutes = minute_bars(DATASETS[f"{dataset.asset_class}_minute"], session, universe)
+    fixed = dataset.prefix == "us_stocks_sip" and session >= FIXED_DECIMALS_FROM
+    if fixed:  # on the minute bars, so that day volumes still sum them
+        minutes = _add_fractional_volume(minutes, _rng(universe.seed, "fractions", session.isoformat()))
     if dataset.frequency == "day":
         frame = day_bars(minutes, session, calendar_timezone(dataset.calendar))
+        frame = frame.with_columns(pl.col("volume").round(6))
     else:
         frame = minutes
-    rng = _rng(universe.seed, dataset.name, "format", session.isoformat())
-    fixed = dataset.prefix == "us_stocks_sip" and session >= FIXED_DECIMALS_FROM
-    if fixed:
-        frame = _add_fractional_volume(frame, rng)
-    elif "volume" in frame.columns:
+    if not fixed:
         frame = frame.with_columns(pl.col("volume").cast(pl.Int64))
+    rng = _rng(universe.seed, dataset.name, "format", session.isoformat())
     frame = _shuffle_a_little(frame, rng)
     return gzip_bytes(format_csv(frame, dataset, session))
 
@@ -406,7 +404,3 @@ def s3_writer(client, bucket: str) -> Callable[[str, bytes], None]:
 
     return write
 
-
-def read_sample(data: bytes) -> pl.DataFrame:
-    """Read generated gzip CSV back as strings, exactly as written (for tests and the benchmark)."""
-    return pl.read_csv(io.BytesIO(gzip.decompress(data)), infer_schema=False)

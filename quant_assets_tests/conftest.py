@@ -103,3 +103,123 @@ def february(tmp_path_factory) -> Path:
     names = ["stocks_daily", "stocks_minute", "options_daily", "options_minute"]
     generate([DATASETS[n] for n in names], *FEB, folder_writer(root))
     return root
+
+
+@pytest.fixture(scope="session")
+def plan_limited_s3(tmp_path_factory):
+    """A moto S3 server that enforces IAM, holding one day of stock day and minute aggregates, and credentials
+    whose policy grants day aggregates only: GET/HEAD of minute aggregates answer 403, as outside a vendor plan.
+
+    A separate process, because moto reads its auth switch from the environment at import.
+    """
+    import json
+
+    from quant_assets.sample import SIZES, Universe, session_files
+
+    port = free_port()
+    # The first six calls (bucket, two objects, user, key, policy) are made before authentication starts.
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "6"}
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_for_port(port)
+        endpoint = f"http://127.0.0.1:{port}"
+        admin = s3_client(endpoint)
+        admin.create_bucket(Bucket="plan-bucket")
+        session = dt.date(2026, 2, 3)
+        for name in ("stocks_daily", "stocks_minute"):
+            data = session_files(DATASETS[name], session, Universe(7, SIZES["small"]))
+            admin.put_object(Bucket="plan-bucket", Key=vendor_key(DATASETS[name], session), Body=data)
+        iam = boto3.client("iam", endpoint_url=endpoint, aws_access_key_id=TEST_KEY,
+                           aws_secret_access_key=TEST_SECRET, region_name="us-east-1")  # fmt: skip
+        iam.create_user(UserName="subscriber")
+        key = iam.create_access_key(UserName="subscriber")["AccessKey"]
+        policy = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": ["arn:aws:s3:::plan-bucket"]},
+            {"Effect": "Allow", "Action": ["s3:GetObject"],
+             "Resource": ["arn:aws:s3:::plan-bucket/us_stocks_sip/day_aggs_v1/*"]},
+        ]}  # fmt: skip
+        iam.put_user_policy(UserName="subscriber", PolicyName="plan", PolicyDocument=json.dumps(policy))
+        yield {"endpoint": endpoint, "bucket": "plan-bucket", "session": session,
+               "access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+class FaultyProxy:
+    """A real HTTP proxy in front of an S3 server that answers the next requests with the faults queued in
+    `faults`: "503" (SlowDown), "500" (InternalError) or "reset" (the connection is dropped mid-request)."""
+
+    def __init__(self, upstream: str):
+        import http.client
+        import http.server
+        import threading
+        from urllib.parse import urlparse
+
+        self.faults: list[str] = []
+        self.seen: list[str] = []
+        target = urlparse(upstream)
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _handle(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                proxy.seen.append(f"{self.command} {self.path}")
+                fault = proxy.faults.pop(0) if proxy.faults else None
+                if fault == "reset":
+                    import struct
+
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    self.close_connection = True
+                    return
+                if fault in ("503", "500"):
+                    code, name = (503, "SlowDown") if fault == "503" else (500, "InternalError")
+                    payload = f"<Error><Code>{name}</Code><Message>injected</Message></Error>".encode()
+                    self.send_response(code)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(payload)
+                    return
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                headers["Host"] = self.headers.get("Host", target.netloc)
+                conn.request(self.command, self.path, body=body or None, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+                self.send_response(response.status)
+                for k, v in response.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                length = response.getheader("Content-Length", "0") if self.command == "HEAD" else len(data)
+                self.send_header("Content-Length", str(length))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _handle
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def faulty_proxy(s3_endpoint):
+    proxy = FaultyProxy(s3_endpoint)
+    yield proxy
+    proxy.close()
