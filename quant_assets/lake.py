@@ -9,9 +9,9 @@ The `date=` folders are Hive-style, so `polars.scan_parquet(root / dataset, hive
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from quant_assets.datasets import Dataset
 from quant_assets.flatfiles import read_flat_file
@@ -75,8 +74,7 @@ def read_partition(root: str | os.PathLike, dataset: str, session: dt.date) -> p
 
 def read_provenance(path: str | os.PathLike) -> dict[str, str]:
     """The provenance written into a lake file by `write_partition`."""
-    metadata = pq.read_schema(path).metadata or {}
-    return json.loads(metadata.get(b"quant_assets", b"{}"))
+    return json.loads(pl.read_parquet_metadata(path).get("quant_assets", "{}"))
 
 
 def scan(root: str | os.PathLike, dataset: str) -> pl.LazyFrame:
@@ -88,11 +86,11 @@ def ticker_filter(patterns: Sequence[str]) -> pl.Expr | None:
     """Rows whose ticker equals one of `patterns` or matches one with `*`/`?` globs (case-sensitive)."""
     if not patterns:
         return None
-    exact = [p for p in patterns if not any(ch in p for ch in "*?[")]
-    globs = [p for p in patterns if p not in exact]
+    exact = [p for p in patterns if "*" not in p and "?" not in p]
     condition = pl.col("ticker").is_in(exact)
-    for pattern in globs:
-        condition = condition | pl.col("ticker").str.contains(fnmatch.translate(pattern))
+    for pattern in (p for p in patterns if p not in exact):
+        regex = "".join({"*": ".*", "?": "."}.get(ch, re.escape(ch)) for ch in pattern)
+        condition = condition | pl.col("ticker").str.contains(f"^{regex}$")
     return condition
 
 

@@ -2,7 +2,7 @@
 
     <root>/<vendor key>                 e.g. data/raw/us_stocks_sip/minute_aggs_v1/2026/02/2026-02-03.csv.gz
     <root>/<vendor key>.json            key, ETag, size, sha256, source, landing time
-    <root>/_replaced/<vendor key>.<etag>   an earlier version the vendor has since replaced (never deleted)
+    <root>/_replaced/<key without .csv.gz>.etag-<etag>.csv.gz   a version the vendor has since replaced
 """
 
 from __future__ import annotations
@@ -41,6 +41,12 @@ class LandedFile:
 
 def raw_path(root: str | os.PathLike, dataset: Dataset, session: dt.date) -> Path:
     return Path(root) / vendor_key(dataset, session)
+
+
+def replaced_path(root: str | os.PathLike, key: str, etag: str) -> Path:
+    """Where the version of `key` with `etag` is kept once the vendor has replaced it."""
+    stem = key.removesuffix(".csv.gz")
+    return Path(root) / "_replaced" / f"{stem}.etag-{etag.strip(chr(34))}.csv.gz"
 
 
 def _sidecar(path: Path) -> Path:
@@ -114,7 +120,7 @@ def land(source: FlatFileSource, dataset: Dataset, session: dt.date, root: str |
             replaced_etag=previous.etag if previous and previous.etag != info.etag else "",
         )
         if landed.replaced_etag and path.exists():
-            keep = Path(root) / "_replaced" / f"{key}.{previous.etag.strip(chr(34))}"
+            keep = replaced_path(root, key, previous.etag)
             keep.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, keep)
             os.replace(_sidecar(path), keep.with_name(keep.name + ".json"))

@@ -7,7 +7,7 @@ import pytest
 
 from quant_assets.datasets import DATASETS
 from quant_assets.flatfiles import FlatFileMissing, FlatFilePermissionError, vendor_key
-from quant_assets.raw import land, read_landed, sha256_of
+from quant_assets.raw import land, read_landed, replaced_path, sha256_of
 from quant_assets.sources import LocalFlatFiles, ObjectMissing
 from quant_assets_tests.conftest import TEST_KEY, TEST_SECRET, run_cli, s3_client, s3_source
 
@@ -54,7 +54,8 @@ def test_unchanged_files_are_not_downloaded_again_and_replaced_ones_are_kept(s3_
     s3_client(s3_endpoint).put_object(Bucket=uploaded, Key=first.key, Body=old_bytes[:-1] + bytes([old_bytes[-1] ^ 1]))
     replaced = land(source, DAY, S2, tmp_path)
     assert replaced.downloaded and replaced.replaced_etag == first.etag and replaced.etag != first.etag
-    kept = tmp_path / "_replaced" / f"{first.key}.{first.etag.strip(chr(34))}"
+    kept = replaced_path(tmp_path, first.key, first.etag)
+    assert kept.name == f"2026-02-04.etag-{first.etag.strip(chr(34))}.csv.gz"
     assert kept.read_bytes() == old_bytes
 
 

@@ -1,0 +1,80 @@
+"""The code location through Dagster's own CLI, and the `quant-assets` command, as a user runs them."""
+
+import datetime as dt
+
+import polars as pl
+import pytest
+
+from quant_assets.datasets import DATASETS
+from quant_assets.lake import partition_path
+from quant_assets_tests.conftest import run_cli
+
+DEFAULT_ASSETS = [f"{layer}_{name}" for name in ("stocks_daily", "stocks_minute", "options_daily", "options_minute")
+                  for layer in ("raw", "lake")]  # fmt: skip
+
+
+@pytest.fixture
+def workdir(tmp_path, february):
+    env = {"QUANT_ASSETS_VENDOR_DIR": str(february), "QUANT_ASSETS_DATA": str(tmp_path / "data")}
+    return tmp_path, env
+
+
+def lake_sessions(data, name):
+    return sorted(p.name.removeprefix("date=") for p in (data / "lake" / name).glob("date=*"))
+
+
+def test_definitions_validate(workdir):
+    cwd, env = workdir
+    result = run_cli("dagster", "definitions", "validate", "-m", "quant_assets.definitions", cwd=cwd, env=env)
+    assert "Validation successful" in result.stdout + result.stderr
+
+
+def test_definitions_validate_with_every_dataset_and_the_s3_source(workdir):
+    cwd, env = workdir
+    env = {**env, "QUANT_ASSETS_DATASETS": "all", "QUANT_ASSETS_SOURCE": "s3",
+           "MASSIVE_S3_ACCESS_KEY_ID": "x", "MASSIVE_S3_SECRET_ACCESS_KEY": "y"}  # fmt: skip
+    result = run_cli("dagster", "definitions", "validate", "-m", "quant_assets.definitions", cwd=cwd, env=env)
+    assert "Validation successful" in result.stdout + result.stderr
+
+
+def test_asset_materialize_one_partition_and_a_range(workdir):
+    cwd, env = workdir
+    select = "raw_stocks_daily,lake_stocks_daily"
+    run_cli("dagster", "asset", "materialize", "-m", "quant_assets.definitions", "--select", select,
+            "--partition", "2026-02-20", cwd=cwd, env=env)  # fmt: skip
+    assert lake_sessions(cwd / "data", "stocks_daily") == ["2026-02-20"]
+    run_cli("dagster", "asset", "materialize", "-m", "quant_assets.definitions", "--select", select,
+            "--partition-range", "2026-02-12...2026-02-18", cwd=cwd, env=env)  # fmt: skip
+    assert lake_sessions(cwd / "data", "stocks_daily") == ["2026-02-12", "2026-02-13", "2026-02-17", "2026-02-18",
+                                                          "2026-02-20"]  # fmt: skip
+
+
+def test_job_execute_a_range_then_status(workdir):
+    cwd, env = workdir
+    tags = '{"dagster/asset_partition_range_start": "2026-02-19", "dagster/asset_partition_range_end": "2026-02-23"}'
+    run_cli("dagster", "job", "execute", "-m", "quant_assets.definitions", "-j", "ingest_us_equities",
+            "--tags", tags, cwd=cwd, env=env)  # fmt: skip
+    for name in ("stocks_daily", "stocks_minute", "options_daily", "options_minute"):
+        assert lake_sessions(cwd / "data", name) == ["2026-02-19", "2026-02-20", "2026-02-23"]
+    frame = pl.read_parquet(partition_path(cwd / "data" / "lake", "options_minute", dt.date(2026, 2, 23)))
+    assert frame.columns == list(DATASETS["options_minute"].lake_schema())
+    status = run_cli("quant-assets", "status", "--data", str(cwd / "data"), cwd=cwd).stdout
+    lines = {line.split()[0]: line.split() for line in status.splitlines()[2:]}
+    assert lines["stocks_minute"][1:4] == ["3", "2026-02-19", "2026-02-23"]
+    rows = sum(pl.read_parquet(p).height for p in (cwd / "data" / "lake" / "stocks_minute").rglob("*.parquet"))
+    assert lines["stocks_minute"][4] == f"{rows:,}"
+
+
+def test_job_execute_a_failing_partition_exits_non_zero_and_says_why(workdir):
+    cwd, env = workdir
+    result = run_cli("dagster", "job", "execute", "-m", "quant_assets.definitions", "-j", "ingest_us_equities",
+                     "--tags", '{"dagster/partition": "2026-03-02"}', cwd=cwd, env=env, check=False)  # fmt: skip
+    assert result.returncode != 0
+    assert ("stocks_daily 2026-03-02: us_stocks_sip/day_aggs_v1/2026/03/2026-03-02.csv.gz: the source has no file "
+            "for this session") in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["sample", "--help"], ["status", "--help"], ["bench", "ingest", "--help"]])
+def test_help(args, tmp_path):
+    out = run_cli("quant-assets", *args, cwd=tmp_path).stdout
+    assert "usage: quant-assets" in out
