@@ -60,12 +60,19 @@ def for_each_session(
     return dg.MaterializeResult()
 
 
+def session_asset_args(dataset: Dataset) -> dict:
+    """What every per-session asset of `dataset` shares: its group, its calendar's partitions, one-run backfills."""
+    return {
+        "group_name": dataset.asset_class,
+        "partitions_def": session_partitions(dataset.calendar),
+        "backfill_policy": BACKFILL_POLICY,
+    }
+
+
 def build_raw_asset(dataset: Dataset) -> dg.AssetsDefinition:
     @dg.asset(
         key=raw_key(dataset),
-        group_name=dataset.asset_class,
-        partitions_def=session_partitions(dataset.calendar),
-        backfill_policy=BACKFILL_POLICY,
+        **session_asset_args(dataset),
         kinds={"s3", "csv"},
         description=f"{dataset.description} Landed unchanged under data/raw/{dataset.key_prefix}, with its "
         "object key, ETag, size and sha256 recorded. Unchanged files are not downloaded again.",
@@ -95,9 +102,7 @@ def build_raw_asset(dataset: Dataset) -> dg.AssetsDefinition:
 def build_lake_asset(dataset: Dataset) -> dg.AssetsDefinition:
     @dg.asset(
         key=lake_key(dataset),
-        group_name=dataset.asset_class,
-        partitions_def=session_partitions(dataset.calendar),
-        backfill_policy=BACKFILL_POLICY,
+        **session_asset_args(dataset),
         deps=[raw_key(dataset)],
         kinds={"parquet", "polars"},
         description=f"{dataset.description} Typed Parquet, one file per session under "
