@@ -1,7 +1,7 @@
 """`raw_<dataset>` and `lake_<dataset>` assets, generated from the dataset registry.
 
 Each asset is a thin wrapper: it takes the sessions of the run from the partition (one key or a range), calls the
-pure function for each (`raw.land`, `lake.build_partition`), and records per-session metadata. A range runs as one
+pure function for each (`raw.land`, `ingest.build_partition`), and records per-session metadata. A range runs as one
 run (`BackfillPolicy.single_run`); a session that fails does not stop the others, and the run then fails naming
 every failed session.
 """
@@ -15,9 +15,16 @@ import dagster as dg
 
 from quant_assets.datasets import Dataset
 from quant_assets.flatfiles import FlatFileError, vendor_key
-from quant_assets.lake import build_partition
+from quant_assets.ingest import build_partition
+from quant_assets.quality.checks import (
+    anomaly_check_result,
+    quality_check_specs,
+    rule_check_results,
+    volume_anomalies,
+)
+from quant_assets.quality.gate import GateResult, QualityGateError
 from quant_assets.raw import land, raw_path, read_landed
-from quant_assets.resources import DataZones
+from quant_assets.resources import DataZones, QualitySettings
 from quant_assets.sessions import parse_session, session_partitions
 from quant_assets.sources import FlatFileSource
 
@@ -33,12 +40,10 @@ def lake_key(dataset: Dataset) -> dg.AssetKey:
     return dg.AssetKey(f"lake_{dataset.name}")
 
 
-def for_each_session(
-    context: dg.AssetExecutionContext, dataset: Dataset, step: Callable[[dt.date], dict]
-) -> dg.MaterializeResult:
+def for_each_session(context: dg.AssetExecutionContext, step: Callable[[dt.date], dict]) -> dict[str, FlatFileError]:
     """Run `step(session)` for every session of the run; its dict becomes that partition's metadata.
 
-    Sessions that raise a FlatFileError are collected and reported together at the end, so one bad day in a
+    Sessions that raise a FlatFileError are collected and returned rather than raised, so one bad day in a
     year-long backfill does not hide the state of the other days.
     """
     failures: dict[str, FlatFileError] = {}
@@ -50,6 +55,11 @@ def for_each_session(
             failures[partition_key] = error
             continue
         context.add_asset_metadata(metadata, partition_key=partition_key)
+    return failures
+
+
+def raise_for(dataset: Dataset, context: dg.AssetExecutionContext, failures: dict[str, FlatFileError]) -> None:
+    """Fail the step naming every failed session, if any failed."""
     if failures:
         lines = "\n".join(f"- {error}" for error in failures.values())
         raise dg.Failure(
@@ -57,7 +67,6 @@ def for_each_session(
             f"{lines}",
             metadata={"failed_sessions": dg.MetadataValue.json(sorted(failures))},
         )
-    return dg.MaterializeResult()
 
 
 def session_asset_args(dataset: Dataset) -> dict:
@@ -94,23 +103,32 @@ def build_raw_asset(dataset: Dataset) -> dg.AssetsDefinition:
                 "path": dg.MetadataValue.path(landed.path),
             }
 
-        return for_each_session(context, dataset, step)
+        raise_for(dataset, context, for_each_session(context, step))
+        return dg.MaterializeResult()
 
     return raw_asset
 
 
 def build_lake_asset(dataset: Dataset) -> dg.AssetsDefinition:
+    key = lake_key(dataset)
+
     @dg.asset(
-        key=lake_key(dataset),
+        key=key,
         **session_asset_args(dataset),
         deps=[raw_key(dataset)],
         kinds={"parquet", "polars"},
+        check_specs=quality_check_specs(dataset, key),
         description=f"{dataset.description} Typed Parquet, one file per session under "
         f"data/lake/{dataset.name}/date=YYYY-MM-DD/; prices and volumes float64, timestamps ns UTC, tickers "
-        "exactly as the vendor spells them.",
+        "exactly as the vendor spells them. Rows that fail the quality rules are quarantined under "
+        f"data/quarantine/{dataset.name}/.",
         metadata={"columns": dg.MetadataValue.json({k: str(v) for k, v in dataset.lake_schema().items()})},
     )
-    def lake_asset(context: dg.AssetExecutionContext, zones: DataZones):
+    def lake_asset(context: dg.AssetExecutionContext, zones: DataZones, quality: QualitySettings):
+        gates: dict[str, GateResult] = {}
+        rejected: set[str] = set()
+        anomalies: list[dict] = []
+
         def step(session: dt.date) -> dict:
             landed = read_landed(zones.raw_root, dataset, session)
             if landed is None:
@@ -118,15 +136,24 @@ def build_lake_asset(dataset: Dataset) -> dg.AssetsDefinition:
                     dataset.name, session, vendor_key(dataset, session),
                     f"not landed in the raw zone; materialize raw_{dataset.name} for {session} first",
                 )  # fmt: skip
-            stats = build_partition(
-                raw_path(zones.raw_root, dataset, session), dataset, session, landed.key, zones.lake_root,
-                landed.provenance(), zones.tickers,
-            )  # fmt: skip
-            context.log.info(f"{dataset.name} {session}: {stats.rows:,} rows, {stats.tickers:,} tickers "
-                             f"in {stats.seconds:.2f}s")  # fmt: skip
+            try:
+                stats = build_partition(
+                    raw_path(zones.raw_root, dataset, session), dataset, session, landed.key, zones.lake_root,
+                    zones.quarantine_root, landed.provenance(), zones.tickers, quality.max_failure_share,
+                )  # fmt: skip
+            except QualityGateError as error:
+                gates[session.isoformat()] = error.result
+                rejected.add(session.isoformat())
+                raise
+            gates[session.isoformat()] = stats.gate
+            anomalies.append(volume_anomalies(zones.lake_root, dataset, session, stats.rows, stats.tickers,
+                                              quality.anomaly_window, quality.max_volume_drop))  # fmt: skip
+            context.log.info(f"{dataset.name} {session}: {stats.rows:,} rows, {stats.tickers:,} tickers, "
+                             f"{stats.gate.quarantined.height:,} quarantined, in {stats.seconds:.2f}s")  # fmt: skip
             return {
                 "rows": dg.MetadataValue.int(stats.rows),
                 "tickers": dg.MetadataValue.int(stats.tickers),
+                "quarantined_rows": dg.MetadataValue.int(stats.gate.quarantined.height),
                 "bytes": dg.MetadataValue.int(stats.bytes),
                 "seconds": dg.MetadataValue.float(round(stats.seconds, 3)),
                 "first_time": str(stats.first_time),
@@ -137,6 +164,10 @@ def build_lake_asset(dataset: Dataset) -> dg.AssetsDefinition:
                 "dagster/row_count": dg.MetadataValue.int(stats.rows),
             }
 
-        return for_each_session(context, dataset, step)
+        failures = for_each_session(context, step)
+        yield from rule_check_results(dataset, key, gates, rejected)
+        yield anomaly_check_result(key, anomalies)
+        raise_for(dataset, context, failures)
+        yield dg.MaterializeResult()
 
     return lake_asset

@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="raw -> lake on one full-size day of stock minute aggregates, as a ratio to `gzip -dc`",
         description="Generate (once, cached under data/bench) one full-size day of stock minute aggregates "
         "(~2M rows), then time raw -> lake against `gzip -dc` of the same file on this machine, and measure "
-        "the peak memory of the ingest in a fresh process. Budget: at most 1.5x gzip -dc, under 1 GiB.",
+        "the peak memory of the ingest in a fresh process, and what the quality gate adds to it. Budgets: at most "
+        "1.5x gzip -dc, under 1 GiB, checks at most +25%. Exits 1 when a budget is exceeded.",
     )
     ingest.add_argument("--data", default=os.environ.get("QUANT_ASSETS_DATA", "data"), help="data folder")
     ingest.add_argument("--repeat", type=int, default=5, help="timed repetitions; the best is reported")

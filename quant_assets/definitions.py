@@ -9,6 +9,8 @@ Settings come from environment variables, each with a default that runs on a fre
     QUANT_ASSETS_DATA         the data folder with raw/, lake/, quarantine/ (default: data)
     QUANT_ASSETS_TICKERS      keep only these tickers in the lake, comma-separated, globs allowed (default: all)
     QUANT_ASSETS_START_DATE   first partition (default: 2020-01-02)
+    QUANT_ASSETS_MAX_FAILURE_SHARE   share of rows that may be quarantined before a partition is rejected (0.01)
+    QUANT_ASSETS_MAX_VOLUME_DROP     warn when rows or tickers drop this share below the trailing median (0.5)
     MASSIVE_S3_ENDPOINT       S3 endpoint (default: https://files.massive.com)
     MASSIVE_S3_BUCKET         S3 bucket (default: flatfiles)
     MASSIVE_S3_ACCESS_KEY_ID, MASSIVE_S3_SECRET_ACCESS_KEY
@@ -25,7 +27,7 @@ import dagster as dg
 
 from quant_assets.assets import build_lake_asset, build_raw_asset, lake_key, raw_key
 from quant_assets.datasets import Calendar, Dataset, parse_dataset_names
-from quant_assets.resources import DataZones
+from quant_assets.resources import DataZones, QualitySettings
 from quant_assets.sessions import calendar_timezone, session_partitions, sessions
 from quant_assets.sources import (
     ACCESS_KEY_ENV,
@@ -62,6 +64,13 @@ def source_from_env() -> FlatFileSource:
     raise ValueError(f"QUANT_ASSETS_SOURCE must be 'local' or 's3', not {kind!r}")
 
 
+def quality_from_env() -> QualitySettings:
+    return QualitySettings(
+        max_failure_share=float(os.environ.get("QUANT_ASSETS_MAX_FAILURE_SHARE", "0.01")),
+        max_volume_drop=float(os.environ.get("QUANT_ASSETS_MAX_VOLUME_DROP", "0.5")),
+    )
+
+
 def zones_from_env() -> DataZones:
     tickers = [t.strip() for t in os.environ.get("QUANT_ASSETS_TICKERS", "").split(",") if t.strip()]
     return DataZones(root=os.environ.get("QUANT_ASSETS_DATA", "data"), tickers=tickers)
@@ -90,7 +99,7 @@ def previous_session_schedule(job, calendar: Calendar) -> dg.ScheduleDefinition:
 
 
 def build_definitions(
-    datasets: Sequence[Dataset], source: FlatFileSource, zones: DataZones
+    datasets: Sequence[Dataset], source: FlatFileSource, zones: DataZones, quality: QualitySettings
 ) -> dg.Definitions:
     """Assets for `datasets`, one ingest job and one daily schedule per calendar, and the two resources."""
     assets, jobs, schedules = [], [], []
@@ -111,7 +120,7 @@ def build_definitions(
         assets=assets,
         jobs=jobs,
         schedules=schedules,
-        resources={"flatfiles": source, "zones": zones},
+        resources={"flatfiles": source, "zones": zones, "quality": quality},
         # One process per run: steps are polars-bound and use every core already, while a process per step
         # would pay the seconds of importing Dagster for each asset.
         executor=dg.in_process_executor,
@@ -119,4 +128,6 @@ def build_definitions(
     )
 
 
-defs = build_definitions(parse_dataset_names(os.environ.get("QUANT_ASSETS_DATASETS")), source_from_env(), zones_from_env())
+defs = build_definitions(
+    parse_dataset_names(os.environ.get("QUANT_ASSETS_DATASETS")), source_from_env(), zones_from_env(), quality_from_env()
+)

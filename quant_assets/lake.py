@@ -12,16 +12,12 @@ import datetime as dt
 import json
 import os
 import re
-import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from quant_assets.datasets import Dataset
-from quant_assets.flatfiles import read_flat_file
 
 PART_NAME = "part-0.parquet"
 # zstd at level 1: about a third smaller than snappy for a few per cent more write time.
@@ -93,44 +89,3 @@ def ticker_filter(patterns: Sequence[str]) -> pl.Expr | None:
         condition = condition | pl.col("ticker").str.contains(f"^{regex}$")
     return condition
 
-
-@dataclass(frozen=True)
-class PartitionStats:
-    """What one raw -> lake build produced."""
-
-    path: Path
-    rows: int
-    tickers: int
-    bytes: int
-    seconds: float
-    first_time: dt.datetime | None
-    last_time: dt.datetime | None
-
-
-def build_partition(
-    raw_file: str | os.PathLike,
-    dataset: Dataset,
-    session: dt.date,
-    key: str,
-    root: str | os.PathLike,
-    provenance: dict[str, str],
-    tickers: Sequence[str] = (),
-) -> PartitionStats:
-    """Parse a landed vendor file and replace the session's lake partition with it (rows of `tickers` only, if
-    given). A file that does not parse raises a FlatFileError and leaves the lake partition as it was."""
-    started = time.perf_counter()
-    frame = read_flat_file(raw_file, dataset, session, key)
-    condition = ticker_filter(tickers)
-    if condition is not None:
-        frame = frame.filter(condition)
-    path = write_partition(frame, root, dataset.name, session, provenance)
-    times = frame.get_column(dataset.time_column)
-    return PartitionStats(
-        path=path,
-        rows=frame.height,
-        tickers=frame.get_column("ticker").n_unique(),
-        bytes=path.stat().st_size,
-        seconds=time.perf_counter() - started,
-        first_time=times.min(),
-        last_time=times.max(),
-    )

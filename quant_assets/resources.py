@@ -30,3 +30,23 @@ class DataZones(dg.ConfigurableResource):
     @property
     def quarantine_root(self) -> Path:
         return Path(self.root) / "quarantine"
+
+
+class QualitySettings(dg.ConfigurableResource):
+    """Thresholds of the quality gate and the quality checks."""
+
+    max_failure_share: float = Field(
+        default=0.01,
+        description="Share of a session's rows that may fail row rules and be quarantined; above it the whole "
+        "partition is rejected (all rows quarantined, lake untouched, downstream not materialised).",
+    )
+    max_volume_drop: float = Field(
+        default=0.5, description="Warn when a session's rows or tickers fall this share below the trailing median."
+    )
+    anomaly_window: int = Field(default=20, description="Earlier sessions in the trailing median.")
+    price_tolerance: float = Field(
+        default=0.01, description="Relative tolerance between minute-derived and day open/close in reconciliation."
+    )
+    volume_tolerance: float = Field(
+        default=1e-6, description="Relative tolerance on 'sum of minute volume <= day volume' in reconciliation."
+    )

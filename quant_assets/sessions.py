@@ -106,3 +106,25 @@ def session_partitions(calendar: Calendar, start: str | None = None) -> dg.TimeW
 def parse_session(key: str) -> dt.date:
     """A partition key (`YYYY-MM-DD`) as a date."""
     return dt.date.fromisoformat(key)
+
+
+def session_midnight(calendar: Calendar, session: dt.date) -> dt.datetime:
+    """00:00 of `session` in the calendar's time zone, as a UTC datetime: where a day bar is stamped."""
+    from zoneinfo import ZoneInfo
+
+    local = dt.datetime(session.year, session.month, session.day, tzinfo=ZoneInfo(_TIMEZONES[calendar]))
+    return local.astimezone(dt.UTC)
+
+
+def extended_hours(calendar: Calendar, session: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) in UTC within which intraday stamps of `session` must fall.
+
+    For XNYS sessions: 04:00 ET (pre-market) to four hours after the close (20:00 ET, or 17:00 ET on an early
+    close). For other calendars, and for index files on market holidays: the whole local day.
+    """
+    if calendar in (Calendar.XNYS, Calendar.WEEKDAYS) and exchange_calendar("XNYS").is_session(session):
+        xnys = exchange_calendar("XNYS")
+        open_, close = xnys.session_open(session), xnys.session_close(session)
+        return (open_ - pd.Timedelta(minutes=330)).to_pydatetime(), (close + pd.Timedelta(hours=4)).to_pydatetime()
+    start = session_midnight(calendar, session)
+    return start, session_midnight(calendar, session + dt.timedelta(days=1))

@@ -14,7 +14,7 @@ from quant_assets.datasets import DATASETS
 from quant_assets.flatfiles import vendor_key
 from quant_assets.lake import partition_path, read_provenance
 from quant_assets.raw import sha256_of
-from quant_assets.resources import DataZones
+from quant_assets.resources import DataZones, QualitySettings
 from quant_assets.sources import LocalFlatFiles
 from quant_assets_tests.conftest import s3_client, s3_source
 
@@ -27,8 +27,10 @@ def assets_for(*datasets):
     return [build(d) for d in datasets for build in (build_raw_asset, build_lake_asset)]
 
 
-def run(datasets, source, data_root, raise_on_error=True, tickers=(), **kwargs) -> dg.ExecuteInProcessResult:
-    resources = {"flatfiles": source, "zones": DataZones(root=str(data_root), tickers=list(tickers))}
+def run(datasets, source, data_root, raise_on_error=True, tickers=(), quality=None, **kwargs):
+    quality = quality or {}
+    resources = {"flatfiles": source, "zones": DataZones(root=str(data_root), tickers=list(tickers)),
+                 "quality": QualitySettings(**quality)}  # fmt: skip
     with dg.instance_for_test() as instance:
         return dg.materialize(assets_for(*datasets), resources=resources, instance=instance,
                               raise_on_error=raise_on_error, **kwargs)  # fmt: skip

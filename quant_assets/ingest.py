@@ -1,0 +1,85 @@
+"""raw -> lake for one session: parse the landed vendor file, pass it through the quality gate, write the lake and
+quarantine partitions."""
+
+import datetime as dt
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from quant_assets.datasets import Dataset
+from quant_assets.flatfiles import read_flat_file
+from quant_assets.lake import ticker_filter, write_partition
+from quant_assets.quality.gate import (
+    DEFAULT_MAX_FAILURE_SHARE,
+    GateResult,
+    QualityGateError,
+    reject_reason,
+    split,
+    write_quarantine,
+)
+
+
+@dataclass(frozen=True)
+class PartitionStats:
+    """What one raw -> lake build produced."""
+
+    path: Path
+    rows: int
+    tickers: int
+    bytes: int
+    seconds: float
+    first_time: dt.datetime | None
+    last_time: dt.datetime | None
+    gate: GateResult
+    quarantine_path: Path | None
+
+
+def build_partition(
+    raw_file: str | os.PathLike,
+    dataset: Dataset,
+    session: dt.date,
+    key: str,
+    lake_root: str | os.PathLike,
+    quarantine_root: str | os.PathLike,
+    provenance: dict[str, str],
+    tickers: Sequence[str] = (),
+    max_failure_share: float = DEFAULT_MAX_FAILURE_SHARE,
+) -> PartitionStats:
+    """Parse a landed vendor file (rows of `tickers` only, if given), quarantine the rows that fail the dataset's
+    rules, and replace the session's lake partition with the rest.
+
+    A file that does not parse raises a FlatFileError; one whose failing share is above `max_failure_share`
+    raises a QualityGateError after sending all its rows to the quarantine. Either way the lake partition is left
+    as it was.
+    """
+    started = time.perf_counter()
+    frame = read_flat_file(raw_file, dataset, session, key)
+    condition = ticker_filter(tickers)
+    if condition is not None:
+        frame = frame.filter(condition)
+    result = split(frame, dataset, session)
+    reason = reject_reason(result, dataset, max_failure_share)
+    if reason:
+        write_quarantine(result.all_rows_for_quarantine(f"partition rejected: {reason}"), quarantine_root,
+                         dataset.name, session)  # fmt: skip
+        raise QualityGateError(dataset.name, session, key, reason, result)
+    quarantine_path = write_quarantine(result.quarantined, quarantine_root, dataset.name, session)
+    clean = result.clean
+    n_tickers = clean.get_column("ticker").n_unique()
+    path = write_partition(clean, lake_root, dataset.name, session,
+                           {**provenance, "rows": str(clean.height), "tickers": str(n_tickers),
+                            "quarantined": str(result.quarantined.height)})  # fmt: skip
+    times = clean.get_column(dataset.time_column)
+    return PartitionStats(
+        path=path,
+        rows=clean.height,
+        tickers=n_tickers,
+        bytes=path.stat().st_size,
+        seconds=time.perf_counter() - started,
+        first_time=times.min(),
+        last_time=times.max(),
+        gate=result,
+        quarantine_path=quarantine_path,
+    )

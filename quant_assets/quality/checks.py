@@ -1,0 +1,118 @@
+"""Dagster asset checks from the quality rules: one blocking check per rule of a dataset's pandera schema, and a
+volume anomaly check. Their results are computed while the lake partition is built, from the same validation, so
+the checks cost no second pass over the data.
+"""
+
+import datetime as dt
+import json
+import statistics
+from collections.abc import Mapping
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from quant_assets.datasets import Dataset
+from quant_assets.lake import partition_path
+from quant_assets.quality.gate import GateResult
+from quant_assets.quality.rules import rules_for
+from quant_assets.sessions import sessions
+
+VOLUME_ANOMALY = "volume_anomaly"
+
+
+def quality_check_specs(dataset: Dataset, asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    """A blocking check per row rule (the checks of the dataset's pandera schema), and the anomaly check."""
+    rules = rules_for(dataset, dt.date(2026, 1, 2))  # rule names and texts do not depend on the session
+    specs = [
+        dg.AssetCheckSpec(rule.name, asset=asset_key, blocking=True,
+                          description=f"Rows where {rule.reason} are quarantined; more than the allowed share "
+                          "rejects the partition.")  # fmt: skip
+        for rule in rules
+    ]
+    specs.append(dg.AssetCheckSpec(
+        VOLUME_ANOMALY, asset=asset_key,
+        description="Row and ticker counts against the median of earlier sessions: a sudden drop (a half-delivered "
+        "file) is a warning.",
+    ))  # fmt: skip
+    return specs
+
+
+def _markdown(frame: pl.DataFrame) -> str:
+    columns = frame.columns
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.iter_rows()]
+    return "\n".join(lines)
+
+
+def rule_check_results(
+    dataset: Dataset, asset_key: dg.AssetKey, gates: Mapping[str, GateResult], rejected: set[str]
+) -> list[dg.AssetCheckResult]:
+    """One result per rule over the sessions of a run.
+
+    Passed: no row failed. Failed as a WARN: rows failed and were quarantined, the lake partition holds the rest.
+    Failed as an ERROR (blocking downstream): a session was rejected with rows failing this rule.
+    """
+    results = []
+    for rule in rules_for(dataset, dt.date(2026, 1, 2)):
+        per_session = {s: g.failures.get(rule.name, 0) for s, g in sorted(gates.items())}
+        failed = sum(per_session.values())
+        blocking = any(per_session[s] for s in rejected if s in per_session)
+        samples = [g.sample(rule.name).with_columns(session=pl.lit(s)) for s, g in gates.items() if per_session[s]]
+        metadata = {
+            "failed_rows": dg.MetadataValue.int(failed),
+            "rows_checked": dg.MetadataValue.int(sum(g.rows.height for g in gates.values())),
+            "failed_rows_by_session": dg.MetadataValue.json({s: n for s, n in per_session.items() if n}),
+            "rejected_sessions": dg.MetadataValue.json(sorted(s for s in rejected if per_session.get(s))),
+        }
+        if samples:
+            sample = pl.concat(samples, how="diagonal_relaxed").head(10)
+            metadata["sample"] = dg.MetadataValue.md(_markdown(sample.select("session", *sample.columns[:-1])))
+        results.append(dg.AssetCheckResult(
+            asset_key=asset_key, check_name=rule.name, passed=failed == 0,
+            severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+            metadata=metadata,
+            description=None if failed == 0 else f"{failed:,} rows: {rule.reason}",
+        ))  # fmt: skip
+    return results
+
+
+def partition_counts(lake_root: str | Path, dataset: Dataset, session: dt.date) -> tuple[int, int] | None:
+    """(rows, tickers) of a lake partition, from its Parquet metadata; None if there is none."""
+    path = partition_path(lake_root, dataset.name, session)
+    if not path.exists():
+        return None
+    info = json.loads(pl.read_parquet_metadata(path).get("quant_assets", "{}"))
+    if "rows" not in info:
+        return None
+    return int(info["rows"]), int(info["tickers"])
+
+
+def volume_anomalies(
+    lake_root: str | Path, dataset: Dataset, session: dt.date, rows: int, tickers: int, window: int, max_drop: float
+) -> dict:
+    """Compare a session's counts with the median of up to `window` earlier sessions; flag a drop of more than
+    `max_drop` (a share) in either."""
+    earlier = sessions(dataset.calendar, session - dt.timedelta(days=window * 2 + 10), session - dt.timedelta(days=1))
+    history = [c for s in reversed(earlier) if (c := partition_counts(lake_root, dataset, s))][:window]
+    if len(history) < 3:
+        return {"session": session.isoformat(), "rows": rows, "tickers": tickers, "history": len(history),
+                "anomalies": []}  # fmt: skip
+    median_rows = statistics.median(h[0] for h in history)
+    median_tickers = statistics.median(h[1] for h in history)
+    anomalies = []
+    for name, value, median in (("rows", rows, median_rows), ("tickers", tickers, median_tickers)):
+        if median and value < (1 - max_drop) * median:
+            anomalies.append(f"{name} {value:,} is {1 - value / median:.0%} below the median {median:,.0f} "
+                             f"of the last {len(history)} sessions")  # fmt: skip
+    return {"session": session.isoformat(), "rows": rows, "tickers": tickers, "history": len(history),
+            "median_rows": median_rows, "median_tickers": median_tickers, "anomalies": anomalies}  # fmt: skip
+
+
+def anomaly_check_result(asset_key: dg.AssetKey, findings: list[dict]) -> dg.AssetCheckResult:
+    flagged = [f for f in findings if f["anomalies"]]
+    return dg.AssetCheckResult(
+        asset_key=asset_key, check_name=VOLUME_ANOMALY, passed=not flagged, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"sessions": dg.MetadataValue.json(findings), "flagged_sessions": len(flagged)},
+        description="; ".join(f"{f['session']}: {', '.join(f['anomalies'])}" for f in flagged) or None,
+    )  # fmt: skip
