@@ -56,8 +56,8 @@ class GateResult:
     def all_rows_for_quarantine(self, reason: str) -> pl.DataFrame:
         """Every row, for a rejected partition: failing rows with their reasons, the others with `reason`."""
         passed = self.rows.with_row_index("vendor_row", offset=1).filter(~self.bad)
-        passed = passed.with_columns(reason=pl.lit(reason), rules=pl.lit([], dtype=pl.List(pl.String)))
-        return pl.concat([self.quarantined, passed]).sort("vendor_row")
+        passed = passed.with_columns(rules=pl.lit([], dtype=pl.List(pl.String)), reason=pl.lit(reason))
+        return pl.concat([self.quarantined, passed.select(self.quarantined.columns)]).sort("vendor_row")
 
 
 class QualityGateError(FlatFileError):
@@ -86,11 +86,9 @@ def split(frame: pl.DataFrame, dataset: Dataset, session: dt.date) -> GateResult
     if structural.height:  # a column or type problem: nothing row-level to set aside
         raise ValueError(f"lake schema of {dataset.name} violated: {structural.to_dicts()}")
 
-    cases = cases.select(
-        pl.col("index").cast(pl.UInt32),
-        rule=pl.col("check_number").replace_strict(range(len(rules)), [r.name for r in rules]),
-    ).unique()
-    per_row = cases.sort("index", "rule").group_by("index", maintain_order=True).agg(rules=pl.col("rule"))
+    cases = cases.select(pl.col("index").cast(pl.UInt32), "check_number").unique().sort("index", "check_number")
+    cases = cases.with_columns(rule=pl.col("check_number").replace_strict(range(len(rules)), [r.name for r in rules]))
+    per_row = cases.group_by("index", maintain_order=True).agg(rules=pl.col("rule"))  # in rule order
     bad = np.zeros(frame.height, dtype=bool)
     bad[per_row["index"].to_numpy()] = True
     bad = pl.Series("bad", bad)
@@ -113,8 +111,8 @@ def reject_reason(result: GateResult, dataset: Dataset, max_failure_share: float
     stamps = result.quarantined[time].dt.date().unique().sort()
     seen = ", ".join(str(d) for d in stamps.head(3).to_list()) + (" ..." if stamps.len() > 3 else "")
     return (
-        f"quality gate: {result.quarantined.height:,} of {result.rows.height:,} rows ({result.share:.1%}) failed "
-        f"checks, above the {max_failure_share:.1%} limit ({'; '.join(parts)}); {time} dates among failing rows: "
+        f"quality gate: {result.quarantined.height:,} of {result.rows.height:,} rows ({result.share:.2%}) failed "
+        f"checks, above the {max_failure_share:.2%} limit ({'; '.join(parts)}); {time} dates among failing rows: "
         f"{seen}"
     )
 

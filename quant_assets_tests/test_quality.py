@@ -1,0 +1,225 @@
+"""Each real vendor defect, fed through generated files: the exact check outcome, quarantine content and error."""
+
+import datetime as dt
+import gzip
+import shutil
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from quant_assets.assets import build_lake_asset, build_raw_asset
+from quant_assets.datasets import DATASETS
+from quant_assets.flatfiles import FlatFileError, vendor_key
+from quant_assets.ingest import build_partition
+from quant_assets.lake import partition_path
+from quant_assets.quality.gate import QualityGateError
+from quant_assets.resources import DataZones, QualitySettings
+from quant_assets.sources import LocalFlatFiles
+
+MINUTE, DAY = DATASETS["stocks_minute"], DATASETS["stocks_daily"]
+SESSION = dt.date(2026, 2, 20)
+NS_DAY = 86_400 * 10**9
+
+
+def edit(path, change):
+    """Rewrite a vendor file through `change(header, rows) -> rows`, rows being lists of CSV fields."""
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    header = lines[0].split(",")
+    rows = change(header, [line.split(",") for line in lines[1:]])
+    path.write_bytes(gzip.compress(("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n").encode()))
+
+
+def set_field(rows, header, row, column, value):
+    rows[row][header.index(column)] = value
+    return rows
+
+
+@pytest.fixture
+def vendor(february, tmp_path):
+    root = tmp_path / "vendor"
+    for dataset in (MINUTE, DAY):
+        for session in (dt.date(2026, 2, 19), SESSION):
+            key = vendor_key(dataset, session)
+            (root / key).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(february / key, root / key)
+    return root
+
+
+def build(vendor, tmp_path, dataset=MINUTE, session=SESSION, share=0.01):
+    key = vendor_key(dataset, session)
+    return build_partition(vendor / key, dataset, session, key, tmp_path / "lake", tmp_path / "quarantine",
+                           {"key": key}, max_failure_share=share)  # fmt: skip
+
+
+def quarantine(tmp_path, dataset=MINUTE, session=SESSION) -> pl.DataFrame:
+    return pl.read_parquet(partition_path(tmp_path / "quarantine", dataset.name, session))
+
+
+def vendor_rows(vendor, dataset=MINUTE, session=SESSION) -> int:
+    return gzip.decompress((vendor / vendor_key(dataset, session)).read_bytes()).decode().count("\n") - 1
+
+
+ROW_DEFECTS = [
+    ("high < low", lambda h, r: set_field(set_field(r, h, 5, "high", "1.0"), h, 5, "low", "2.0"),
+     5, "high_low_consistent", "high below max(open, close) or low above min(open, close)"),
+    ("negative volume", lambda h, r: set_field(r, h, 7, "volume", "-100"),
+     7, "non_negative_volume", "volume is negative or NaN"),
+    ("NaN price", lambda h, r: set_field(r, h, 9, "close", "NaN"),
+     9, "positive_prices", "price is zero, negative or NaN"),
+    ("duplicate row", lambda h, r: r + [list(r[11])],
+     None, "unique_ticker_time", "duplicate (ticker, window_start)"),
+    ("17-digit timestamp", lambda h, r: set_field(r, h, 13, "window_start", r[13][h.index("window_start")][:17]),
+     13, "nanosecond_timestamps", "window_start is not in nanoseconds (fewer than 19 digits)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("label, change, row, rule, reason", ROW_DEFECTS, ids=[d[0] for d in ROW_DEFECTS])
+def test_a_bad_row_is_quarantined_with_its_reason(vendor, tmp_path, label, change, row, rule, reason):
+    edit(vendor / vendor_key(MINUTE, SESSION), change)
+    total = vendor_rows(vendor)
+    stats = build(vendor, tmp_path)
+    bad = quarantine(tmp_path)
+    assert bad.height == 1 and stats.gate.failures[rule] == 1
+    vendor_row = row + 1 if row is not None else total  # the appended duplicate is the last row
+    assert bad["vendor_row"].to_list() == [vendor_row]
+    assert reason in bad["reason"][0]
+    assert bad.columns == ["vendor_row", *MINUTE.lake_schema(), "reason"]
+    # Nothing lost, nothing twice: lake + quarantine = the vendor file.
+    lake = pl.read_parquet(stats.path)
+    assert lake.height + bad.height == total
+    assert lake.height == stats.rows
+
+
+def test_a_17_digit_stamp_is_also_outside_the_session(vendor, tmp_path):
+    edit(vendor / vendor_key(MINUTE, SESSION), ROW_DEFECTS[4][1])
+    reason = quarantine_after(vendor, tmp_path)["reason"][0]
+    assert reason == ("window_start is not in nanoseconds (fewer than 19 digits); window_start is outside session "
+                      "2026-02-20 (09:00-01:00 UTC)")
+
+
+def quarantine_after(vendor, tmp_path):
+    build(vendor, tmp_path)
+    return quarantine(tmp_path)
+
+
+def test_the_ticker_na_is_a_ticker_not_a_null(vendor, tmp_path):
+    stats = build(vendor, tmp_path, DAY)
+    lake = pl.read_parquet(stats.path)
+    assert "NA" in lake["ticker"].to_list() and "NULL" in lake["ticker"].to_list()
+    assert stats.gate.quarantined.height == 0
+    assert not partition_path(tmp_path / "quarantine", DAY.name, SESSION).exists()
+
+
+@pytest.mark.parametrize(
+    "label, shift, message",
+    [
+        ("next day", NS_DAY, "window_start dates among failing rows: 2026-02-21"),
+        ("1969-12-31", None, "window_start dates among failing rows: 1969-12-31"),
+    ],
+)
+def test_a_whole_file_stamped_with_another_day_is_rejected(vendor, tmp_path, label, shift, message):
+    def restamp(header, rows):
+        i = header.index("window_start")
+        for row in rows:
+            row[i] = str(int(row[i]) + shift) if shift else "-18000000000000"  # 1969-12-31 19:00 ET
+        return rows
+
+    key = vendor_key(DAY, SESSION)
+    edit(vendor / key, restamp)
+    with pytest.raises(QualityGateError) as info:
+        build(vendor, tmp_path, DAY)
+    total = vendor_rows(vendor, DAY)
+    text = str(info.value)
+    assert text.startswith(f"stocks_daily 2026-02-20: {key}: quality gate: {total} of {total} rows (100.00%) "
+                           "failed checks, above the 1.00% limit")  # fmt: skip
+    assert "window_start is not 00:00 of session 2026-02-20 (05:00 UTC)" in text and message in text
+    assert not partition_path(tmp_path / "lake", DAY.name, SESSION).exists()
+    assert quarantine(tmp_path, DAY).height == total  # every row is set aside, nothing lost
+
+
+def test_a_truncated_file_is_a_file_level_error(vendor, tmp_path):
+    path = vendor / vendor_key(DAY, SESSION)
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(FlatFileError, match="stocks_daily 2026-02-20: .*: the gzip stream is truncated"):
+        build(vendor, tmp_path, DAY)
+    assert not partition_path(tmp_path / "lake", DAY.name, SESSION).exists()
+
+
+def test_the_failure_share_is_configurable(vendor, tmp_path):
+    # 3 bad rows of ~3,800: quarantined at the default 1%, rejected at 0.05%.
+    def three_bad(header, rows):
+        for i in (3, 30, 300):
+            set_field(rows, header, i, "volume", "-1")
+        return rows
+
+    edit(vendor / vendor_key(MINUTE, SESSION), three_bad)
+    assert build(vendor, tmp_path).gate.quarantined.height == 3
+    with pytest.raises(QualityGateError, match=r"3 of 3,789 rows \(0.08%\) failed checks, above the 0.05% limit"):
+        build(vendor, tmp_path / "strict", share=0.0005)
+
+
+def run(vendor, data, partition, extra_assets=(), **quality):
+    assets = [build_raw_asset(MINUTE), build_lake_asset(MINUTE), *extra_assets]
+    resources = {"flatfiles": LocalFlatFiles(root=str(vendor)), "zones": DataZones(root=str(data)),
+                 "quality": QualitySettings(**quality)}  # fmt: skip
+    with dg.instance_for_test() as instance:
+        return dg.materialize(assets, resources=resources, instance=instance, partition_key=partition,
+                              raise_on_error=False)  # fmt: skip
+
+
+def evaluations(result) -> dict:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+@dg.asset(deps=["lake_stocks_minute"], partitions_def=build_lake_asset(MINUTE).partitions_def)
+def downstream_features():
+    return dg.MaterializeResult()
+
+
+def test_quarantined_rows_warn_and_downstream_still_runs(vendor, tmp_path):
+    edit(vendor / vendor_key(MINUTE, SESSION), ROW_DEFECTS[1][1])
+    result = run(vendor, tmp_path / "data", "2026-02-20", [downstream_features])
+    assert result.success
+    checks = evaluations(result)
+    volume = checks["non_negative_volume"]
+    assert not volume.passed and volume.severity == dg.AssetCheckSeverity.WARN
+    assert volume.metadata["failed_rows"].value == 1
+    assert "volume is negative or NaN" in volume.metadata["sample"].value and "-100.0" in volume.metadata["sample"].value
+    assert checks["positive_prices"].passed and checks["volume_anomaly"].passed
+    assert [m.asset_key.path[0] for m in result.get_asset_materialization_events()][-1] == "downstream_features"
+
+
+def test_a_rejected_partition_fails_blocks_downstream_and_shows_sample_rows(vendor, tmp_path):
+    def restamp(header, rows):
+        i = header.index("window_start")
+        for row in rows:
+            row[i] = str(int(row[i]) + NS_DAY)
+        return rows
+
+    edit(vendor / vendor_key(MINUTE, SESSION), restamp)
+    result = run(vendor, tmp_path / "data", "2026-02-20", [downstream_features])
+    assert not result.success
+    check = evaluations(result)["in_session"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.metadata["rejected_sessions"].value == ["2026-02-20"]
+    assert "window_start is outside session 2026-02-20" in check.metadata["sample"].value
+    materialized = {m.asset_key.path[0] for m in result.get_asset_materialization_events()}
+    assert materialized == {"raw_stocks_minute"}  # neither the lake nor what depends on it
+    assert (tmp_path / "data" / "raw" / vendor_key(MINUTE, SESSION)).exists()  # the raw file is kept
+
+
+def test_a_sudden_drop_in_rows_is_a_warning(vendor, tmp_path, february):
+    data = tmp_path / "data"
+    for day in (10, 11, 12, 13, 17, 18, 19):
+        session = dt.date(2026, 2, day)
+        key = vendor_key(MINUTE, session)
+        (vendor / key).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(february / key, vendor / key)
+        assert run(vendor, data, session.isoformat()).success
+    edit(vendor / vendor_key(MINUTE, SESSION), lambda h, r: r[: len(r) // 3])  # a third of the file arrived
+    result = run(vendor, data, "2026-02-20")
+    assert result.success
+    check = evaluations(result)["volume_anomaly"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert "2026-02-20: rows" in check.description and "below the median" in check.description
