@@ -9,7 +9,7 @@ every failed session.
 
 import datetime as dt
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import dagster as dg
 
@@ -18,10 +18,12 @@ from quant_assets.flatfiles import FlatFileError, vendor_key
 from quant_assets.ingest import build_partition
 from quant_assets.quality.checks import (
     anomaly_check_result,
+    markdown_table,
     quality_check_specs,
     rule_check_results,
     volume_anomalies,
 )
+from quant_assets.quality.coverage import STATUSES, build_ledger, problems, status_counts, strips, write_ledger
 from quant_assets.quality.gate import GateResult, QualityGateError
 from quant_assets.raw import land, raw_path, read_landed
 from quant_assets.resources import DataZones, QualitySettings
@@ -171,3 +173,32 @@ def build_lake_asset(dataset: Dataset) -> dg.AssetsDefinition:
         yield dg.MaterializeResult()
 
     return lake_asset
+
+
+def build_coverage_asset(datasets: Sequence[Dataset]) -> dg.AssetsDefinition:
+    @dg.asset(
+        key="coverage",
+        group_name="quality",
+        deps=[lake_key(d) for d in datasets],
+        kinds={"parquet"},
+        automation_condition=dg.AutomationCondition.any_deps_updated() & ~dg.AutomationCondition.in_progress(),
+        description="The coverage ledger: for each dataset and session, present / missing / unexpected / "
+        "quarantined / replaced, from the calendar, the source's listing, the raw zone and the lake. Stored at "
+        "data/lake/_coverage/coverage.parquet; `quant-assets coverage` prints the same summary.",
+    )
+    def coverage(context: dg.AssetExecutionContext, flatfiles: FlatFileSource, zones: DataZones):
+        ledger = build_ledger(datasets, flatfiles.list_objects, zones.raw_root, zones.lake_root, zones.quarantine_root)
+        path = write_ledger(ledger, zones.lake_root)
+        counts = status_counts(ledger)
+        totals = {s: int(counts[s].sum()) for s in STATUSES} if counts.height else dict.fromkeys(STATUSES, 0)
+        context.log.info(f"coverage: {totals}")
+        return dg.MaterializeResult(metadata={
+            "summary": dg.MetadataValue.md(markdown_table(counts)),
+            "chart": dg.MetadataValue.md(f"```\n{strips(ledger)}\n```"),
+            "problems": dg.MetadataValue.md(markdown_table(problems(ledger))),
+            **{f"{status}_sessions": dg.MetadataValue.int(n) for status, n in totals.items()},
+            "path": dg.MetadataValue.path(str(path)),
+            "dagster/row_count": dg.MetadataValue.int(ledger.height),
+        })  # fmt: skip
+
+    return coverage

@@ -53,6 +53,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_coverage(args: argparse.Namespace) -> int:
+    from quant_assets.quality.coverage import build_ledger, summary, write_ledger
+    from quant_assets.resources import DataZones
+
+    zones = DataZones(root=args.data)
+    ledger = build_ledger(parse_dataset_names(args.datasets), _source().list_objects, zones.raw_root,
+                          zones.lake_root, zones.quarantine_root)  # fmt: skip
+    write_ledger(ledger, zones.lake_root)
+    print(summary(ledger))
+    return 0
+
+
+def _source():
+    """The configured flat-file source, built from the environment outside Dagster (keys read directly)."""
+    from quant_assets.sources import (
+        ACCESS_KEY_ENV, DEFAULT_BUCKET, DEFAULT_ENDPOINT, SECRET_KEY_ENV, LocalFlatFiles, S3FlatFiles,
+    )  # fmt: skip
+
+    if os.environ.get("QUANT_ASSETS_SOURCE", "local").strip().lower() == "s3":
+        return S3FlatFiles(endpoint_url=os.environ.get("MASSIVE_S3_ENDPOINT", DEFAULT_ENDPOINT),
+                           bucket=os.environ.get("MASSIVE_S3_BUCKET", DEFAULT_BUCKET),
+                           access_key_id=os.environ[ACCESS_KEY_ENV], secret_access_key=os.environ[SECRET_KEY_ENV])
+    return LocalFlatFiles(root=os.environ.get("QUANT_ASSETS_VENDOR_DIR", "data/vendor"))
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from quant_assets.bench import bench_ingest
 
@@ -94,6 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--data", default=os.environ.get("QUANT_ASSETS_DATA", "data"), help="data folder")
     status.add_argument("--datasets", default="all", help=dataset_help.replace("the four stock/option aggregates", "all"))
     status.set_defaults(func=cmd_status)
+
+    coverage = commands.add_parser(
+        "coverage", help="print the coverage ledger: each dataset's sessions present, missing, quarantined, ...",
+        description="Rebuild the coverage ledger (what the `coverage` asset stores) from the configured source "
+        "(QUANT_ASSETS_SOURCE, as for Dagster), the raw zone and the lake, save it, and print it: counts per "
+        "status, the sessions that need attention, and one line per month with a symbol per session.",
+    )  # fmt: skip
+    coverage.add_argument("--data", default=os.environ.get("QUANT_ASSETS_DATA", "data"), help="data folder")
+    coverage.add_argument("--datasets", default=os.environ.get("QUANT_ASSETS_DATASETS"), help=dataset_help)
+    coverage.set_defaults(func=cmd_coverage)
 
     bench = commands.add_parser("bench", help="benchmarks", description="Benchmarks, as ratios to a reference.")
     which = bench.add_subparsers(dest="which", required=True)

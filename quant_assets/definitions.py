@@ -25,8 +25,9 @@ from itertools import groupby
 
 import dagster as dg
 
-from quant_assets.assets import build_lake_asset, build_raw_asset, lake_key, raw_key
-from quant_assets.datasets import Calendar, Dataset, parse_dataset_names
+from quant_assets.assets import build_coverage_asset, build_lake_asset, build_raw_asset, lake_key, raw_key
+from quant_assets.datasets import DATASETS, Calendar, Dataset, parse_dataset_names
+from quant_assets.quality.checks import build_reconciliation_check
 from quant_assets.resources import DataZones, QualitySettings
 from quant_assets.sessions import calendar_timezone, session_partitions, sessions
 from quant_assets.sources import (
@@ -102,9 +103,13 @@ def build_definitions(
     datasets: Sequence[Dataset], source: FlatFileSource, zones: DataZones, quality: QualitySettings
 ) -> dg.Definitions:
     """Assets for `datasets`, one ingest job and one daily schedule per calendar, and the two resources."""
-    assets, jobs, schedules = [], [], []
+    assets, jobs, schedules = [build_coverage_asset(datasets)], [], []
+    checks = []
     for dataset in datasets:
         assets += [build_raw_asset(dataset), build_lake_asset(dataset)]
+        minute = DATASETS.get(f"{dataset.asset_class}_minute")
+        if dataset.frequency == "day" and minute in datasets and "volume" in dataset.header:
+            checks.append(build_reconciliation_check(dataset, minute))
     by_calendar = groupby(sorted(datasets, key=lambda d: list(Calendar).index(d.calendar)), key=lambda d: d.calendar)
     for calendar, members in by_calendar:
         members = list(members)
@@ -116,9 +121,17 @@ def build_definitions(
         )
         jobs.append(job)
         schedules.append(previous_session_schedule(job, calendar))
+    coverage_job = dg.define_asset_job("refresh_coverage", selection=["coverage"],
+                                       description="Rebuild the coverage ledger from the source, raw zone and lake.")
+    schedules.append(dg.ScheduleDefinition(
+        name="refresh_coverage_daily", job=coverage_job, cron_schedule=f"30 {SCHEDULE_HOUR} * * *",
+        execution_timezone="America/New_York", default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="Rebuilds the coverage ledger after the daily ingests.",
+    ))  # fmt: skip
     return dg.Definitions(
         assets=assets,
-        jobs=jobs,
+        asset_checks=checks,
+        jobs=[*jobs, coverage_job],
         schedules=schedules,
         resources={"flatfiles": source, "zones": zones, "quality": quality},
         # One process per run: steps are polars-bound and use every core already, while a process per step

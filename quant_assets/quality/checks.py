@@ -38,7 +38,8 @@ def quality_check_specs(dataset: Dataset, asset_key: dg.AssetKey) -> list[dg.Ass
     return specs
 
 
-def _markdown(frame: pl.DataFrame) -> str:
+def markdown_table(frame: pl.DataFrame) -> str:
+    """A frame as a markdown table, for Dagster metadata."""
     columns = frame.columns
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.iter_rows()]
@@ -67,7 +68,7 @@ def rule_check_results(
         }
         if samples:
             sample = pl.concat(samples, how="diagonal_relaxed").head(10)
-            metadata["sample"] = dg.MetadataValue.md(_markdown(sample.select("session", *sample.columns[:-1])))
+            metadata["sample"] = dg.MetadataValue.md(markdown_table(sample.select("session", *sample.columns[:-1])))
         results.append(dg.AssetCheckResult(
             asset_key=asset_key, check_name=rule.name, passed=failed == 0,
             severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
@@ -116,3 +117,52 @@ def anomaly_check_result(asset_key: dg.AssetKey, findings: list[dict]) -> dg.Ass
         metadata={"sessions": dg.MetadataValue.json(findings), "flagged_sessions": len(flagged)},
         description="; ".join(f"{f['session']}: {', '.join(f['anomalies'])}" for f in flagged) or None,
     )  # fmt: skip
+
+
+def build_reconciliation_check(day: Dataset, minute: Dataset) -> dg.AssetChecksDefinition:
+    """A check on `lake_<day>` that compares each session of the run with `lake_<minute>`, per ticker."""
+    from quant_assets.quality.reconcile import PROBLEMS, reconcile
+    from quant_assets.resources import DataZones, QualitySettings
+    from quant_assets.sessions import parse_session
+
+    @dg.asset_check(
+        asset=f"lake_{day.name}",
+        additional_deps=[f"lake_{minute.name}"],
+        name=f"reconciles_with_{minute.name}",
+        description=f"Per ticker: the sum of {minute.name} volume is at most the day volume, minute highs and "
+        "lows stay inside the day's, and the first and last minute prices agree with the day's open and close.",
+    )
+    def reconciliation(context: dg.AssetCheckExecutionContext, zones: DataZones, quality: QualitySettings):
+        mismatches, compared, skipped = [], 0, []
+        for key in context.op_execution_context.partition_keys:
+            session = parse_session(key)
+            paths = [partition_path(zones.lake_root, d.name, session) for d in (minute, day)]
+            if not all(p.exists() for p in paths):
+                skipped.append(key)
+                continue
+            minute_bars, day_bars = (pl.read_parquet(p) for p in paths)
+            compared += day_bars.height
+            found = reconcile(minute_bars, day_bars, quality.volume_tolerance, quality.price_tolerance)
+            mismatches.append(found.with_columns(session=pl.lit(key)))
+        found = pl.concat(mismatches) if mismatches else pl.DataFrame()
+        counts = {name: 0 for name in PROBLEMS}
+        if found.height:
+            for problems in found["problems"]:
+                for name in problems:
+                    counts[name] += 1
+        sample = found.head(20).with_columns(pl.col("problems").list.join(", ")) if found.height else found
+        metadata = {
+            "tickers_compared": dg.MetadataValue.int(compared),
+            "tickers_mismatched": dg.MetadataValue.int(found.height),
+            "mismatches_by_problem": dg.MetadataValue.json({PROBLEMS[k]: v for k, v in counts.items()}),
+            "sessions_skipped": dg.MetadataValue.json(skipped),
+        }
+        if found.height:
+            metadata["mismatches"] = dg.MetadataValue.md(markdown_table(sample.select("session", *sample.columns[:-1])))
+        return dg.AssetCheckResult(
+            passed=found.height == 0, severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
+            description=None if not found.height else f"{found.height} ticker-sessions disagree between "
+            f"{minute.name} and {day.name}",
+        )  # fmt: skip
+
+    return reconciliation
