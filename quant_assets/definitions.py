@@ -11,6 +11,8 @@ Settings come from environment variables, each with a default that runs on a fre
     QUANT_ASSETS_START_DATE   first partition (default: 2020-01-02)
     QUANT_ASSETS_MAX_FAILURE_SHARE   share of rows that may be quarantined before a partition is rejected (0.01)
     QUANT_ASSETS_MAX_VOLUME_DROP     warn when rows or tickers drop this share below the trailing median (0.5)
+    QUANT_ASSETS_FRESHNESS_DEADLINE  a session is late if not in the lake by this time (New York) on the next
+                                     session (12:00)
     MASSIVE_S3_ENDPOINT       S3 endpoint (default: https://files.massive.com)
     MASSIVE_S3_BUCKET         S3 bucket (default: flatfiles)
     MASSIVE_S3_ACCESS_KEY_ID, MASSIVE_S3_SECRET_ACCESS_KEY
@@ -27,7 +29,8 @@ import dagster as dg
 
 from quant_assets.assets import build_coverage_asset, build_lake_asset, build_raw_asset, lake_key, raw_key
 from quant_assets.datasets import DATASETS, Calendar, Dataset, parse_dataset_names
-from quant_assets.quality.checks import build_reconciliation_check
+from quant_assets.quality.checks import build_freshness_check, build_reconciliation_check
+from quant_assets.quality.freshness import DEFAULT_DEADLINE
 from quant_assets.resources import DataZones, QualitySettings
 from quant_assets.sessions import calendar_timezone, session_partitions, sessions
 from quant_assets.sources import (
@@ -100,13 +103,20 @@ def previous_session_schedule(job, calendar: Calendar) -> dg.ScheduleDefinition:
 
 
 def build_definitions(
-    datasets: Sequence[Dataset], source: FlatFileSource, zones: DataZones, quality: QualitySettings
+    datasets: Sequence[Dataset],
+    source: FlatFileSource,
+    zones: DataZones,
+    quality: QualitySettings,
+    deadline: dt.time = DEFAULT_DEADLINE,
 ) -> dg.Definitions:
-    """Assets for `datasets`, one ingest job and one daily schedule per calendar, and the two resources."""
+    """raw_/lake_ assets of `datasets` with their quality checks, minute/day reconciliation where both are enabled,
+    a freshness check per lake asset (`deadline` New York time on the next session), the coverage asset, one
+    ingest job and daily schedule per calendar, the freshness and coverage jobs and schedules, and resources."""
     assets, jobs, schedules = [build_coverage_asset(datasets)], [], []
-    checks = []
+    checks, fresh = [], []
     for dataset in datasets:
         assets += [build_raw_asset(dataset), build_lake_asset(dataset)]
+        fresh.append(build_freshness_check(dataset, deadline))
         minute = DATASETS.get(f"{dataset.asset_class}_minute")
         if dataset.frequency == "day" and minute in datasets and "volume" in dataset.header:
             checks.append(build_reconciliation_check(dataset, minute))
@@ -115,12 +125,21 @@ def build_definitions(
         members = list(members)
         job = dg.define_asset_job(
             JOB_NAMES[calendar],
-            selection=[key for d in members for key in (raw_key(d), lake_key(d))],
+            # The ingest runs the lake's own checks and reconciliation; freshness runs on its own schedule.
+            selection=dg.AssetSelection.assets(*[key for d in members for key in (raw_key(d), lake_key(d))])
+            - dg.AssetSelection.checks(*fresh),
             partitions_def=session_partitions(calendar),
             description=f"Land and parse {', '.join(d.name for d in members)} for the selected sessions.",
         )
         jobs.append(job)
         schedules.append(previous_session_schedule(job, calendar))
+    freshness_job = dg.define_asset_job("freshness_checks", selection=dg.AssetSelection.checks(*fresh),
+                                        description="Flag lake datasets whose newest due session is missing.")
+    schedules.append(dg.ScheduleDefinition(
+        name="freshness_checks_hourly", job=freshness_job, cron_schedule="5 * * * *",
+        execution_timezone="America/New_York", default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="Runs the freshness checks every hour.",
+    ))  # fmt: skip
     coverage_job = dg.define_asset_job("refresh_coverage", selection=["coverage"],
                                        description="Rebuild the coverage ledger from the source, raw zone and lake.")
     schedules.append(dg.ScheduleDefinition(
@@ -130,8 +149,8 @@ def build_definitions(
     ))  # fmt: skip
     return dg.Definitions(
         assets=assets,
-        asset_checks=checks,
-        jobs=[*jobs, coverage_job],
+        asset_checks=[*checks, *fresh],
+        jobs=[*jobs, coverage_job, freshness_job],
         schedules=schedules,
         resources={"flatfiles": source, "zones": zones, "quality": quality},
         # One process per run: steps are polars-bound and use every core already, while a process per step
@@ -142,5 +161,9 @@ def build_definitions(
 
 
 defs = build_definitions(
-    parse_dataset_names(os.environ.get("QUANT_ASSETS_DATASETS")), source_from_env(), zones_from_env(), quality_from_env()
+    parse_dataset_names(os.environ.get("QUANT_ASSETS_DATASETS")),
+    source_from_env(),
+    zones_from_env(),
+    quality_from_env(),
+    dt.time.fromisoformat(os.environ.get("QUANT_ASSETS_FRESHNESS_DEADLINE", "12:00")),
 )

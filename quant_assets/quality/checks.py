@@ -166,3 +166,35 @@ def build_reconciliation_check(day: Dataset, minute: Dataset) -> dg.AssetChecksD
         )  # fmt: skip
 
     return reconciliation
+
+
+def build_freshness_check(dataset: Dataset, deadline_at: dt.time) -> dg.AssetChecksDefinition:
+    """A check on `lake_<dataset>`: the newest session past its deadline must have a materialised partition."""
+    from quant_assets.quality.freshness import due_session
+
+    asset_key = dg.AssetKey(f"lake_{dataset.name}")
+
+    @dg.asset_check(
+        asset=asset_key,
+        name="fresh",
+        description=f"The newest {dataset.calendar.value} session whose deadline ({deadline_at:%H:%M} "
+        "America/New_York on the next session) has passed is materialised.",
+    )
+    def fresh(context: dg.AssetCheckExecutionContext):
+        now = dt.datetime.now(dt.UTC)
+        session, due = due_session(dataset.calendar, now, deadline_at)
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[session.isoformat()]), limit=1
+        ).records
+        metadata = {"session": session.isoformat(), "deadline": due.isoformat()}
+        if records:
+            metadata["materialized_at"] = dt.datetime.fromtimestamp(records[0].timestamp, dt.UTC).isoformat()
+            return dg.AssetCheckResult(passed=True, metadata=metadata)
+        late = now - due
+        metadata["late_by_hours"] = round(late.total_seconds() / 3600, 1)
+        return dg.AssetCheckResult(
+            passed=False, severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
+            description=f"{dataset.name} {session} is late: due {due:%Y-%m-%d %H:%M %Z}, not materialised",
+        )  # fmt: skip
+
+    return fresh
