@@ -1,4 +1,5 @@
-"""A backfill launched through the webserver, as the UI does it, runs a whole range as one run."""
+"""Through the webserver, as the UI does it: a backfill of a range is one run, and a rejected partition shows its
+failed check with the failing rows."""
 
 import json
 import shutil
@@ -41,13 +42,29 @@ def graphql(url: str, query: str, variables: dict) -> dict:
     return payload["data"]
 
 
-@pytest.fixture
-def dagster_dev(tmp_path, february):
+CHECK = """
+query($name: String!) {
+  assetCheckExecutions(assetKey: {path: ["lake_stocks_daily"]}, checkName: $name, limit: 1) {
+    status
+    evaluation { success severity description metadataEntries { label ... on MarkdownMetadataEntry { mdStr } } }
+  }
+}"""
+
+
+@pytest.fixture(scope="module")
+def dagster_dev(tmp_path_factory, february):
+    tmp_path = tmp_path_factory.mktemp("ui")
+    vendor = tmp_path / "vendor"
+    shutil.copytree(february, vendor)
+    # A file for 2026-03-02 whose rows are all stamped 2026-02-20: the gate rejects the partition.
+    bad = vendor / "us_stocks_sip/day_aggs_v1/2026/03/2026-03-02.csv.gz"
+    bad.parent.mkdir(parents=True)
+    shutil.copy(february / "us_stocks_sip/day_aggs_v1/2026/02/2026-02-20.csv.gz", bad)
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(PROJECT / "dagster.yaml", home / "dagster.yaml")
     port = free_port()
-    env = {"DAGSTER_HOME": str(home), "QUANT_ASSETS_VENDOR_DIR": str(february),
+    env = {"DAGSTER_HOME": str(home), "QUANT_ASSETS_VENDOR_DIR": str(vendor),
            "QUANT_ASSETS_DATA": str(tmp_path / "data"), "PATH": f"{BIN}:/usr/bin:/bin"}  # fmt: skip
     log = open(tmp_path / "dagster_dev.log", "w")
     process = subprocess.Popen([str(BIN / "dagster"), "dev", "-m", "quant_assets.definitions", "-h", "127.0.0.1",
@@ -64,26 +81,29 @@ def dagster_dev(tmp_path, february):
         log.close()
 
 
-def test_a_backfill_from_the_ui_is_one_run(dagster_dev):
-    url, data = dagster_dev
+def backfill(url: str, assets: list[str], start: str, end: str) -> dict:
+    """Launch a backfill of `assets` over [start, end] as the UI's dialog does, and wait for it to end."""
     params = {
         "partitionsByAssets": [
-            {"assetKey": {"path": [name]}, "partitions": {"range": {"start": "2026-02-02", "end": "2026-02-27"}}}
-            for name in ASSETS
+            {"assetKey": {"path": [name]}, "partitions": {"range": {"start": start, "end": end}}} for name in assets
         ],
-        "title": "February",
+        "title": f"{start}...{end}",
     }
     launched = graphql(url, LAUNCH, {"params": params})["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    backfill_id = launched["backfillId"]
-
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline:
-        state = graphql(url, STATUS, {"id": backfill_id})
+        state = graphql(url, STATUS, {"id": launched["backfillId"]})
         if state["partitionBackfillOrError"]["status"] in ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED",
                                                              "FAILED"):  # fmt: skip
-            break
+            return state
         time.sleep(3)
+    raise AssertionError(f"backfill did not finish: {state}")
+
+
+def test_a_backfill_from_the_ui_is_one_run(dagster_dev):
+    url, data = dagster_dev
+    state = backfill(url, ASSETS, "2026-02-02", "2026-02-27")
     assert state["partitionBackfillOrError"]["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), state
     runs = state["runsOrError"]["results"]
     assert len(runs) == 1 and runs[0]["status"] == "SUCCESS"
@@ -92,3 +112,21 @@ def test_a_backfill_from_the_ui_is_one_run(dagster_dev):
         "2026-02-02", "2026-02-27")
     for name in ("stocks_daily", "stocks_minute", "options_daily", "options_minute"):
         assert len(list((data / "lake" / name).glob("date=*/part-0.parquet"))) == 19
+
+
+def test_a_rejected_partition_shows_its_failed_check_with_sample_rows(dagster_dev):
+    url, data = dagster_dev
+    state = backfill(url, ["raw_stocks_daily", "lake_stocks_daily"], "2026-03-02", "2026-03-02")
+    runs = state["runsOrError"]["results"]
+    assert len(runs) == 1 and runs[0]["status"] == "FAILURE"
+    [execution] = graphql(url, CHECK, {"name": "in_session"})["assetCheckExecutions"]
+    evaluation = execution["evaluation"]
+    assert evaluation["success"] is False and evaluation["severity"] == "ERROR"
+    assert evaluation["description"].endswith("window_start is not 00:00 of session 2026-03-02 (05:00 UTC)")
+    sample = {e["label"]: e.get("mdStr") for e in evaluation["metadataEntries"]}["sample"]
+    assert "| session | vendor_row | ticker |" in sample
+    assert "| 2026-03-02 | 1 |" in sample and "2026-02-20 05:00:00" in sample
+    [passed] = graphql(url, CHECK, {"name": "positive_prices"})["assetCheckExecutions"]
+    assert passed["evaluation"]["success"] is True
+    assert not (data / "lake" / "stocks_daily" / "date=2026-03-02").exists()
+    assert (data / "quarantine" / "stocks_daily" / "date=2026-03-02" / "part-0.parquet").exists()

@@ -73,9 +73,16 @@ def rule_check_results(
             asset_key=asset_key, check_name=rule.name, passed=failed == 0,
             severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
             metadata=metadata,
-            description=None if failed == 0 else f"{failed:,} rows: {rule.reason}",
+            description=None if failed == 0 else _describe(rule.name, failed, gates, per_session),
         ))  # fmt: skip
     return results
+
+
+def _describe(rule: str, failed: int, gates: Mapping[str, GateResult], per_session: dict[str, int]) -> str:
+    sessions_failing = [s for s, n in per_session.items() if n]
+    reason = gates[sessions_failing[-1]].reasons[rule]  # the wording names the session it is about
+    more = f" (in {len(sessions_failing)} sessions; the last shown)" if len(sessions_failing) > 1 else ""
+    return f"{failed:,} rows: {reason}{more}"
 
 
 def partition_counts(lake_root: str | Path, dataset: Dataset, session: dt.date) -> tuple[int, int] | None:
