@@ -35,22 +35,13 @@ def bench_file(folder: Path, seed: int) -> Path:
     return path
 
 
-def ingest_once(path: Path, lake_root: Path):
-    """raw -> lake as the lake asset runs it: parse, quality gate (quarantine), write."""
+def ingest_once(path: Path, lake_root: Path, validate: bool = True):
+    """raw -> lake as the lake asset runs it: parse, quality gate (quarantine), write, metadata."""
     from quant_assets.ingest import build_partition
 
     key = vendor_key(BENCH_DATASET, BENCH_SESSION)
-    return build_partition(path, BENCH_DATASET, BENCH_SESSION, key, lake_root, lake_root / "quarantine", {"key": key})
-
-
-def ingest_without_checks(path: Path, lake_root: Path) -> None:
-    """The same without the quality gate: parse and write only, to measure what the checks cost."""
-    from quant_assets.flatfiles import read_flat_file
-    from quant_assets.lake import write_partition
-
-    key = vendor_key(BENCH_DATASET, BENCH_SESSION)
-    frame = read_flat_file(path, BENCH_DATASET, BENCH_SESSION, key)
-    write_partition(frame, lake_root / "unchecked", BENCH_DATASET.name, BENCH_SESSION, {"key": key})
+    return build_partition(path, BENCH_DATASET, BENCH_SESSION, key, lake_root, lake_root / "quarantine",
+                           {"key": key}, validate=validate)  # fmt: skip
 
 
 def _best(seconds: list[float]) -> float:
@@ -106,7 +97,7 @@ def bench_ingest(folder: Path, repeat: int = 5, seed: int = 7) -> int:
             stats = ingest_once(path, lake_root)
             ingest_times.append(time.perf_counter() - started)
             started = time.perf_counter()
-            ingest_without_checks(path, lake_root)
+            ingest_once(path, lake_root, validate=False)
             unchecked_times.append(time.perf_counter() - started)
             naive_times.append(_naive_seconds(path, lake_root))
         peak, baseline = _peak_memory(path, lake_root)

@@ -37,6 +37,13 @@ class GateResult:
     failures: dict[str, int] = field(default_factory=dict)  # rule name -> failing rows
     reasons: dict[str, str] = field(default_factory=dict)  # rule name -> what a failing row says
 
+    @classmethod
+    def passing(cls, frame: pl.DataFrame, reasons: dict[str, str] | None = None) -> "GateResult":
+        """The result for a frame in which no row failed."""
+        none = frame.head(0).with_row_index("vendor_row", offset=1)
+        none = none.with_columns(rules=pl.lit([], dtype=pl.List(pl.String)), reason=pl.lit(""))
+        return cls(frame, pl.repeat(False, frame.height, dtype=pl.Boolean, eager=True).alias("bad"), none, {}, reasons or {})
+
     @property
     def share(self) -> float:
         return self.quarantined.height / self.rows.height if self.rows.height else 0.0
@@ -79,9 +86,7 @@ def split(frame: pl.DataFrame, dataset: Dataset, session: dt.date) -> GateResult
     except pandera.errors.SchemaErrors as errors:
         cases = errors.failure_cases
     if cases is None or cases.height == 0:
-        none = frame.head(0).with_row_index("vendor_row", offset=1)
-        none = none.with_columns(reason=pl.lit(""), rules=pl.lit([], dtype=pl.List(pl.String)))
-        return GateResult(frame, pl.Series([False]).extend_constant(False, frame.height - 1), none, {}, reasons)
+        return GateResult.passing(frame, reasons)
     structural = cases.filter(pl.col("index").is_null())
     if structural.height:  # a column or type problem: nothing row-level to set aside
         raise ValueError(f"lake schema of {dataset.name} violated: {structural.to_dicts()}")

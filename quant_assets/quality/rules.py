@@ -49,11 +49,14 @@ def first_of_each_key(time: str) -> Callable[[pl.LazyFrame], pl.LazyFrame]:
         valid = np.ones(frame.height, dtype=bool)
         if frame.height < 2:
             return pl.LazyFrame({"unique_ticker_time": valid})
-        tickers = frame["ticker"]
+        runs = frame["ticker"].rle()  # runs of one ticker in file order: (len, value)
+        lengths = runs.struct.field("len").to_numpy()
+        run_id = np.repeat(np.arange(len(lengths)), lengths)
+        run_code = runs.struct.field("value").rank("dense").to_numpy()  # the ticker of each run, as an int
+        new_run = np.zeros(frame.height, dtype=bool)
+        new_run[np.cumsum(lengths[:-1])] = True
+        new_run[0] = True
         stamps = frame[time].dt.epoch("ns").to_numpy()
-        new_run = (tickers != tickers.shift(1)).fill_null(True).to_numpy()
-        run_id = np.cumsum(new_run) - 1
-        run_code = tickers.filter(pl.Series(new_run)).rank("dense").to_numpy()  # the ticker of each run
         out_of_order = ~new_run[1:] & (stamps[1:] <= stamps[:-1])
         suspect = np.zeros(len(run_code), dtype=bool)
         suspect[run_id[1:][out_of_order]] = True
