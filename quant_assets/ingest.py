@@ -5,12 +5,13 @@ import datetime as dt
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from quant_assets.datasets import Dataset
 from quant_assets.flatfiles import read_flat_file
-from quant_assets.lake import ticker_filter, write_partition
+from quant_assets.lake import commit_partition, stage_partition, ticker_filter, write_partition
 from quant_assets.quality.gate import (
     DEFAULT_MAX_FAILURE_SHARE,
     GateResult,
@@ -19,6 +20,11 @@ from quant_assets.quality.gate import (
     split,
     write_quarantine,
 )
+
+
+# Writes the Parquet file while the quality gate validates the same rows: both release the GIL, and in the common
+# case (no failing row) the staged file is exactly the partition.
+_STAGING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage-parquet")
 
 
 @dataclass(frozen=True)
@@ -60,19 +66,32 @@ def build_partition(
     condition = ticker_filter(tickers)
     if condition is not None:
         frame = frame.filter(condition)
-    result = split(frame, dataset, session) if validate else GateResult.passing(frame)
+    # Files are ticker-major, so counting distinct values among runs is much cheaper than hashing every row.
+    n_tickers = frame.get_column("ticker").rle().struct.field("value").n_unique()
+    details = {**provenance, "rows": str(frame.height), "tickers": str(n_tickers), "quarantined": "0"}
+    staged = _STAGING.submit(stage_partition, frame, lake_root, dataset.name, session, details)
+    try:
+        result = split(frame, dataset, session) if validate else GateResult.passing(frame)
+    except BaseException:
+        staged.result().unlink(missing_ok=True)
+        raise
+    speculative = staged.result()
     reason = reject_reason(result, dataset, max_failure_share)
+    if reason or result.quarantined.height:
+        speculative.unlink()  # it holds rows that must not reach the lake
     if reason:
         write_quarantine(result.all_rows_for_quarantine(f"partition rejected: {reason}"), quarantine_root,
                          dataset.name, session)  # fmt: skip
         raise QualityGateError(dataset.name, session, key, reason, result)
     quarantine_path = write_quarantine(result.quarantined, quarantine_root, dataset.name, session)
     clean = result.clean
-    # Files are ticker-major, so counting distinct values among runs is much cheaper than hashing every row.
-    n_tickers = clean.get_column("ticker").rle().struct.field("value").n_unique()
-    path = write_partition(clean, lake_root, dataset.name, session,
-                           {**provenance, "rows": str(clean.height), "tickers": str(n_tickers),
-                            "quarantined": str(result.quarantined.height)})  # fmt: skip
+    if result.quarantined.height:
+        n_tickers = clean.get_column("ticker").rle().struct.field("value").n_unique()
+        details = {**details, "rows": str(clean.height), "tickers": str(n_tickers),
+                   "quarantined": str(result.quarantined.height)}  # fmt: skip
+        path = write_partition(clean, lake_root, dataset.name, session, details)
+    else:
+        path = commit_partition(speculative, lake_root, dataset.name, session)
     times = clean.get_column(dataset.time_column)
     return PartitionStats(
         path=path,

@@ -33,35 +33,52 @@ def partition_path(root: str | os.PathLike, dataset: str, session: dt.date) -> P
     return partition_dir(root, dataset, session) / PART_NAME
 
 
-def atomic_write_parquet(frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> int:
-    """Write `frame` to a temporary file beside `path`, then rename it over `path`; return the bytes written.
-
-    A reader sees the old file or the new one, never half of one, and a crash leaves at most a `.tmp-` file.
-    """
+def stage_parquet(frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write `frame` to a temporary file beside `path` and return it; `commit` renames it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
     try:
-        frame.write_parquet(
-            tmp, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL, metadata=metadata or None
-        )
-        os.replace(tmp, path)
-    finally:
+        frame.write_parquet(tmp, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL, metadata=metadata or None)
+    except BaseException:
         tmp.unlink(missing_ok=True)
-    return path.stat().st_size
+        raise
+    return tmp
+
+
+def commit(tmp: Path, path: Path) -> Path:
+    """Rename a staged file over `path`: a reader sees the old file or the new one, never half of one."""
+    os.replace(tmp, path)
+    return path
+
+
+def atomic_write_parquet(frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write `frame` to `path` through a temporary file; a crash leaves at most a `.tmp-` file, never a partial
+    `path`."""
+    return commit(stage_parquet(frame, path, metadata), path)
+
+
+def stage_partition(
+    frame: pl.DataFrame, root: str | os.PathLike, dataset: str, session: dt.date, provenance: dict[str, str]
+) -> Path:
+    """Stage the lake partition of `dataset` for `session`; `provenance` goes into the file's key-value metadata,
+    so a file on its own still says where it came from. `commit_partition` puts it in place."""
+    metadata = {"quant_assets": json.dumps({"dataset": dataset, "session": session.isoformat(), **provenance})}
+    return stage_parquet(frame, partition_path(root, dataset, session), metadata)
+
+
+def commit_partition(staged: Path, root: str | os.PathLike, dataset: str, session: dt.date) -> Path:
+    path = commit(staged, partition_path(root, dataset, session))
+    for stale in path.parent.iterdir():  # files of an older layout; `.tmp-` files may be a concurrent write
+        if stale.name != PART_NAME and not stale.name.startswith("."):
+            stale.unlink()
+    return path
 
 
 def write_partition(
     frame: pl.DataFrame, root: str | os.PathLike, dataset: str, session: dt.date, provenance: dict[str, str]
 ) -> Path:
-    """Replace the lake partition of `dataset` for `session` with `frame`; `provenance` goes into the file's
-    key-value metadata, so a file on its own still says where it came from."""
-    path = partition_path(root, dataset, session)
-    metadata = {"quant_assets": json.dumps({"dataset": dataset, "session": session.isoformat(), **provenance})}
-    atomic_write_parquet(frame, path, metadata)
-    for stale in path.parent.iterdir():  # files of an older layout; `.tmp-` files may be a concurrent write
-        if stale.name != PART_NAME and not stale.name.startswith("."):
-            stale.unlink()
-    return path
+    """Replace the lake partition of `dataset` for `session` with `frame`, atomically."""
+    return commit_partition(stage_partition(frame, root, dataset, session, provenance), root, dataset, session)
 
 
 def read_partition(root: str | os.PathLike, dataset: str, session: dt.date) -> pl.DataFrame:
