@@ -27,7 +27,7 @@ import polars as pl
 
 from quant_assets.datasets import DATASETS, Dataset
 from quant_assets.flatfiles import vendor_key
-from quant_assets.sessions import calendar_timezone, exchange_calendar, sessions
+from quant_assets.sessions import calendar_timezone, exchange_calendar, extended_hours, sessions
 
 FIXED_DECIMALS_FROM = dt.date(2026, 2, 23)  # stock prices/volumes written as `114.790000`, volumes fractional
 NS_PER_MINUTE = 60_000_000_000
@@ -160,8 +160,8 @@ def _extended_minutes(dataset: Dataset, session: dt.date) -> tuple[np.ndarray, n
         else:
             open_ns = xnys.session_open(session).value
             close_ns = xnys.session_close(session).value  # 13:00 on early-close days
-        if asset_class == "stocks":
-            start, end = open_ns - 330 * NS_PER_MINUTE, close_ns + 240 * NS_PER_MINUTE  # 04:00 to 20:00 ET
+        if asset_class == "stocks":  # pre- and post-market
+            start, end = (int(t.timestamp()) * 10**9 for t in extended_hours(dataset.calendar, session))
         else:
             start, end = open_ns, close_ns
         stamps = np.arange(start, end, NS_PER_MINUTE, dtype=np.int64)
