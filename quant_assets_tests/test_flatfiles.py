@@ -181,6 +181,7 @@ KEY = "us_stocks_sip/day_aggs_v1/2026/02/2026-02-24.csv.gz"
         (gzip.compress((HEADER + GOOD_ROW * 3 + "MSFT,ten,1,2,3,0.5,1771909200000000000,4\n").encode()),
          "row 4 (line 5): column 'volume' value 'ten' is not a valid Float64 (ticker 'MSFT')"),
     ],
+    ids=["empty", "no-header", "header-only", "truncated", "not-gzip", "wrong-header", "bad-value"],
 )  # fmt: skip
 def test_bad_input_names_dataset_session_key_and_row(tmp_path, data, message):
     with pytest.raises(FlatFileError) as info:
