@@ -11,7 +11,7 @@ from pathlib import Path
 
 from quant_assets.datasets import Dataset
 from quant_assets.flatfiles import read_flat_file
-from quant_assets.lake import commit_partition, stage_partition, ticker_filter, write_partition
+from quant_assets.lake import commit_partition, discard, stage_partition, ticker_filter, write_partition
 from quant_assets.quality.gate import (
     DEFAULT_MAX_FAILURE_SHARE,
     GateResult,
@@ -73,12 +73,12 @@ def build_partition(
     try:
         result = split(frame, dataset, session) if validate else GateResult.passing(frame)
     except BaseException:
-        staged.result().unlink(missing_ok=True)
+        discard(staged.result())
         raise
     speculative = staged.result()
     reason = reject_reason(result, dataset, max_failure_share)
     if reason or result.quarantined.height:
-        speculative.unlink()  # it holds rows that must not reach the lake
+        discard(speculative)  # it holds rows that must not reach the lake
     if reason:
         write_quarantine(result.all_rows_for_quarantine(f"partition rejected: {reason}"), quarantine_root,
                          dataset.name, session)  # fmt: skip

@@ -45,6 +45,15 @@ def stage_parquet(frame: pl.DataFrame, path: Path, metadata: dict[str, str] | No
     return tmp
 
 
+def discard(tmp: Path) -> None:
+    """Delete a staged file that will not be committed, and its partition folder if that is now empty."""
+    tmp.unlink(missing_ok=True)
+    try:
+        tmp.parent.rmdir()
+    except OSError:  # not empty: an earlier partition, or another writer's file
+        pass
+
+
 def commit(tmp: Path, path: Path) -> Path:
     """Rename a staged file over `path`: a reader sees the old file or the new one, never half of one."""
     os.replace(tmp, path)

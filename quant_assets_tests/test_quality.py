@@ -134,7 +134,7 @@ def test_a_whole_file_stamped_with_another_day_is_rejected(vendor, tmp_path, lab
     assert text.startswith(f"stocks_daily 2026-02-20: {key}: quality gate: {total} of {total} rows (100.00%) "
                            "failed checks, above the 1.00% limit")  # fmt: skip
     assert "window_start is not 00:00 of session 2026-02-20 (05:00 UTC)" in text and message in text
-    assert not partition_path(tmp_path / "lake", DAY.name, SESSION).exists()
+    assert not partition_path(tmp_path / "lake", DAY.name, SESSION).parent.exists()  # not even a folder
     assert quarantine(tmp_path, DAY).height == total  # every row is set aside, nothing lost
 
 
