@@ -49,4 +49,4 @@ bench: setup
 	$(BIN)/quant-assets bench ingest
 
 clean:
-	rm -rf data/vendor data/raw data/lake data/quarantine data/dagster_home .tools $(VENV)
+	rm -rf data/vendor data/raw data/lake data/quarantine data/dagster_home data/bench .tools $(VENV)

@@ -2,14 +2,16 @@
 
 Each asset is a thin wrapper: it takes the sessions of the run from the partition (one key or a range), calls the
 pure function for each (`raw.land`, `ingest.build_partition`), and records per-session metadata. A range runs as one
-run (`BackfillPolicy.single_run`); a session that fails does not stop the others, and the run then fails naming
-every failed session.
+run (`BackfillPolicy.single_run`); a session that fails does not stop the others in the same step, the sessions
+that succeeded are recorded as materialised, and the step then fails naming every failed session (so steps
+downstream of it do not run for that range).
 """
 
 
 import datetime as dt
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import dagster as dg
 
@@ -42,33 +44,56 @@ def lake_key(dataset: Dataset) -> dg.AssetKey:
     return dg.AssetKey(f"lake_{dataset.name}")
 
 
-def for_each_session(context: dg.AssetExecutionContext, step: Callable[[dt.date], dict]) -> dict[str, FlatFileError]:
+@dataclass
+class SessionRun:
+    """What the sessions of one run produced: metadata of those that succeeded, errors of those that failed."""
+
+    succeeded: dict[str, dict] = field(default_factory=dict)
+    failures: dict[str, FlatFileError] = field(default_factory=dict)
+
+
+def for_each_session(
+    context: dg.AssetExecutionContext, dataset: Dataset, step: Callable[[dt.date], dict]
+) -> SessionRun:
     """Run `step(session)` for every session of the run; its dict becomes that partition's metadata.
 
-    Sessions that raise a FlatFileError are collected and returned rather than raised, so one bad day in a
-    year-long backfill does not hide the state of the other days.
+    A session that fails is collected, not raised, so one bad day in a year-long backfill does not hide the state
+    of the other days. An unexpected error is reported as a FlatFileError naming the dataset, session and key.
     """
-    failures: dict[str, FlatFileError] = {}
+    outcome = SessionRun()
     for partition_key in context.partition_keys:
+        session = parse_session(partition_key)
         try:
-            metadata = step(parse_session(partition_key))
+            metadata = step(session)
         except FlatFileError as error:
-            context.log.error(str(error))
-            failures[partition_key] = error
+            outcome.failures[partition_key] = error
+        except Exception as error:  # a source outage after retries, a bug: still name the session
+            problem = f"{type(error).__name__}: {error}"
+            outcome.failures[partition_key] = FlatFileError(dataset.name, session, vendor_key(dataset, session), problem)
+        else:
+            outcome.succeeded[partition_key] = metadata
+            context.add_asset_metadata(metadata, partition_key=partition_key)
             continue
-        context.add_asset_metadata(metadata, partition_key=partition_key)
-    return failures
+        context.log.error(str(outcome.failures[partition_key]))
+    return outcome
 
 
-def raise_for(dataset: Dataset, context: dg.AssetExecutionContext, failures: dict[str, FlatFileError]) -> None:
-    """Fail the step naming every failed session, if any failed."""
-    if failures:
-        lines = "\n".join(f"- {error}" for error in failures.values())
-        raise dg.Failure(
-            description=f"{len(failures)} of {len(context.partition_keys)} sessions of {dataset.name} failed:\n"
-            f"{lines}",
-            metadata={"failed_sessions": dg.MetadataValue.json(sorted(failures))},
-        )
+def raise_for(dataset: Dataset, context: dg.AssetExecutionContext, outcome: SessionRun):
+    """Fail the step naming every failed session, if any failed (a generator: `yield from` it).
+
+    The sessions that succeeded are yielded as materialisations first: the step's failure would otherwise mark the
+    whole range as failed although their files are in place.
+    """
+    if not outcome.failures:
+        return
+    for partition_key, metadata in outcome.succeeded.items():
+        yield dg.AssetMaterialization(asset_key=context.asset_key, partition=partition_key, metadata=metadata)
+    failures = outcome.failures
+    lines = "\n".join(f"- {error}" for error in failures.values())
+    raise dg.Failure(
+        description=f"{len(failures)} of {len(context.partition_keys)} sessions of {dataset.name} failed:\n{lines}",
+        metadata={"failed_sessions": dg.MetadataValue.json(sorted(failures))},
+    )
 
 
 def session_asset_args(dataset: Dataset) -> dict:
@@ -105,8 +130,8 @@ def build_raw_asset(dataset: Dataset) -> dg.AssetsDefinition:
                 "path": dg.MetadataValue.path(landed.path),
             }
 
-        raise_for(dataset, context, for_each_session(context, step))
-        return dg.MaterializeResult()
+        yield from raise_for(dataset, context, for_each_session(context, dataset, step))
+        yield dg.MaterializeResult()
 
     return raw_asset
 
@@ -166,10 +191,10 @@ def build_lake_asset(dataset: Dataset) -> dg.AssetsDefinition:
                 "dagster/row_count": dg.MetadataValue.int(stats.rows),
             }
 
-        failures = for_each_session(context, step)
+        outcome = for_each_session(context, dataset, step)
         yield from rule_check_results(dataset, key, gates, rejected)
         yield anomaly_check_result(key, anomalies)
-        raise_for(dataset, context, failures)
+        yield from raise_for(dataset, context, outcome)
         yield dg.MaterializeResult()
 
     return lake_asset

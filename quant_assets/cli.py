@@ -1,4 +1,4 @@
-"""The `quant-assets` command: sample vendor files, summarise the lake, benchmark ingestion.
+"""The `quant-assets` command: sample vendor files, summarise the lake and its coverage, benchmark ingestion.
 
 Dagster itself is driven with its own CLI (`dagster asset materialize`, `dagster job execute`, `dagster dev`);
 this command covers what Dagster does not.
@@ -54,28 +54,20 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
+    import dagster as dg
+
     from quant_assets.quality.coverage import build_ledger, summary, write_ledger
     from quant_assets.resources import DataZones
+    from quant_assets.settings import source_from_env
 
     zones = DataZones(root=args.data)
-    ledger = build_ledger(parse_dataset_names(args.datasets), _source().list_objects, zones.raw_root,
-                          zones.lake_root, zones.quarantine_root)  # fmt: skip
+    # build_resources resolves the EnvVar credentials exactly as a Dagster run does.
+    with dg.build_resources({"flatfiles": source_from_env()}) as resources:
+        ledger = build_ledger(parse_dataset_names(args.datasets), resources.flatfiles.list_objects, zones.raw_root,
+                              zones.lake_root, zones.quarantine_root)  # fmt: skip
     write_ledger(ledger, zones.lake_root)
     print(summary(ledger))
     return 0
-
-
-def _source():
-    """The configured flat-file source, built from the environment outside Dagster (keys read directly)."""
-    from quant_assets.sources import (
-        ACCESS_KEY_ENV, DEFAULT_BUCKET, DEFAULT_ENDPOINT, SECRET_KEY_ENV, LocalFlatFiles, S3FlatFiles,
-    )  # fmt: skip
-
-    if os.environ.get("QUANT_ASSETS_SOURCE", "local").strip().lower() == "s3":
-        return S3FlatFiles(endpoint_url=os.environ.get("MASSIVE_S3_ENDPOINT", DEFAULT_ENDPOINT),
-                           bucket=os.environ.get("MASSIVE_S3_BUCKET", DEFAULT_BUCKET),
-                           access_key_id=os.environ[ACCESS_KEY_ENV], secret_access_key=os.environ[SECRET_KEY_ENV])
-    return LocalFlatFiles(root=os.environ.get("QUANT_ASSETS_VENDOR_DIR", "data/vendor"))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -87,7 +79,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="quant-assets",
-        description="Sample vendor flat files, summarise the lake, and benchmark ingestion. "
+        description="Sample vendor flat files, summarise the lake and its coverage, and benchmark ingestion. "
         "Materialise assets with Dagster's own CLI (see README).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -114,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.set_defaults(func=cmd_sample)
 
     status = commands.add_parser("status", help="summarise what the lake holds, per dataset",
-                                 description="Sessions, rows and bytes per lake dataset, read from Parquet "
-                                 "metadata with DuckDB.")  # fmt: skip
+                                 description="Sessions, rows, tickers and bytes per lake dataset, queried "
+                                 "with DuckDB over the Parquet files.")  # fmt: skip
     status.add_argument("--data", default=os.environ.get("QUANT_ASSETS_DATA", "data"), help="data folder")
     status.add_argument("--datasets", default="all", help=dataset_help.replace("the four stock/option aggregates", "all"))
     status.set_defaults(func=cmd_status)
@@ -142,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("--data", default=os.environ.get("QUANT_ASSETS_DATA", "data"), help="data folder")
     ingest.add_argument("--repeat", type=int, default=9, help="timed repetitions; the best is reported (default 9)")
-    ingest.add_argument("--seed", type=int, default=7)
+    ingest.add_argument("--seed", type=int, default=7, help="random seed of the generated day (default: 7)")
     ingest.set_defaults(func=cmd_bench)
     return parser
 

@@ -1,47 +1,29 @@
 """The code location: every asset, job, schedule and resource, built from the dataset registry in one place.
 
-Settings come from environment variables, each with a default that runs on a fresh clone:
-
-    QUANT_ASSETS_DATASETS     datasets to enable, comma-separated, or `all`
-                              (default: stocks_daily,stocks_minute,options_daily,options_minute)
-    QUANT_ASSETS_SOURCE       `local` (default) or `s3`
-    QUANT_ASSETS_VENDOR_DIR   the local source folder (default: data/vendor)
-    QUANT_ASSETS_DATA         the data folder with raw/, lake/, quarantine/ (default: data)
-    QUANT_ASSETS_TICKERS      keep only these tickers in the lake, comma-separated, globs allowed (default: all)
-    QUANT_ASSETS_START_DATE   first partition (default: 2020-01-02)
-    QUANT_ASSETS_MAX_FAILURE_SHARE   share of rows that may be quarantined before a partition is rejected (0.01)
-    QUANT_ASSETS_MAX_VOLUME_DROP     warn when rows or tickers drop this share below the trailing median (0.5)
-    QUANT_ASSETS_FRESHNESS_DEADLINE  a session is late if not in the lake by this time (New York) on the next
-                                     session (12:00)
-    MASSIVE_S3_ENDPOINT       S3 endpoint (default: https://files.massive.com)
-    MASSIVE_S3_BUCKET         S3 bucket (default: flatfiles)
-    MASSIVE_S3_ACCESS_KEY_ID, MASSIVE_S3_SECRET_ACCESS_KEY
-                              vendor S3 credentials, read through dagster.EnvVar (only with the s3 source)
+Settings come from environment variables; `settings.py` reads them and lists them all.
 """
 
 
 import datetime as dt
-import os
 from collections.abc import Sequence
 from itertools import groupby
 
 import dagster as dg
 
 from quant_assets.assets import build_coverage_asset, build_lake_asset, build_raw_asset, lake_key, raw_key
-from quant_assets.datasets import DATASETS, Calendar, Dataset, parse_dataset_names
+from quant_assets.datasets import DATASETS, Calendar, Dataset
 from quant_assets.quality.checks import build_freshness_check, build_reconciliation_check
 from quant_assets.quality.freshness import DEFAULT_DEADLINE
 from quant_assets.resources import DataZones, QualitySettings
-from quant_assets.sessions import calendar_timezone, session_partitions, sessions
-from quant_assets.sources import (
-    ACCESS_KEY_ENV,
-    DEFAULT_BUCKET,
-    DEFAULT_ENDPOINT,
-    SECRET_KEY_ENV,
-    FlatFileSource,
-    LocalFlatFiles,
-    S3FlatFiles,
+from quant_assets.sessions import session_partitions, sessions
+from quant_assets.settings import (
+    datasets_from_env,
+    freshness_deadline_from_env,
+    quality_from_env,
+    source_from_env,
+    zones_from_env,
 )
+from quant_assets.sources import FlatFileSource
 
 JOB_NAMES = {
     Calendar.XNYS: "ingest_us_equities",
@@ -49,45 +31,19 @@ JOB_NAMES = {
     Calendar.FOREX: "ingest_forex",
     Calendar.WEEKDAYS: "ingest_indices",
 }
-# The vendor documents day T's files as ready by about 11:00 ET on T+1.
+# The vendor documents day T's files as ready by about 11:00 ET on T+1, for every asset class.
 SCHEDULE_HOUR = 12
-
-
-def source_from_env() -> FlatFileSource:
-    """The flat-file source that `QUANT_ASSETS_SOURCE` selects."""
-    kind = os.environ.get("QUANT_ASSETS_SOURCE", "local").strip().lower()
-    if kind == "local":
-        return LocalFlatFiles(root=os.environ.get("QUANT_ASSETS_VENDOR_DIR", "data/vendor"))
-    if kind == "s3":
-        return S3FlatFiles(
-            endpoint_url=os.environ.get("MASSIVE_S3_ENDPOINT", DEFAULT_ENDPOINT),
-            bucket=os.environ.get("MASSIVE_S3_BUCKET", DEFAULT_BUCKET),
-            access_key_id=dg.EnvVar(ACCESS_KEY_ENV),
-            secret_access_key=dg.EnvVar(SECRET_KEY_ENV),
-        )
-    raise ValueError(f"QUANT_ASSETS_SOURCE must be 'local' or 's3', not {kind!r}")
-
-
-def quality_from_env() -> QualitySettings:
-    return QualitySettings(
-        max_failure_share=float(os.environ.get("QUANT_ASSETS_MAX_FAILURE_SHARE", "0.01")),
-        max_volume_drop=float(os.environ.get("QUANT_ASSETS_MAX_VOLUME_DROP", "0.5")),
-    )
-
-
-def zones_from_env() -> DataZones:
-    tickers = [t.strip() for t in os.environ.get("QUANT_ASSETS_TICKERS", "").split(",") if t.strip()]
-    return DataZones(root=os.environ.get("QUANT_ASSETS_DATA", "data"), tickers=tickers)
+SCHEDULE_ZONE = "America/New_York"
 
 
 def previous_session_schedule(job, calendar: Calendar) -> dg.ScheduleDefinition:
-    """Every day at 12:00 (calendar time zone), request the newest session that ended before today."""
+    """Every day at 12:00 New York time, request the newest session of `calendar` that ended before today."""
 
     @dg.schedule(
         name=f"{job.name}_daily",
         job=job,
         cron_schedule=f"0 {SCHEDULE_HOUR} * * *",
-        execution_timezone=calendar_timezone(calendar),
+        execution_timezone=SCHEDULE_ZONE,
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description="Ingests the previous session once its files are published (T+1 about 11:00 ET).",
     )
@@ -137,14 +93,14 @@ def build_definitions(
                                         description="Flag lake datasets whose newest due session is missing.")
     schedules.append(dg.ScheduleDefinition(
         name="freshness_checks_hourly", job=freshness_job, cron_schedule="5 * * * *",
-        execution_timezone="America/New_York", default_status=dg.DefaultScheduleStatus.STOPPED,
+        execution_timezone=SCHEDULE_ZONE, default_status=dg.DefaultScheduleStatus.STOPPED,
         description="Runs the freshness checks every hour.",
     ))  # fmt: skip
     coverage_job = dg.define_asset_job("refresh_coverage", selection=["coverage"],
                                        description="Rebuild the coverage ledger from the source, raw zone and lake.")
     schedules.append(dg.ScheduleDefinition(
         name="refresh_coverage_daily", job=coverage_job, cron_schedule=f"30 {SCHEDULE_HOUR} * * *",
-        execution_timezone="America/New_York", default_status=dg.DefaultScheduleStatus.STOPPED,
+        execution_timezone=SCHEDULE_ZONE, default_status=dg.DefaultScheduleStatus.STOPPED,
         description="Rebuilds the coverage ledger after the daily ingests.",
     ))  # fmt: skip
     return dg.Definitions(
@@ -161,9 +117,5 @@ def build_definitions(
 
 
 defs = build_definitions(
-    parse_dataset_names(os.environ.get("QUANT_ASSETS_DATASETS")),
-    source_from_env(),
-    zones_from_env(),
-    quality_from_env(),
-    dt.time.fromisoformat(os.environ.get("QUANT_ASSETS_FRESHNESS_DEADLINE", "12:00")),
+    datasets_from_env(), source_from_env(), zones_from_env(), quality_from_env(), freshness_deadline_from_env()
 )

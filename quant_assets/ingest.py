@@ -39,7 +39,6 @@ class PartitionStats:
     first_time: dt.datetime | None
     last_time: dt.datetime | None
     gate: GateResult
-    quarantine_path: Path | None
 
 
 def build_partition(
@@ -83,7 +82,7 @@ def build_partition(
         write_quarantine(result.all_rows_for_quarantine(f"partition rejected: {reason}"), quarantine_root,
                          dataset.name, session)  # fmt: skip
         raise QualityGateError(dataset.name, session, key, reason, result)
-    quarantine_path = write_quarantine(result.quarantined, quarantine_root, dataset.name, session)
+    write_quarantine(result.quarantined, quarantine_root, dataset.name, session)
     clean = result.clean
     if result.quarantined.height:
         n_tickers = clean.get_column("ticker").rle().struct.field("value").n_unique()
@@ -102,5 +101,4 @@ def build_partition(
         first_time=times.min(),
         last_time=times.max(),
         gate=result,
-        quarantine_path=quarantine_path,
     )

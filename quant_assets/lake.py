@@ -90,18 +90,9 @@ def write_partition(
     return commit_partition(stage_partition(frame, root, dataset, session, provenance), root, dataset, session)
 
 
-def read_partition(root: str | os.PathLike, dataset: str, session: dt.date) -> pl.DataFrame:
-    return pl.read_parquet(partition_path(root, dataset, session))
-
-
 def read_provenance(path: str | os.PathLike) -> dict[str, str]:
     """The provenance written into a lake file by `write_partition`."""
     return json.loads(pl.read_parquet_metadata(path).get("quant_assets", "{}"))
-
-
-def scan(root: str | os.PathLike, dataset: str) -> pl.LazyFrame:
-    """Every session of `dataset` as one lazy frame, with the session as a `date` column."""
-    return pl.scan_parquet(Path(root) / dataset / "**" / PART_NAME, hive_partitioning=True)
 
 
 def ticker_filter(patterns: Sequence[str]) -> pl.Expr | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from quant_assets.datasets import Dataset
 from quant_assets.flatfiles import FlatFileError, FlatFileMissing, FlatFilePermissionError, vendor_key
-from quant_assets.sources import AccessDenied, FlatFileSource, ObjectMissing
+from quant_assets.sources import AccessDenied, FlatFileSource, ObjectMissing, SourceError
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,8 @@ def land(source: FlatFileSource, dataset: Dataset, session: dt.date, root: str |
         raise FlatFileMissing(dataset.name, session, key, f"the source has no file for this session ({exc})") from None
     except AccessDenied as exc:
         raise FlatFilePermissionError(dataset.name, session, key, str(exc)) from None
+    except SourceError as exc:
+        raise FlatFileError(dataset.name, session, key, str(exc)) from None
 
     previous = read_landed(root, dataset, session)
     if previous and previous.etag == info.etag and previous.size == info.size and path.stat().st_size == info.size:
@@ -105,9 +107,14 @@ def land(source: FlatFileSource, dataset: Dataset, session: dt.date, root: str |
             raise FlatFileMissing(dataset.name, session, key, str(exc)) from None
         except AccessDenied as exc:
             raise FlatFilePermissionError(dataset.name, session, key, str(exc)) from None
+        except SourceError as exc:
+            raise FlatFileError(dataset.name, session, key, str(exc)) from None
         size = tmp.stat().st_size
         if size != info.size:
             raise FlatFileError(dataset.name, session, key, f"downloaded {size} bytes, the source said {info.size}")
+        if source.head(key).etag != info.etag:  # replaced mid-download: these bytes may be either version
+            raise FlatFileError(dataset.name, session, key, "the source replaced the file during the download; "
+                                "run the session again")  # fmt: skip
         landed = LandedFile(
             key=key,
             etag=info.etag,

@@ -7,6 +7,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from quant_assets.quality.gate import DEFAULT_MAX_FAILURE_SHARE
+
 
 class DataZones(dg.ConfigurableResource):
     """The data folder and its zones: `raw/` (vendor files as landed), `lake/` (typed Parquet per session) and
@@ -36,7 +38,7 @@ class QualitySettings(dg.ConfigurableResource):
     """Thresholds of the quality gate and the quality checks."""
 
     max_failure_share: float = Field(
-        default=0.01,
+        default=DEFAULT_MAX_FAILURE_SHARE,
         description="Share of a session's rows that may fail row rules and be quarantined; above it the whole "
         "partition is rejected (all rows quarantined, lake untouched, downstream not materialised).",
     )

@@ -25,11 +25,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from quant_assets.datasets import DATASETS, Dataset
+from quant_assets.datasets import DATASETS, Calendar, Dataset
 from quant_assets.flatfiles import vendor_key
-from quant_assets.sessions import calendar_timezone, exchange_calendar, extended_hours, sessions
+from quant_assets.sessions import exchange_calendar, extended_hours, session_midnight, sessions
 
 FIXED_DECIMALS_FROM = dt.date(2026, 2, 23)  # stock prices/volumes written as `114.790000`, volumes fractional
+
+
+def fixed_decimals(dataset: Dataset, session: dt.date) -> bool:
+    """Whether the vendor writes this file's numbers with 6 fixed decimals (US stocks from 2026-02-23)."""
+    return dataset.prefix == "us_stocks_sip" and session >= FIXED_DECIMALS_FROM
 NS_PER_MINUTE = 60_000_000_000
 
 # Real tickers that break naive readers: case-sensitive pairs, dots, warrants, test symbols, null-like names.
@@ -287,9 +292,9 @@ def minute_bars(dataset: Dataset, session: dt.date, universe: Universe) -> pl.Da
     )
 
 
-def day_bars(minutes: pl.DataFrame, session: dt.date, timezone: str) -> pl.DataFrame:
+def day_bars(minutes: pl.DataFrame, session: dt.date, calendar: Calendar) -> pl.DataFrame:
     """Day aggregates that agree with `minutes`: first open, last close, extremes, sums; stamped 00:00 local."""
-    midnight = dt.datetime(session.year, session.month, session.day, tzinfo=_zone(timezone))
+    midnight = session_midnight(calendar, session)
     return (
         minutes.group_by("ticker", maintain_order=True)
         .agg(
@@ -302,12 +307,6 @@ def day_bars(minutes: pl.DataFrame, session: dt.date, timezone: str) -> pl.DataF
         )
         .with_columns(window_start=pl.lit(int(midnight.timestamp()) * 10**9, dtype=pl.Int64))
     )
-
-
-def _zone(name: str) -> dt.tzinfo:
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo(name)
 
 
 def _add_fractional_volume(frame: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
@@ -330,7 +329,7 @@ def format_csv(frame: pl.DataFrame, dataset: Dataset, session: dt.date) -> bytes
     """The vendor's CSV text for `frame`: its header order, and its number formatting for that date."""
     frame = frame.select(dataset.header)
     floats = [name for name, dtype in frame.schema.items() if dtype == pl.Float64]
-    if dataset.prefix == "us_stocks_sip" and session >= FIXED_DECIMALS_FROM:
+    if fixed_decimals(dataset, session):
         return frame.write_csv(float_precision=6).encode()
     # Before the switch: shortest form, `21` for a whole number and `0.1952` otherwise.
     shortest = [pl.col(c).cast(pl.String).str.replace(r"\.0$", "").alias(c) for c in floats]
@@ -340,11 +339,11 @@ def format_csv(frame: pl.DataFrame, dataset: Dataset, session: dt.date) -> bytes
 def session_files(dataset: Dataset, session: dt.date, universe: Universe) -> bytes:
     """One session's gzip CSV for an aggregate dataset, byte for byte the same for the same inputs."""
     minutes = minute_bars(DATASETS[f"{dataset.asset_class}_minute"], session, universe)
-    fixed = dataset.prefix == "us_stocks_sip" and session >= FIXED_DECIMALS_FROM
+    fixed = fixed_decimals(dataset, session)
     if fixed:  # on the minute bars, so that day volumes still sum them
         minutes = _add_fractional_volume(minutes, _rng(universe.seed, "fractions", session.isoformat()))
     if dataset.frequency == "day":
-        frame = day_bars(minutes, session, calendar_timezone(dataset.calendar))
+        frame = day_bars(minutes, session, dataset.calendar)
         frame = frame.with_columns(pl.col("volume").round(6))
     else:
         frame = minutes
@@ -383,11 +382,14 @@ def generate(
 
 
 def folder_writer(root: str | os.PathLike) -> Callable[[str, bytes], None]:
-    """A `write(key, data)` that mirrors the vendor's key layout under `root`, each file written atomically."""
+    """A `write(key, data)` that mirrors the vendor's key layout under `root`, each file written atomically and
+    only when its bytes change."""
     root = Path(root)
 
     def write(key: str, data: bytes) -> None:
         path = root / key
+        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+            return  # unchanged: keep its mtime, which is the local source's ETag
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_bytes(data)

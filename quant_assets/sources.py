@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,12 @@ import boto3
 import dagster as dg
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field, PrivateAttr
 
 DEFAULT_ENDPOINT = "https://files.massive.com"
 DEFAULT_BUCKET = "flatfiles"
+DEFAULT_VENDOR_DIR = "data/vendor"
 ACCESS_KEY_ENV = "MASSIVE_S3_ACCESS_KEY_ID"
 SECRET_KEY_ENV = "MASSIVE_S3_SECRET_ACCESS_KEY"
 
@@ -74,7 +76,7 @@ class FlatFileSource(dg.ConfigurableResource, ABC):
 class LocalFlatFiles(FlatFileSource):
     """Flat files in a local folder that mirrors the vendor's key layout (what `quant-assets sample` writes)."""
 
-    root: str = Field(default="data/vendor", description="Folder holding <prefix>/<dataset>/YYYY/MM/*.csv.gz.")
+    root: str = Field(default=DEFAULT_VENDOR_DIR, description="Folder holding <prefix>/<dataset>/YYYY/MM/*.csv.gz.")
 
     def describe(self) -> str:
         return f"local:{Path(self.root).resolve()}"
@@ -164,43 +166,48 @@ class S3FlatFiles(FlatFileSource):
             self._client = session.client("s3", endpoint_url=self.endpoint_url, config=config)
         return self._client
 
-    def _raise_for(self, key: str, error: ClientError) -> None:
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        code = str(error.response.get("Error", {}).get("Code", ""))
+    @contextmanager
+    def _errors(self, key: str):
+        """Turn what boto3 raises (after its retries) into this module's errors, naming the object."""
         where = f"s3://{self.bucket}/{key} at {self.endpoint_url}"
-        if status == 403 or code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            raise AccessDenied(key, f"403 Forbidden for {where}: the credentials or plan do not cover it") from None
-        if status == 404 or code in ("404", "NoSuchKey", "NotFound"):
-            raise ObjectMissing(key, f"no object {where}") from None
-        raise error
+        try:
+            yield
+        except ClientError as error:
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if status == 403 or code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                raise AccessDenied(key, f"403 Forbidden for {where}: the credentials or plan do not cover it") from None
+            if code == "NoSuchBucket":
+                raise SourceError(key, f"the bucket {self.bucket!r} does not exist at {self.endpoint_url}") from None
+            if status == 404 or code in ("404", "NoSuchKey", "NotFound"):
+                raise ObjectMissing(key, f"no object {where}") from None
+            raise SourceError(key, f"{code or status} for {where} after {self.max_attempts} attempts: {error}") from None
+        except BotoCoreError as error:  # connection failures, timeouts, cut-off bodies after every retry
+            raise SourceError(key, f"{type(error).__name__} for {where} after {self.max_attempts} attempts: "
+                                   f"{error}") from None  # fmt: skip
 
     def list_objects(self, prefix: str) -> list[ObjectInfo]:
         found = []
-        try:
+        with self._errors(prefix):
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
                 for obj in page.get("Contents", []):
                     found.append(ObjectInfo(key=obj["Key"], etag=obj["ETag"], size=int(obj["Size"])))
-        except ClientError as error:
-            self._raise_for(prefix, error)
         return sorted(found, key=lambda info: info.key)
 
     def head(self, key: str) -> ObjectInfo:
-        try:
+        with self._errors(key):
             response = self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as error:
-            self._raise_for(key, error)
         return ObjectInfo(key=key, etag=response["ETag"], size=int(response["ContentLength"]))
 
     def download(self, info: ObjectInfo, dest: Path) -> None:
-        # s3transfer splits large objects into ranged GETs pinned to one ETag (If-Match), retries cut-off bodies
-        # and connection resets, and streams to disk, so memory stays flat whatever the file size.
+        # s3transfer splits large objects into ranged GETs that all ask for the ETag of its own HEAD (If-Match),
+        # retries cut-off bodies and connection resets, and streams to disk, so memory stays flat whatever the
+        # file size. `raw.land` checks afterwards that the ETag is still the one it recorded.
         transfer = TransferConfig(
             max_concurrency=self.max_concurrency,
             multipart_threshold=self.multipart_chunksize_mb * 2**20,
             multipart_chunksize=self.multipart_chunksize_mb * 2**20,
             num_download_attempts=self.max_attempts,
         )
-        try:
+        with self._errors(info.key):
             self.client.download_file(self.bucket, info.key, str(dest), Config=transfer)
-        except ClientError as error:
-            self._raise_for(info.key, error)

@@ -1,4 +1,4 @@
-"""A plain-text summary of what the lake holds, read from Parquet metadata with DuckDB."""
+"""A plain-text summary of what the lake holds, queried with DuckDB over the Parquet files."""
 
 from collections.abc import Sequence
 from pathlib import Path

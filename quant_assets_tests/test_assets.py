@@ -189,6 +189,11 @@ def test_a_missing_session_fails_by_name_and_the_others_still_land(vendor_copy, 
     assert f"stocks_daily 2026-02-13: {missing}: the source has no file for this session" in message
     for session in ("2026-02-12", "2026-02-17", "2026-02-18"):
         assert (tmp_path / "data" / "raw" / vendor_key(DAY, dt.date.fromisoformat(session))).exists()
+    # The sessions that landed are recorded as materialised, the missing one is not; the lake did not run.
+    events = [e.materialization for e in result.get_asset_materialization_events()]
+    assert sorted((e.asset_key.path[0], e.partition) for e in events) == [
+        ("raw_stocks_daily", "2026-02-12"), ("raw_stocks_daily", "2026-02-17"), ("raw_stocks_daily", "2026-02-18")]
+    assert all(e.metadata["size"].value > 0 for e in events)
 
 
 def test_403_fails_the_run_with_a_permission_error(plan_limited_s3, tmp_path):

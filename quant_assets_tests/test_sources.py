@@ -6,7 +6,7 @@ import datetime as dt
 import pytest
 
 from quant_assets.datasets import DATASETS
-from quant_assets.flatfiles import FlatFileMissing, FlatFilePermissionError, vendor_key
+from quant_assets.flatfiles import FlatFileError, FlatFileMissing, FlatFilePermissionError, vendor_key
 from quant_assets.raw import land, read_landed, replaced_path, sha256_of
 from quant_assets.sources import LocalFlatFiles, ObjectMissing
 from quant_assets_tests.conftest import TEST_KEY, TEST_SECRET, run_cli, s3_client, s3_source
@@ -70,8 +70,10 @@ def test_transient_errors_are_retried(s3_endpoint, uploaded, tmp_path, faulty_pr
 def test_retries_give_up_with_the_error(s3_endpoint, uploaded, tmp_path, faulty_proxy):
     source = s3_source(faulty_proxy.endpoint, uploaded, max_attempts=2)
     faulty_proxy.faults = ["503"] * 10
-    with pytest.raises(Exception, match="SlowDown|503"):
+    with pytest.raises(FlatFileError) as info:
         land(source, DAY, S1, tmp_path)
+    assert str(info.value).startswith(f"stocks_daily 2026-02-03: {vendor_key(DAY, S1)}: ")
+    assert "503 for s3://" in str(info.value) and "after 2 attempts" in str(info.value)
     assert not (tmp_path / vendor_key(DAY, S1)).exists()
 
 

@@ -4,7 +4,6 @@ the checks cost no second pass over the data.
 """
 
 import datetime as dt
-import json
 import statistics
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,7 +12,7 @@ import dagster as dg
 import polars as pl
 
 from quant_assets.datasets import Dataset
-from quant_assets.lake import partition_path
+from quant_assets.lake import partition_path, read_provenance
 from quant_assets.quality.gate import GateResult
 from quant_assets.quality.rules import rules_for
 from quant_assets.sessions import sessions
@@ -90,7 +89,7 @@ def partition_counts(lake_root: str | Path, dataset: Dataset, session: dt.date) 
     path = partition_path(lake_root, dataset.name, session)
     if not path.exists():
         return None
-    info = json.loads(pl.read_parquet_metadata(path).get("quant_assets", "{}"))
+    info = read_provenance(path)
     if "rows" not in info:
         return None
     return int(info["rows"]), int(info["tickers"])

@@ -3,8 +3,8 @@ partition when too many rows fail.
 
     data/quarantine/<dataset>/date=YYYY-MM-DD/part-0.parquet     vendor_row, the lake columns, reason
 
-Every input row ends up in exactly one place: the lake partition or the quarantine partition. A rejected partition
-sends all its rows to the quarantine and leaves the lake as it was.
+Every row the gate sees ends up in exactly one place: the lake partition or the quarantine partition. A rejected
+partition sends all its rows to the quarantine and leaves the lake as it was.
 """
 
 import datetime as dt
