@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import re
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,11 +76,19 @@ def stage_partition(
     return stage_parquet(frame, partition_path(root, dataset, session), metadata)
 
 
+STALE_TMP_SECONDS = 24 * 3600  # a `.tmp-` file this old is from a killed run, not a concurrent write
+
+
 def commit_partition(staged: Path, root: str | os.PathLike, dataset: str, session: dt.date) -> Path:
+    """Put a staged partition in place and remove what else is in its folder: files of an older layout, and
+    temporary files that killed runs left behind."""
     path = commit(staged, partition_path(root, dataset, session))
-    for stale in path.parent.iterdir():  # files of an older layout; `.tmp-` files may be a concurrent write
-        if stale.name != PART_NAME and not stale.name.startswith("."):
-            stale.unlink()
+    now = time.time()
+    for other in path.parent.iterdir():
+        if other.name == PART_NAME:
+            continue
+        if not other.name.startswith(".") or now - other.stat().st_mtime > STALE_TMP_SECONDS:
+            other.unlink(missing_ok=True)
     return path
 
 

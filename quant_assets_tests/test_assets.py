@@ -2,6 +2,7 @@
 
 import csv
 import datetime as dt
+import os
 import gzip
 import shutil
 
@@ -104,6 +105,13 @@ def test_rematerialising_is_idempotent(february, tmp_path):
     assert second.equals(first)
     assert second.height == second.unique(["ticker", "window_start"]).height  # no duplicates
     assert sorted(p.name for p in path.parent.iterdir()) == ["part-0.parquet"]
+    # A temporary file a killed run left a day ago is cleaned up; one being written right now is not.
+    killed, live = path.parent / ".part-0.parquet.tmp-killed", path.parent / ".part-0.parquet.tmp-live"
+    killed.write_bytes(b"x")
+    live.write_bytes(b"x")
+    os.utime(killed, (killed.stat().st_atime, killed.stat().st_mtime - 2 * 86400))
+    run([MINUTE], source, tmp_path, partition_key="2026-02-20")
+    assert sorted(p.name for p in path.parent.iterdir()) == [live.name, "part-0.parquet"]
 
 
 def test_ticker_filter_keeps_only_the_chosen_tickers(february, tmp_path):
