@@ -25,16 +25,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     datasets = parse_dataset_names(args.datasets)
     if args.s3_endpoint:
-        import boto3
-        from botocore.config import Config
+        from quant_assets.sources import ACCESS_KEY_ENV, SECRET_KEY_ENV, S3FlatFiles
 
-        from quant_assets.sources import ACCESS_KEY_ENV, SECRET_KEY_ENV
-
-        client = boto3.session.Session(
-            aws_access_key_id=os.environ.get(ACCESS_KEY_ENV, "testing"),
-            aws_secret_access_key=os.environ.get(SECRET_KEY_ENV, "testing"),
-            region_name="us-east-1",
-        ).client("s3", endpoint_url=args.s3_endpoint, config=Config(s3={"addressing_style": "path"}))
+        # The same client the S3 source uses (path-style, SigV4, retries), with the same credential variables.
+        client = S3FlatFiles(
+            endpoint_url=args.s3_endpoint,
+            bucket=args.bucket,
+            access_key_id=os.environ.get(ACCESS_KEY_ENV, "testing"),
+            secret_access_key=os.environ.get(SECRET_KEY_ENV, "testing"),
+        ).client
         if args.create_bucket:
             client.create_bucket(Bucket=args.bucket)
         write, where = s3_writer(client, args.bucket), f"s3://{args.bucket} at {args.s3_endpoint}"

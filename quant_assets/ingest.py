@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
+
 from quant_assets.datasets import Dataset
 from quant_assets.flatfiles import read_flat_file
 from quant_assets.lake import commit_partition, discard, stage_partition, ticker_filter, write_partition
@@ -41,6 +43,11 @@ class PartitionStats:
     gate: GateResult
 
 
+def ticker_count(frame: pl.DataFrame) -> int:
+    """Distinct tickers. Files are ticker-major, so counting among runs is much cheaper than hashing every row."""
+    return frame.get_column("ticker").rle().struct.field("value").n_unique()
+
+
 def build_partition(
     raw_file: str | os.PathLike,
     dataset: Dataset,
@@ -65,8 +72,7 @@ def build_partition(
     condition = ticker_filter(tickers)
     if condition is not None:
         frame = frame.filter(condition)
-    # Files are ticker-major, so counting distinct values among runs is much cheaper than hashing every row.
-    n_tickers = frame.get_column("ticker").rle().struct.field("value").n_unique()
+    n_tickers = ticker_count(frame)
     details = {**provenance, "rows": str(frame.height), "tickers": str(n_tickers), "quarantined": "0"}
     staged = _STAGING.submit(stage_partition, frame, lake_root, dataset.name, session, details)
     try:
@@ -85,7 +91,7 @@ def build_partition(
     write_quarantine(result.quarantined, quarantine_root, dataset.name, session)
     clean = result.clean
     if result.quarantined.height:
-        n_tickers = clean.get_column("ticker").rle().struct.field("value").n_unique()
+        n_tickers = ticker_count(clean)
         details = {**details, "rows": str(clean.height), "tickers": str(n_tickers),
                    "quarantined": str(result.quarantined.height)}  # fmt: skip
         path = write_partition(clean, lake_root, dataset.name, session, details)

@@ -14,7 +14,7 @@ import polars as pl
 from quant_assets.datasets import Dataset
 from quant_assets.lake import partition_path, read_provenance
 from quant_assets.quality.gate import GateResult
-from quant_assets.quality.rules import rules_for
+from quant_assets.quality.rules import rule_catalogue
 from quant_assets.sessions import sessions
 
 VOLUME_ANOMALY = "volume_anomaly"
@@ -22,12 +22,11 @@ VOLUME_ANOMALY = "volume_anomaly"
 
 def quality_check_specs(dataset: Dataset, asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     """A blocking check per row rule (the checks of the dataset's pandera schema), and the anomaly check."""
-    rules = rules_for(dataset, dt.date(2026, 1, 2))  # rule names and texts do not depend on the session
     specs = [
-        dg.AssetCheckSpec(rule.name, asset=asset_key, blocking=True,
-                          description=f"Rows where {rule.reason} are quarantined; more than the allowed share "
+        dg.AssetCheckSpec(name, asset=asset_key, blocking=True,
+                          description=f"Rows where {reason} are quarantined; more than the allowed share "
                           "rejects the partition.")  # fmt: skip
-        for rule in rules
+        for name, reason in rule_catalogue(dataset).items()
     ]
     specs.append(dg.AssetCheckSpec(
         VOLUME_ANOMALY, asset=asset_key,
@@ -54,11 +53,11 @@ def rule_check_results(
     Failed as an ERROR (blocking downstream): a session was rejected with rows failing this rule.
     """
     results = []
-    for rule in rules_for(dataset, dt.date(2026, 1, 2)):
-        per_session = {s: g.failures.get(rule.name, 0) for s, g in sorted(gates.items())}
+    for name in rule_catalogue(dataset):
+        per_session = {s: g.failures.get(name, 0) for s, g in sorted(gates.items())}
         failed = sum(per_session.values())
         blocking = any(per_session[s] for s in rejected if s in per_session)
-        samples = [g.sample(rule.name).with_columns(session=pl.lit(s)) for s, g in gates.items() if per_session[s]]
+        samples = [g.sample(name).with_columns(session=pl.lit(s)) for s, g in gates.items() if per_session[s]]
         metadata = {
             "failed_rows": dg.MetadataValue.int(failed),
             "rows_checked": dg.MetadataValue.int(sum(g.rows.height for g in gates.values())),
@@ -69,10 +68,10 @@ def rule_check_results(
             sample = pl.concat(samples, how="diagonal_relaxed").head(10)
             metadata["sample"] = dg.MetadataValue.md(markdown_table(sample.select("session", *sample.columns[:-1])))
         results.append(dg.AssetCheckResult(
-            asset_key=asset_key, check_name=rule.name, passed=failed == 0,
+            asset_key=asset_key, check_name=name, passed=failed == 0,
             severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
             metadata=metadata,
-            description=None if failed == 0 else _describe(rule.name, failed, gates, per_session),
+            description=None if failed == 0 else _describe(name, failed, gates, per_session),
         ))  # fmt: skip
     return results
 

@@ -79,6 +79,12 @@ def _finite_positive(column: str) -> pl.Expr:
     return pl.col(column).is_finite() & (pl.col(column) > 0)
 
 
+def rule_catalogue(dataset: Dataset) -> dict[str, str]:
+    """Rule name -> reason of `dataset`, in schema order (names do not depend on the session; the wording of
+    session-specific reasons is that of an arbitrary session)."""
+    return {rule.name: rule.reason for rule in rules_for(dataset, dt.date(2026, 1, 2))}
+
+
 def rules_for(dataset: Dataset, session: dt.date) -> list[Rule]:
     """The row rules of `dataset` for the partition of `session`."""
     names = set(dataset.header)
