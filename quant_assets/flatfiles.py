@@ -7,26 +7,26 @@ Columns are resolved by header name, never by position. Tickers keep their case 
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import re
-import zlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from queue import Empty, Queue
 
 import polars as pl
+from isal import isal_zlib
 
 from quant_assets.datasets import Dataset, Kind
+from quant_assets.errors import SessionError
+from quant_assets.settings import DEFAULT_BATCH_MB
 
 _KEY_DATE = re.compile(r"/(\d{4})/(\d{2})/(\d{4}-\d{2}-\d{2})\.csv\.gz$")
 _OCC = r"^O:([A-Z0-9]+?)(\d{6})([CP])(\d{8})$"
 
 
-class FlatFileError(ValueError):
-    """A vendor file that cannot be landed as it is; the message names dataset, session, key and row."""
-
-    def __init__(self, dataset: str, session: dt.date | str, key: str, problem: str, row: int | None = None):
-        self.dataset, self.session, self.key, self.problem, self.row = dataset, str(session), key, problem, row
-        where = f", row {row} (line {row + 1})" if row is not None else ""
-        super().__init__(f"{dataset} {session}: {key}{where}: {problem}")
+class FlatFileError(SessionError):
+    """A vendor file that cannot be landed or read as it is (a file-level defect, or a source failure)."""
 
 
 class FlatFileMissing(FlatFileError):
@@ -35,6 +35,31 @@ class FlatFileMissing(FlatFileError):
 
 class FlatFilePermissionError(FlatFileError):
     """The source refused access (HTTP 403): the plan does not cover this dataset or date. Not retried."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a source says about one object: enough to tell whether a landed copy is still current."""
+
+    key: str
+    etag: str
+    size: int
+
+
+class SourceError(Exception):
+    """A source could not serve `key`."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(message)
+
+
+class ObjectMissing(SourceError):
+    """The source has no object at `key`."""
+
+
+class AccessDenied(SourceError):
+    """The source answered 403 for `key`: the plan does not include it. Retrying will not help."""
 
 
 def vendor_key(dataset: Dataset, session: dt.date) -> str:
@@ -50,33 +75,134 @@ def session_from_key(key: str) -> dt.date:
     return dt.date.fromisoformat(match.group(3))
 
 
-def decompress(data: bytes, dataset: Dataset, session: dt.date, key: str) -> bytes:
-    """Inflate a gzip file (all members), or raise a FlatFileError for an empty, truncated or corrupt one."""
-    if not data:
-        raise FlatFileError(dataset.name, session, key, "the file is empty (0 bytes)")
+# Compressed bytes read at a time, and the most text one inflate call may produce: a file that inflates a
+# thousandfold (a gzip bomb) still only grows memory by a block at a time.
+READ_CHUNK = 256 * 2**10
+INFLATE_CHUNK = 8 * 2**20
+DEFAULT_BATCH_BYTES = DEFAULT_BATCH_MB * 2**20  # inflated text per batch: ~200k rows of minute bars
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Caps on what one file may inflate to; None is no cap. A file beyond either fails as a whole."""
+
+    max_inflated_bytes: int | None = None
+    max_rows: int | None = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Consecutive rows of a vendor file, typed as in the lake.
+
+    A value that is empty, missing (a short row) or does not parse is null in `frame`, and `defects` says, for
+    that row, which column and what text (None when the batch has no such row).
+    """
+
+    first_row: int  # vendor row number of the frame's first row; 1 is the row after the header
+    frame: pl.DataFrame
+    defects: pl.Series | None = None
+
+    @property
+    def vendor_rows(self) -> pl.Series:
+        return pl.int_range(self.first_row, self.first_row + self.frame.height, dtype=pl.UInt32, eager=True)
+
+
+def _inflate(path: Path, dataset: Dataset, session: dt.date, key: str) -> Iterator[bytes]:
+    """The file's text, inflated a block at a time (all gzip members); the CRC of each member is checked."""
+
+    def error(problem: str) -> FlatFileError:
+        return FlatFileError(dataset.name, session, key, problem)
+
+    with open(path, "rb") as stream:
+        pending = stream.read(READ_CHUNK)
+        if not pending:
+            raise error("the file is empty (0 bytes)")
+        inflater = isal_zlib.decompressobj(31)
+        while True:
+            try:
+                text = inflater.decompress(pending, INFLATE_CHUNK)
+            except isal_zlib.error as exc:
+                raise error(f"not a valid gzip file ({exc})") from None
+            if text:
+                yield text
+            if inflater.eof:  # a member ended: another may follow (concatenated gzip members)
+                pending = inflater.unused_data or stream.read(READ_CHUNK)
+                if not pending:
+                    return
+                inflater = isal_zlib.decompressobj(31)
+                continue
+            pending = inflater.unconsumed_tail or stream.read(READ_CHUNK)
+            if not pending:
+                raise error("the gzip stream is truncated (download cut short?)")
+
+
+def prefetch(items: Iterator, depth: int = 2) -> Iterator:
+    """`items`, produced in a background thread up to `depth` ahead; its exceptions are raised here."""
+    done = object()
+    queue: Queue = Queue(depth)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                queue.put((item, None))
+            queue.put((done, None))
+        except BaseException as exc:  # handed to the consumer
+            queue.put((done, exc))
+
+    thread = threading.Thread(target=produce, name="prefetch", daemon=True)
+    thread.start()
     try:
-        inflater = zlib.decompressobj(wbits=31)
-        parts = [inflater.decompress(data)]
-        while inflater.eof and inflater.unused_data:  # concatenated gzip members
-            rest = inflater.unused_data
-            inflater = zlib.decompressobj(wbits=31)
-            parts.append(inflater.decompress(rest))
-    except zlib.error as exc:
-        raise FlatFileError(dataset.name, session, key, f"not a valid gzip file ({exc})") from None
-    if not inflater.eof:
-        raise FlatFileError(dataset.name, session, key, "the gzip stream is truncated (download cut short?)")
-    return b"".join(parts)
+        while True:
+            item, exc = queue.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue, then let it finish
+            try:
+                queue.get(timeout=0.05)
+            except Empty:
+                pass
 
 
-def read_header(path: Path, dataset: Dataset, session: dt.date, key: str) -> list[str]:
+def text_blocks(
+    path: str | Path,
+    dataset: Dataset,
+    session: dt.date,
+    key: str,
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
+    limits: ReadLimits = ReadLimits(),
+) -> Iterator[bytes]:
+    """The file's text in blocks of about `batch_bytes`, each ending at a line end; the first holds the header."""
+    pieces: list[bytes] = []
+    pending = inflated = 0
+    for text in _inflate(Path(path), dataset, session, key):
+        inflated += len(text)
+        if limits.max_inflated_bytes is not None and inflated > limits.max_inflated_bytes:
+            raise FlatFileError(dataset.name, session, key, f"the file inflates to more than "
+                                f"{limits.max_inflated_bytes:,} bytes, the configured cap (max_inflated_bytes)")  # fmt: skip
+        pieces.append(text)
+        pending += len(text)
+        if pending >= batch_bytes:
+            cut = text.rfind(b"\n") + 1
+            if not cut:  # no line end in the last piece: wait for one
+                continue
+            pieces[-1] = text[:cut]
+            yield b"".join(pieces)
+            pieces, pending = ([text[cut:]], len(text) - cut) if cut < len(text) else ([], 0)
+    if pieces:
+        yield b"".join(pieces)
+
+
+def parse_header(line: bytes, dataset: Dataset, session: dt.date, key: str) -> list[str]:
     """The file's column names, after checking they are exactly the dataset's (in any order)."""
-    if path.stat().st_size == 0:
-        raise FlatFileError(dataset.name, session, key, "the file is empty (0 bytes)")
-    try:
-        with gzip.open(path, "rb") as stream:
-            first_line = stream.readline().rstrip(b"\r\n").decode("utf-8", errors="replace")
-    except (OSError, EOFError, zlib.error) as exc:
-        raise FlatFileError(dataset.name, session, key, f"not a valid gzip file ({exc})") from None
+    first_line = line.rstrip(b"\r\n").decode("utf-8", errors="replace")
     if not first_line.strip():
         raise FlatFileError(dataset.name, session, key, "the file has no header row")
     columns = [c.strip().strip('"') for c in first_line.split(",")]
@@ -87,7 +213,7 @@ def read_header(path: Path, dataset: Dataset, session: dt.date, key: str) -> lis
         raise FlatFileError(
             dataset.name, session, key,
             f"header does not match {dataset.name}: missing {missing}, unexpected {extra}; "
-            f"expected {','.join(dataset.header)}; got {first_line}",
+            f"expected {','.join(dataset.header)}; got {first_line[:500]}",
         )  # fmt: skip
     return columns
 
@@ -100,30 +226,94 @@ _READ_DTYPES = {
     Kind.TIMESTAMP: pl.Int64,
     Kind.CODES: pl.String,
 }
+_CSV_OPTIONS = {"quote_char": '"', "null_values": None, "empty_string_is_null": False}
+
+
+def read_batches(
+    path: str | Path,
+    dataset: Dataset,
+    session: dt.date,
+    key: str,
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
+    limits: ReadLimits = ReadLimits(),
+) -> Iterator[Batch]:
+    """A landed vendor file as typed batches, streamed: memory is bounded by `batch_bytes`, not the file.
+
+    File defects (empty, not gzip, truncated, wrong header, malformed CSV, beyond a cap) raise a FlatFileError,
+    possibly after earlier batches were yielded. Row defects (an empty or unparsable value, a short row) do not:
+    the row is kept with nulls and its `Batch.defects` entry says what is wrong, for the quality gate.
+    """
+    kinds = dict(dataset.columns)
+    schema = None
+    next_row = 1
+    # Blocks are inflated in a thread of their own (isal releases the GIL) while the previous one is parsed.
+    for block in prefetch(text_blocks(path, dataset, session, key, batch_bytes, limits)):
+        first = schema is None
+        if first:
+            header_end = block.find(b"\n") + 1 or len(block)
+            names = parse_header(block[:header_end], dataset, session, key)
+            schema = {name: _READ_DTYPES[kinds[name]] for name in names}
+            block = block[header_end:]
+            if not block.strip():
+                continue
+        batch = _parse_block(block, schema, dataset, session, key, next_row)
+        next_row += batch.frame.height
+        if limits.max_rows is not None and next_row - 1 > limits.max_rows:
+            raise FlatFileError(dataset.name, session, key, f"the file has more than {limits.max_rows:,} rows, the "
+                                "configured cap (max_rows)")  # fmt: skip
+        yield batch
+    if schema is None:
+        raise FlatFileError(dataset.name, session, key, "the file has no header row")
+    if next_row == 1:
+        raise FlatFileError(dataset.name, session, key, "the file has a header but no rows")
+
+
+def _parse_block(block: bytes, schema: dict, dataset: Dataset, session: dt.date, key: str, first_row: int) -> Batch:
+    """One block of rows -> a typed Batch. The fast path parses typed; only a block with a null in a required
+    column or a value that does not parse is read again as text, to say which rows and why."""
+    try:
+        frame = pl.read_csv(block, has_header=False, schema=schema, **_CSV_OPTIONS)
+        if not any(frame[name].null_count() for name in dataset.required):
+            return Batch(first_row, to_lake_frame(frame, dataset))
+    except pl.exceptions.PolarsError:
+        pass
+    try:
+        text = pl.read_csv(block, has_header=False, schema=dict.fromkeys(schema, pl.String), **_CSV_OPTIONS)
+    except pl.exceptions.PolarsError as exc:  # more fields than the header, an unclosed quote
+        last = first_row + block.count(b"\n") - 1
+        raise FlatFileError(dataset.name, session, key, f"malformed CSV in rows {first_row:,}-{last:,}: "
+                            f"{str(exc).splitlines()[0]}") from None  # fmt: skip
+    required = set(dataset.required)
+    problems, typed = [], []
+    for name, dtype in schema.items():
+        values = pl.col(name)
+        parsed = values.cast(dtype, strict=False) if dtype is not pl.String else values
+        typed.append(pl.when(values != "").then(parsed).alias(name) if dtype is not pl.String else values)
+        shown = values.str.slice(0, 40)
+        problems.append(
+            pl.when(values.is_null())
+            .then(pl.lit(f"short row: no value for column {name!r}"))
+            .when((values == "") & pl.lit(name in required))
+            .then(pl.lit(f"column {name!r} is empty"))
+            .when((values != "") & parsed.is_null() & pl.lit(dtype is not pl.String))
+            .then(pl.format(f"column {name!r} value '{{}}' is not a valid {dtype.__name__}", shown))
+        )
+    frame = text.select(*typed, _defect=pl.coalesce(problems))
+    return Batch(first_row, to_lake_frame(frame.drop("_defect"), dataset), frame["_defect"])
 
 
 def read_flat_file(path: str | Path, dataset: Dataset, session: dt.date, key: str) -> pl.DataFrame:
-    """A landed vendor file -> its typed lake frame, or a FlatFileError that names what is wrong.
-
-    polars inflates and parses the file in one pass (faster than inflating first); only when that fails is the
-    file read again, slowly, to say exactly what is wrong and where.
-    """
-    path = Path(path)
-    kinds = dict(dataset.columns)
-    read_schema = {name: _READ_DTYPES[kinds[name]] for name in read_header(path, dataset, session, key)}
-    try:
-        frame = pl.read_csv(
-            path, schema=read_schema, has_header=True, quote_char='"', null_values=None, empty_string_is_null=False
-        )
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise _diagnose(path, dataset, session, key, read_schema, exc) from None
-    if frame.height == 0:
-        raise FlatFileError(dataset.name, session, key, "the file has a header but no rows")
-    for name in dataset.required:  # a short (ragged) row or an empty field reads as null
-        if frame[name].null_count():
-            row = int(frame[name].is_null().arg_true()[0]) + 1
-            raise FlatFileError(dataset.name, session, key, f"column {name!r} is empty (short row?)", row=row)
-    return to_lake_frame(frame, dataset)
+    """A whole vendor file as its typed lake frame, strictly: the first row defect raises a FlatFileError naming
+    the row. For files known to fit in memory (tests, small files); the lake streams with `read_batches`."""
+    frames = []
+    for batch in read_batches(path, dataset, session, key):
+        if batch.defects is not None and batch.defects.null_count() < batch.defects.len():
+            index = int(batch.defects.is_not_null().arg_true()[0])
+            ticker = batch.frame["ticker"][index]
+            raise FlatFileError(dataset.name, session, key, f"{batch.defects[index]} (ticker {ticker!r})",
+                                row=batch.first_row + index)  # fmt: skip
+        frames.append(batch.frame)
+    return pl.concat(frames)
 
 
 def to_lake_frame(frame: pl.DataFrame, dataset: Dataset) -> pl.DataFrame:
@@ -137,7 +327,7 @@ def to_lake_frame(frame: pl.DataFrame, dataset: Dataset) -> pl.DataFrame:
             exprs.append(
                 pl.when(codes.is_null() | (codes == ""))
                 .then(pl.lit([], dtype=pl.List(pl.Int32)))
-                .otherwise(codes.str.split(",").list.eval(pl.element().str.strip_chars().cast(pl.Int32)))
+                .otherwise(codes.str.split(",").list.eval(pl.element().str.strip_chars().cast(pl.Int32, strict=False)))
                 .alias(name)
             )
         else:
@@ -151,32 +341,3 @@ def to_lake_frame(frame: pl.DataFrame, dataset: Dataset) -> pl.DataFrame:
             (parts.struct.field("4").cast(pl.Float64) / 1000).alias("strike"),
         ]
     return frame.select(exprs)
-
-
-def _diagnose(path: Path, dataset: Dataset, session: dt.date, key: str, schema: dict, exc: Exception) -> FlatFileError:
-    """Read the file again, as text, to find what failed: the gzip stream, the CSV shape, or one row's value."""
-    try:
-        text = decompress(path.read_bytes(), dataset, session, key)
-    except FlatFileError as error:
-        return error
-    try:
-        raw = pl.read_csv(text, infer_schema=False, null_values=None, empty_string_is_null=False,
-                          quote_char='"')  # fmt: skip
-    except Exception as inner:  # malformed CSV (wrong field count, bad quoting): polars' own message
-        return FlatFileError(dataset.name, session, key, f"malformed CSV: {str(inner).splitlines()[0]}")
-    for name, dtype in schema.items():
-        if dtype is pl.String or name not in raw.columns:
-            continue
-        values = raw[name]
-        parsed = values.replace("", None).cast(dtype, strict=False)
-        bad = parsed.is_null() & values.is_not_null() & (values != "")
-        if bad.any():
-            row = int(bad.arg_true()[0])
-            return FlatFileError(
-                dataset.name, session, key,
-                f"column {name!r} value {values[row]!r} is not a valid {dtype.__name__} "
-                f"(ticker {raw['ticker'][row]!r})",
-                row=row + 1,
-            )  # fmt: skip
-    return FlatFileError(dataset.name, session, key, f"cannot parse: {str(exc).splitlines()[0]}")
-

@@ -1,110 +1,190 @@
-"""raw -> lake for one session: parse the landed vendor file, pass it through the quality gate, write the lake and
-quarantine partitions."""
+"""raw -> lake for one session: stream the landed vendor file batch by batch through the quality gate into the lake
+and quarantine partitions.
+
+Three stages overlap: a thread inflates the next block of text, the caller's thread parses and checks the current
+one, and polars' streaming sink encodes the Parquet row groups of the previous ones. Memory is bounded by the
+batch size, whatever the file inflates to.
+"""
+
+from __future__ import annotations
 
 import datetime as dt
 import os
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
 from quant_assets.datasets import Dataset
-from quant_assets.flatfiles import read_flat_file
-from quant_assets.lake import commit_partition, discard, stage_partition, ticker_filter, write_partition
-from quant_assets.quality.gate import (
-    DEFAULT_MAX_FAILURE_SHARE,
-    GateResult,
-    QualityGateError,
-    reject_reason,
-    split,
-    write_quarantine,
+from quant_assets.flatfiles import DEFAULT_BATCH_BYTES, ReadLimits, read_batches
+from quant_assets.lake import (
+    PartitionWriter,
+    partition_path,
+    partition_provenance,
+    provenance_metadata,
+    remove_partition,
+    sink_partition,
+    ticker_filter,
 )
+from quant_assets.quality.gate import Gate, GateSummary, QualityGateError
+from quant_assets.raw import LandedFile
+from quant_assets.settings import DEFAULT_MAX_FAILURE_SHARE
 
-
-# Writes the Parquet file while the quality gate validates the same rows: both release the GIL, and in the common
-# case (no failing row) the staged file is exactly the partition.
-_STAGING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage-parquet")
+# Bump when the lake content built from the same raw file changes (parsing, types, rules): partitions built by an
+# older version are then rebuilt instead of skipped.
+LAKE_CODE_VERSION = "2"
+QUARANTINE_COLUMNS = ("vendor_row", "reason")
 
 
 @dataclass(frozen=True)
 class PartitionStats:
-    """What one raw -> lake build produced."""
+    """What one raw -> lake build produced: a few numbers, never the rows."""
 
     path: Path
     rows: int
     tickers: int
+    quarantined: int
     bytes: int
     seconds: float
     first_time: dt.datetime | None
     last_time: dt.datetime | None
-    gate: GateResult
+    gate: GateSummary
 
 
-def ticker_count(frame: pl.DataFrame) -> int:
-    """Distinct tickers. Files are ticker-major, so counting among runs is much cheaper than hashing every row."""
-    return frame.get_column("ticker").rle().struct.field("value").n_unique()
+def build_identity(landed: LandedFile, tickers: Sequence[str]) -> dict[str, str]:
+    """What a lake partition is built from: the raw file's bytes, the code version and the ticker filter."""
+    return {"sha256": landed.sha256, "code_version": LAKE_CODE_VERSION, "ticker_filter": ",".join(tickers)}
+
+
+def is_current(lake_root: str | os.PathLike, dataset: Dataset, landed: LandedFile, session: dt.date,
+               tickers: Sequence[str] = ()) -> bool:  # fmt: skip
+    """Whether the lake partition was built from this very raw file, by this code, with this ticker filter."""
+    provenance = partition_provenance(lake_root, dataset.name, session)
+    if provenance is None:
+        return False
+    return all(provenance.get(k) == v for k, v in build_identity(landed, tickers).items())
+
+
+def quarantine_schema(dataset: Dataset) -> dict[str, pl.DataType]:
+    return {"vendor_row": pl.UInt32(), **dataset.lake_schema(), "reason": pl.String()}
 
 
 def build_partition(
-    raw_file: str | os.PathLike,
+    landed: LandedFile,
     dataset: Dataset,
     session: dt.date,
-    key: str,
     lake_root: str | os.PathLike,
     quarantine_root: str | os.PathLike,
-    provenance: dict[str, str],
     tickers: Sequence[str] = (),
     max_failure_share: float = DEFAULT_MAX_FAILURE_SHARE,
     validate: bool = True,
+    limits: ReadLimits = ReadLimits(),
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
 ) -> PartitionStats:
-    """Parse a landed vendor file (rows of `tickers` only, if given), quarantine the rows that fail the dataset's
-    rules, and replace the session's lake partition with the rest.
+    """Stream a landed vendor file (rows of `tickers` only, if given) through the quality gate, and replace the
+    session's lake partition with the rows that pass and its quarantine partition with those that do not.
 
-    A file that does not parse raises a FlatFileError; one whose failing share is above `max_failure_share`
-    raises a QualityGateError after sending all its rows to the quarantine. Either way the lake partition is left
-    as it was. `validate=False` skips the gate (the benchmark uses it to measure what the checks cost).
+    A file defect raises a FlatFileError; a failing share above `max_failure_share` raises a QualityGateError
+    after sending every row to the quarantine. Either way the lake partition is left as it was. `validate=False`
+    skips the gate (the benchmark uses it to measure what the checks cost).
     """
     started = time.perf_counter()
-    frame = read_flat_file(raw_file, dataset, session, key)
-    condition = ticker_filter(tickers)
-    if condition is not None:
-        frame = frame.filter(condition)
-    n_tickers = ticker_count(frame)
-    details = {**provenance, "rows": str(frame.height), "tickers": str(n_tickers), "quarantined": "0"}
-    staged = _STAGING.submit(stage_partition, frame, lake_root, dataset.name, session, details)
+    gate = Gate(dataset, session)
+    quarantine = PartitionWriter(partition_path(quarantine_root, dataset.name, session), quarantine_schema(dataset))
+    seen = {"rows": 0, "tickers": set(), "first": None, "last": None}
+
+    def clean_batches() -> Iterator[pl.DataFrame]:
+        for frame, rows, defects in _batches(landed, dataset, session, tickers, limits, batch_bytes):
+            clean, bad = gate.check(frame, rows, defects) if validate else (frame, None)
+            if bad is not None:
+                quarantine.write(bad)
+            if clean.height:
+                times = clean[dataset.time_column]
+                seen["rows"] += clean.height
+                seen["tickers"].update(clean["ticker"].rle().struct.field("value").unique().to_list())
+                seen["first"] = min(filter(None, (seen["first"], times.min())))
+                seen["last"] = max(filter(None, (seen["last"], times.max())))
+            yield clean
+        if not validate:
+            gate.summary.rows = seen["rows"]
+        reason = gate.summary.reject_reason(dataset, max_failure_share)
+        if reason:  # raised inside the sink, so that the staged lake file is dropped
+            raise QualityGateError(dataset.name, session, landed.key, reason, gate.summary)
+
+    def metadata() -> dict[str, str]:
+        details = {**landed.provenance(), **build_identity(landed, tickers), "rows": str(seen["rows"]),
+                   "tickers": str(len(seen["tickers"])), "quarantined": str(gate.summary.quarantined)}  # fmt: skip
+        return provenance_metadata(dataset.name, session, details)
+
     try:
-        result = split(frame, dataset, session) if validate else GateResult.passing(frame)
-    except BaseException:
-        discard(staged.result())
+        path = sink_partition(clean_batches(), partition_path(lake_root, dataset.name, session),
+                              dataset.lake_schema(), metadata)  # fmt: skip
+    except QualityGateError as error:
+        quarantine.discard()
+        quarantine_everything(landed, dataset, session, quarantine_root, tickers, f"partition rejected: {error.problem}",
+                              limits, batch_bytes)  # fmt: skip
         raise
-    speculative = staged.result()
-    reason = reject_reason(result, dataset, max_failure_share)
-    if reason or result.quarantined.height:
-        discard(speculative)  # it holds rows that must not reach the lake
-    if reason:
-        write_quarantine(result.all_rows_for_quarantine(f"partition rejected: {reason}"), quarantine_root,
-                         dataset.name, session)  # fmt: skip
-        raise QualityGateError(dataset.name, session, key, reason, result)
-    write_quarantine(result.quarantined, quarantine_root, dataset.name, session)
-    clean = result.clean
-    if result.quarantined.height:
-        n_tickers = ticker_count(clean)
-        details = {**details, "rows": str(clean.height), "tickers": str(n_tickers),
-                   "quarantined": str(result.quarantined.height)}  # fmt: skip
-        path = write_partition(clean, lake_root, dataset.name, session, details)
+    except BaseException:
+        quarantine.discard()
+        raise
+    if quarantine.rows:
+        quarantine.commit()
     else:
-        path = commit_partition(speculative, lake_root, dataset.name, session)
-    times = clean.get_column(dataset.time_column)
+        quarantine.discard()
+        remove_partition(quarantine_root, dataset.name, session)  # rows set aside by an earlier build
+    summary = gate.summary
     return PartitionStats(
         path=path,
-        rows=clean.height,
-        tickers=n_tickers,
+        rows=seen["rows"],
+        tickers=len(seen["tickers"]),
+        quarantined=summary.quarantined,
         bytes=path.stat().st_size,
         seconds=time.perf_counter() - started,
-        first_time=times.min(),
-        last_time=times.max(),
-        gate=result,
+        first_time=seen["first"],
+        last_time=seen["last"],
+        gate=summary,
     )
+
+
+def _batches(
+    landed: LandedFile, dataset: Dataset, session: dt.date, tickers: Sequence[str], limits: ReadLimits, batch_bytes: int
+) -> Iterator[tuple[pl.DataFrame, pl.Series, pl.Series | None]]:
+    """(rows, their vendor row numbers, their defects) of each batch of the file, of `tickers` only if given."""
+    condition = ticker_filter(tickers)
+    for batch in read_batches(landed.path, dataset, session, landed.key, batch_bytes, limits):
+        frame, rows, defects = batch.frame, batch.vendor_rows, batch.defects
+        if condition is not None:
+            keep = frame.select(condition).to_series()
+            frame, rows = frame.filter(keep), rows.filter(keep)
+            defects = defects.filter(keep) if defects is not None else None
+        yield frame, rows, defects
+
+
+def quarantine_everything(
+    landed: LandedFile,
+    dataset: Dataset,
+    session: dt.date,
+    quarantine_root: str | os.PathLike,
+    tickers: Sequence[str],
+    reason: str,
+    limits: ReadLimits,
+    batch_bytes: int,
+) -> None:
+    """Replace the quarantine partition with every row of a rejected file, in file order: failing rows with their
+    own reasons, the others with `reason`. A second streamed pass, so memory stays bounded on this path too."""
+    gate = Gate(dataset, session)
+    writer = PartitionWriter(partition_path(quarantine_root, dataset.name, session), quarantine_schema(dataset))
+    try:
+        for frame, rows, defects in _batches(landed, dataset, session, tickers, limits, batch_bytes):
+            clean, bad = gate.check(frame, rows, defects)
+            passed = clean.with_columns(vendor_row=rows.filter(~rows.is_in(bad["vendor_row"])) if bad is not None
+                                        else rows, reason=pl.lit(reason))  # fmt: skip
+            passed = passed.select(bad.columns if bad is not None else ["vendor_row", *clean.columns, "reason"])
+            every = pl.concat([bad, passed]).sort("vendor_row") if bad is not None else passed
+            writer.write(every)
+        writer.commit()
+    except BaseException:
+        writer.discard()
+        raise

@@ -1,9 +1,10 @@
-"""The lake on disk: one Parquet file per dataset and session, written atomically.
+"""The lake on disk: one Parquet file per dataset and session, written atomically, and its read side.
 
     <root>/<dataset>/date=YYYY-MM-DD/part-0.parquet
 
 The `date=` folders are Hive-style, so `polars.scan_parquet(root / dataset, hive_partitioning=True)` and DuckDB's
-`read_parquet(..., hive_partitioning = true)` see the session as a `date` column.
+`read_parquet(..., hive_partitioning = true)` see the session as a `date` column. Later layers read the lake
+through `scan`, never through paths of their own.
 """
 
 from __future__ import annotations
@@ -14,16 +15,25 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
-
+import pyarrow as pa
+import pyarrow.parquet as pq
+from polars.io.plugins import register_io_source
 
 PART_NAME = "part-0.parquet"
+PROVENANCE_KEY = "quant_assets"
 # zstd at level 1: about a third smaller than snappy for a few per cent more write time.
 COMPRESSION = "zstd"
 COMPRESSION_LEVEL = 1
+STALE_TMP_SECONDS = 24 * 3600  # a `.tmp-` file this old is from a killed run, not a concurrent write
+
+# Parquet encoding of `PartitionWriter` runs here, in parallel with the reading and checking of the next batch
+# (pyarrow releases the GIL).
+_WRITERS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer")
 
 
 def partition_dir(root: str | os.PathLike, dataset: str, session: dt.date) -> Path:
@@ -34,74 +44,185 @@ def partition_path(root: str | os.PathLike, dataset: str, session: dt.date) -> P
     return partition_dir(root, dataset, session) / PART_NAME
 
 
-def stage_parquet(frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> Path:
-    """Write `frame` to a temporary file beside `path` and return it; `commit` renames it into place."""
+def temporary_path(path: Path) -> Path:
+    """A unique hidden name beside `path`, for writing before the rename."""
+    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+
+
+class PartitionWriter:
+    """Writes one Parquet file batch by batch (a row group each) to a temporary file beside `path`, in a
+    background thread; `commit` renames it into place, `discard` removes it. A crash leaves at most a `.tmp-`
+    file, never a partial `path`."""
+
+    def __init__(self, path: Path, schema: dict[str, pl.DataType]):
+        self.path = path
+        self.schema = schema
+        self.tmp: Path | None = None
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._pending: Future | None = None
+
+    def write(self, frame: pl.DataFrame) -> None:
+        """Append `frame` as a row group; returns once the previous batch is written (at most one in flight)."""
+        if frame.height == 0:
+            return
+        table = frame.to_arrow()
+        self._wait()
+        if self._writer is None:
+            self._open(table.schema)
+        self.rows += frame.height
+        self._pending = _WRITERS.submit(self._writer.write_table, table)
+
+    def _open(self, schema: pa.Schema) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = temporary_path(self.path)
+        self._writer = pq.ParquetWriter(self.tmp, schema, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def commit(self, metadata: dict[str, str] | None = None) -> Path:
+        """Finish the file (an empty table if nothing was written), then rename it over `path`."""
+        self._wait()
+        if self._writer is None:
+            self._open(pl.DataFrame(schema=self.schema).to_arrow().schema)
+        if metadata:
+            self._writer.add_key_value_metadata(metadata)
+        self._writer.close()
+        os.replace(self.tmp, self.path)
+        remove_leftovers(self.path)
+        return self.path
+
+    def discard(self) -> None:
+        """Drop what was written; the partition (if any) stays as it was, and a folder made for it goes."""
+        try:
+            self._wait()
+        except Exception:
+            pass  # the write failed: there is nothing to keep
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:
+                pass
+            self.tmp.unlink(missing_ok=True)
+        try:
+            self.path.parent.rmdir()
+        except OSError:  # not empty (an earlier partition, another writer's file) or never made
+            pass
+
+
+def sink_partition(
+    frames: Iterator[pl.DataFrame],
+    path: Path,
+    schema: dict[str, pl.DataType],
+    metadata: Callable[[], dict[str, str]] | None = None,
+) -> Path:
+    """Stream `frames` into the Parquet file `path` through a temporary file, then rename it into place.
+
+    polars' streaming engine pulls the frames and encodes row groups on its own threads while the next frame is
+    produced, so reading and writing overlap. `metadata()` is asked for the file's key-value metadata when the
+    last frame is in (counts known only then). On any error the temporary file is removed and `path` is left as
+    it was.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+    tmp = temporary_path(path)
+
+    def source(with_columns, predicate, n_rows, batch_size):
+        yield from frames
+
     try:
-        frame.write_parquet(tmp, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL, metadata=metadata or None)
+        register_io_source(source, schema=schema).sink_parquet(
+            tmp, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL,
+            metadata=(lambda context: metadata()) if metadata else None,
+        )  # fmt: skip
+        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        try:
+            path.parent.rmdir()
+        except OSError:
+            pass
         raise
-    return tmp
+    remove_leftovers(path)
+    return path
 
 
-def discard(tmp: Path) -> None:
-    """Delete a staged file that will not be committed, and its partition folder if that is now empty."""
-    tmp.unlink(missing_ok=True)
+def remove_leftovers(path: Path) -> None:
+    """Remove what else is in a committed file's folder: files of an older layout, and temporary files that killed
+    runs left behind (a `.tmp-` file younger than a day may be a concurrent writer's, and is kept)."""
+    now = time.time()
+    for other in path.parent.iterdir():
+        if other.name == path.name:
+            continue
+        try:
+            if not other.name.startswith(".") or now - other.stat().st_mtime > STALE_TMP_SECONDS:
+                other.unlink(missing_ok=True)
+        except FileNotFoundError:
+            pass
+
+
+def remove_partition(root: str | os.PathLike, dataset: str, session: dt.date) -> None:
+    """Delete a partition's file and its folder (what else is in the folder is left alone)."""
+    path = partition_path(root, dataset, session)
+    path.unlink(missing_ok=True)
     try:
-        tmp.parent.rmdir()
-    except OSError:  # not empty: an earlier partition, or another writer's file
+        path.parent.rmdir()
+    except OSError:
         pass
 
 
-def commit(tmp: Path, path: Path) -> Path:
-    """Rename a staged file over `path`: a reader sees the old file or the new one, never half of one."""
-    os.replace(tmp, path)
-    return path
+def write_parquet(frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> Path:
+    """Replace `path` with `frame`, atomically."""
+    writer = PartitionWriter(path, dict(frame.schema))
+    try:
+        writer.write(frame)
+        return writer.commit(metadata)
+    except BaseException:
+        writer.discard()
+        raise
 
 
-def atomic_write_parquet(frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> Path:
-    """Write `frame` to `path` through a temporary file; a crash leaves at most a `.tmp-` file, never a partial
-    `path`."""
-    return commit(stage_parquet(frame, path, metadata), path)
-
-
-def stage_partition(
-    frame: pl.DataFrame, root: str | os.PathLike, dataset: str, session: dt.date, provenance: dict[str, str]
-) -> Path:
-    """Stage the lake partition of `dataset` for `session`; `provenance` goes into the file's key-value metadata,
-    so a file on its own still says where it came from. `commit_partition` puts it in place."""
-    metadata = {"quant_assets": json.dumps({"dataset": dataset, "session": session.isoformat(), **provenance})}
-    return stage_parquet(frame, partition_path(root, dataset, session), metadata)
-
-
-STALE_TMP_SECONDS = 24 * 3600  # a `.tmp-` file this old is from a killed run, not a concurrent write
-
-
-def commit_partition(staged: Path, root: str | os.PathLike, dataset: str, session: dt.date) -> Path:
-    """Put a staged partition in place and remove what else is in its folder: files of an older layout, and
-    temporary files that killed runs left behind."""
-    path = commit(staged, partition_path(root, dataset, session))
-    now = time.time()
-    for other in path.parent.iterdir():
-        if other.name == PART_NAME:
-            continue
-        if not other.name.startswith(".") or now - other.stat().st_mtime > STALE_TMP_SECONDS:
-            other.unlink(missing_ok=True)
-    return path
-
-
-def write_partition(
-    frame: pl.DataFrame, root: str | os.PathLike, dataset: str, session: dt.date, provenance: dict[str, str]
-) -> Path:
-    """Replace the lake partition of `dataset` for `session` with `frame`, atomically."""
-    return commit_partition(stage_partition(frame, root, dataset, session, provenance), root, dataset, session)
+def provenance_metadata(dataset: str, session: dt.date, provenance: dict[str, str]) -> dict[str, str]:
+    """The key-value metadata of a lake file: where it came from, so that a file on its own still says so."""
+    return {PROVENANCE_KEY: json.dumps({"dataset": dataset, "session": session.isoformat(), **provenance})}
 
 
 def read_provenance(path: str | os.PathLike) -> dict[str, str]:
-    """The provenance written into a lake file by `write_partition`."""
-    return json.loads(pl.read_parquet_metadata(path).get("quant_assets", "{}"))
+    """The provenance written into a lake file by the ingest (`provenance_metadata`)."""
+    return json.loads(pl.read_parquet_metadata(path).get(PROVENANCE_KEY, "{}"))
+
+
+def partition_provenance(root: str | os.PathLike, dataset: str, session: dt.date) -> dict[str, str] | None:
+    """The provenance of the lake partition of `dataset` on `session`, or None if there is none."""
+    path = partition_path(root, dataset, session)
+    return read_provenance(path) if path.exists() else None
+
+
+def partition_counts(root: str | os.PathLike, dataset: str, session: dt.date) -> tuple[int, int] | None:
+    """(rows, tickers) of a lake partition, from its Parquet metadata; None if there is none."""
+    info = partition_provenance(root, dataset, session)
+    if not info or "rows" not in info:
+        return None
+    return int(info["rows"]), int(info["tickers"])
+
+
+def sessions_in(root: str | os.PathLike, dataset: str) -> list[dt.date]:
+    """The sessions the lake holds a partition of `dataset` for, in order."""
+    folder = Path(root) / dataset
+    found = [dt.date.fromisoformat(p.parent.name[5:]) for p in folder.glob(f"date=*/{PART_NAME}")]
+    return sorted(found)
+
+
+def scan(root: str | os.PathLike, dataset: str, sessions: Iterable[dt.date] | None = None) -> pl.LazyFrame:
+    """The lake partitions of `dataset` (all, or those of `sessions` that exist) as one LazyFrame with a `date`
+    column: the one read side of the lake for every later layer."""
+    wanted = sessions_in(root, dataset) if sessions is None else sessions
+    paths = [p for s in wanted if (p := partition_path(root, dataset, s)).exists()]
+    if not paths:
+        return pl.LazyFrame(schema={"date": pl.Date})
+    return pl.scan_parquet(paths, hive_partitioning=True, hive_schema={"date": pl.Date})
 
 
 def ticker_filter(patterns: Sequence[str]) -> pl.Expr | None:
@@ -114,4 +235,3 @@ def ticker_filter(patterns: Sequence[str]) -> pl.Expr | None:
         regex = "".join({"*": ".*", "?": "."}.get(ch, re.escape(ch)) for ch in pattern)
         condition = condition | pl.col("ticker").str.contains(f"^{regex}$")
     return condition
-

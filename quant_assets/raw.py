@@ -14,10 +14,21 @@ import os
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from quant_assets.datasets import Dataset
-from quant_assets.flatfiles import FlatFileError, FlatFileMissing, FlatFilePermissionError, vendor_key
-from quant_assets.sources import AccessDenied, FlatFileSource, ObjectMissing, SourceError
+from quant_assets.flatfiles import (
+    AccessDenied,
+    FlatFileError,
+    FlatFileMissing,
+    FlatFilePermissionError,
+    ObjectMissing,
+    SourceError,
+    vendor_key,
+)
+
+if TYPE_CHECKING:  # the source is a Dagster resource; this module only calls its methods
+    from quant_assets.sources import FlatFileSource
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,15 @@ class LandedFile:
     path: str
     downloaded: bool  # False when the landed copy was already current
     replaced_etag: str = ""  # the ETag of the version this one replaced, if the vendor replaced the file
+
+    @classmethod
+    def of(cls, path: str | os.PathLike, key: str, source: str = "local") -> LandedFile:
+        """The record of a file already on disk (a test fixture, the benchmark's input), hashed now."""
+        path = Path(path)
+        stat = path.stat()
+        return cls(key=key, etag=f'"{stat.st_size:x}"', size=stat.st_size, sha256=sha256_of(path), source=source,
+                   landed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), path=str(path),
+                   downloaded=False)  # fmt: skip
 
     def provenance(self) -> dict[str, str]:
         return {"key": self.key, "etag": self.etag, "size": str(self.size), "sha256": self.sha256,

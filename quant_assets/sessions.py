@@ -1,27 +1,21 @@
-"""Trading sessions from `exchange_calendars`, and one Dagster partitions definition per calendar.
+"""Trading sessions from `exchange_calendars`: which days each calendar has, and when a session's stamps fall.
 
-Partition keys are session dates (`YYYY-MM-DD`). Every layer of a chain (raw, lake, and what comes later) uses the
-same partitions definition object, so a backfill over a range is planned as one range, not split into chunks.
+Pure arithmetic over dates; the Dagster partitions built from it live in `defs/partitions.py`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from functools import cache
+from zoneinfo import ZoneInfo
 
-import dagster as dg
 import exchange_calendars as xcals
 import pandas as pd
 
 from quant_assets.datasets import Calendar
 
-DEFAULT_START = "2020-01-02"
-START_ENV = "QUANT_ASSETS_START_DATE"
-PARTITION_FORMAT = "%Y-%m-%d"
-
 # Days of the week (cron numbering, 0 = Sunday) that can hold a session of each calendar.
-_CRON_DAYS = {
+CRON_DAYS = {
     Calendar.XNYS: "1-5",
     Calendar.EVERY_DAY: "*",
     Calendar.FOREX: "0-5",
@@ -76,33 +70,6 @@ def xnys_holidays(start: dt.date | str) -> list[dt.date]:
     return [ts.date() for ts in weekdays.difference(xnys.sessions)]
 
 
-def partitions_start() -> str:
-    """The first partition date: `QUANT_ASSETS_START_DATE`, or 2020-01-02."""
-    return os.environ.get(START_ENV, DEFAULT_START)
-
-
-@cache
-def session_partitions(calendar: Calendar, start: str | None = None) -> dg.TimeWindowPartitionsDefinition:
-    """The one partitions definition for `calendar`: a key per session date.
-
-    The newest partition is the session in progress (`end_offset=1`): a weekday calendar's Friday window runs to
-    Monday, so without the offset Friday's files, published on Saturday, would have no partition until Monday.
-    """
-    start = start or partitions_start()
-    timezone = _TIMEZONES[calendar]
-    exclusions = None
-    if calendar is Calendar.XNYS:
-        exclusions = [dt.datetime.combine(day, dt.time(), tzinfo=None) for day in xnys_holidays(start)]
-    return dg.TimeWindowPartitionsDefinition(
-        cron_schedule=f"0 0 * * {_CRON_DAYS[calendar]}",
-        start=start,
-        fmt=PARTITION_FORMAT,
-        timezone=timezone,
-        end_offset=1,
-        exclusions=exclusions,
-    )
-
-
 def parse_session(key: str) -> dt.date:
     """A partition key (`YYYY-MM-DD`) as a date."""
     return dt.date.fromisoformat(key)
@@ -110,8 +77,6 @@ def parse_session(key: str) -> dt.date:
 
 def session_midnight(calendar: Calendar, session: dt.date) -> dt.datetime:
     """00:00 of `session` in the calendar's time zone, as a UTC datetime: where a day bar is stamped."""
-    from zoneinfo import ZoneInfo
-
     local = dt.datetime(session.year, session.month, session.day, tzinfo=ZoneInfo(_TIMEZONES[calendar]))
     return local.astimezone(dt.UTC)
 

@@ -1,6 +1,5 @@
 """Settings from environment variables, each with a default that runs on a fresh clone: the one place that reads
-them, for the code location (`definitions.py`) and the `quant-assets` command alike. Secrets are passed on as
-`dagster.EnvVar`, so Dagster resolves them at run time and shows only the variable's name.
+them and the one place each default is defined, for the code location and the `quant-assets` command alike.
 
     QUANT_ASSETS_DATASETS     datasets to enable, comma-separated, or `all`
                               (default: stocks_daily,stocks_minute,options_daily,options_minute)
@@ -13,63 +12,94 @@ them, for the code location (`definitions.py`) and the `quant-assets` command al
     QUANT_ASSETS_MAX_VOLUME_DROP     warn when rows or tickers drop this share below the trailing median (0.5)
     QUANT_ASSETS_FRESHNESS_DEADLINE  a session is late if not in the lake by this time (New York) on the next
                                      session (12:00)
+    QUANT_ASSETS_BATCH_MB     inflated text read, checked and written per batch (16)
     MASSIVE_S3_ENDPOINT       S3 endpoint (default: https://files.massive.com)
     MASSIVE_S3_BUCKET         S3 bucket (default: flatfiles)
     MASSIVE_S3_ACCESS_KEY_ID, MASSIVE_S3_SECRET_ACCESS_KEY
-                              vendor S3 credentials, read through dagster.EnvVar (only with the s3 source)
+                              vendor S3 credentials: only their names are here; the code location reads them
+                              through `dagster.EnvVar` (only with the s3 source)
+
+A pure module: no Dagster import; `defs/resources.py` turns these settings into resources.
 """
+
+from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-import dagster as dg
-
-from quant_assets.datasets import Dataset, parse_dataset_names
-from quant_assets.quality.freshness import DEFAULT_DEADLINE
-from quant_assets.quality.gate import DEFAULT_MAX_FAILURE_SHARE
-from quant_assets.resources import DataZones, QualitySettings
-from quant_assets.sources import (
-    ACCESS_KEY_ENV,
-    DEFAULT_BUCKET,
-    DEFAULT_ENDPOINT,
-    DEFAULT_VENDOR_DIR,
-    SECRET_KEY_ENV,
-    FlatFileSource,
-    LocalFlatFiles,
-    S3FlatFiles,
-)
+DEFAULT_DATA = "data"
+DEFAULT_VENDOR_DIR = "data/vendor"
+DEFAULT_START = "2020-01-02"
+DEFAULT_MAX_FAILURE_SHARE = 0.01
+DEFAULT_MAX_VOLUME_DROP = 0.5
+DEFAULT_DEADLINE = dt.time(12, 0)
+DEFAULT_BATCH_MB = 16
+DEFAULT_ENDPOINT = "https://files.massive.com"
+DEFAULT_BUCKET = "flatfiles"
+ACCESS_KEY_ENV = "MASSIVE_S3_ACCESS_KEY_ID"
+SECRET_KEY_ENV = "MASSIVE_S3_SECRET_ACCESS_KEY"
 
 
-def datasets_from_env() -> list[Dataset]:
-    return parse_dataset_names(os.environ.get("QUANT_ASSETS_DATASETS"))
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the project, as read from the environment."""
+
+    datasets: str | None = None  # parsed by datasets.parse_dataset_names
+    source: str = "local"
+    vendor_dir: str = DEFAULT_VENDOR_DIR
+    data: str = DEFAULT_DATA
+    tickers: list[str] = field(default_factory=list)
+    start_date: str = DEFAULT_START
+    max_failure_share: float = DEFAULT_MAX_FAILURE_SHARE
+    max_volume_drop: float = DEFAULT_MAX_VOLUME_DROP
+    freshness_deadline: dt.time = DEFAULT_DEADLINE
+    batch_mb: int = DEFAULT_BATCH_MB
+    s3_endpoint: str = DEFAULT_ENDPOINT
+    s3_bucket: str = DEFAULT_BUCKET
 
 
-def source_from_env() -> FlatFileSource:
-    """The flat-file source that `QUANT_ASSETS_SOURCE` selects."""
-    kind = os.environ.get("QUANT_ASSETS_SOURCE", "local").strip().lower()
-    if kind == "local":
-        return LocalFlatFiles(root=os.environ.get("QUANT_ASSETS_VENDOR_DIR", DEFAULT_VENDOR_DIR))
-    if kind == "s3":
-        return S3FlatFiles(
-            endpoint_url=os.environ.get("MASSIVE_S3_ENDPOINT", DEFAULT_ENDPOINT),
-            bucket=os.environ.get("MASSIVE_S3_BUCKET", DEFAULT_BUCKET),
-            access_key_id=dg.EnvVar(ACCESS_KEY_ENV),
-            secret_access_key=dg.EnvVar(SECRET_KEY_ENV),
-        )
-    raise ValueError(f"QUANT_ASSETS_SOURCE must be 'local' or 's3', not {kind!r}")
+def from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings in `environ` (the process environment by default); a malformed value raises ValueError
+    naming the variable."""
+    env = os.environ if environ is None else environ
 
+    def get(name: str, default: str) -> str:
+        value = env.get(name, "").strip()
+        return value or default
 
-def quality_from_env() -> QualitySettings:
-    return QualitySettings(
-        max_failure_share=float(os.environ.get("QUANT_ASSETS_MAX_FAILURE_SHARE", DEFAULT_MAX_FAILURE_SHARE)),
-        max_volume_drop=float(os.environ.get("QUANT_ASSETS_MAX_VOLUME_DROP", "0.5")),
+    def number(name: str, default: float, kind=float):
+        text = get(name, str(default))
+        try:
+            return kind(text)
+        except ValueError:
+            raise ValueError(f"{name} must be a number, not {text!r}") from None
+
+    source = get("QUANT_ASSETS_SOURCE", "local").lower()
+    if source not in ("local", "s3"):
+        raise ValueError(f"QUANT_ASSETS_SOURCE must be 'local' or 's3', not {source!r}")
+    deadline = get("QUANT_ASSETS_FRESHNESS_DEADLINE", DEFAULT_DEADLINE.isoformat("minutes"))
+    try:
+        freshness_deadline = dt.time.fromisoformat(deadline)
+    except ValueError:
+        raise ValueError(f"QUANT_ASSETS_FRESHNESS_DEADLINE must be HH:MM, not {deadline!r}") from None
+    return Settings(
+        datasets=env.get("QUANT_ASSETS_DATASETS"),
+        source=source,
+        vendor_dir=get("QUANT_ASSETS_VENDOR_DIR", DEFAULT_VENDOR_DIR),
+        data=get("QUANT_ASSETS_DATA", DEFAULT_DATA),
+        tickers=[t.strip() for t in env.get("QUANT_ASSETS_TICKERS", "").split(",") if t.strip()],
+        start_date=get("QUANT_ASSETS_START_DATE", DEFAULT_START),
+        max_failure_share=number("QUANT_ASSETS_MAX_FAILURE_SHARE", DEFAULT_MAX_FAILURE_SHARE),
+        max_volume_drop=number("QUANT_ASSETS_MAX_VOLUME_DROP", DEFAULT_MAX_VOLUME_DROP),
+        freshness_deadline=freshness_deadline,
+        batch_mb=number("QUANT_ASSETS_BATCH_MB", DEFAULT_BATCH_MB, int),
+        s3_endpoint=get("MASSIVE_S3_ENDPOINT", DEFAULT_ENDPOINT),
+        s3_bucket=get("MASSIVE_S3_BUCKET", DEFAULT_BUCKET),
     )
 
 
-def zones_from_env() -> DataZones:
-    tickers = [t.strip() for t in os.environ.get("QUANT_ASSETS_TICKERS", "").split(",") if t.strip()]
-    return DataZones(root=os.environ.get("QUANT_ASSETS_DATA", "data"), tickers=tickers)
-
-
-def freshness_deadline_from_env() -> dt.time:
-    return dt.time.fromisoformat(os.environ.get("QUANT_ASSETS_FRESHNESS_DEADLINE", DEFAULT_DEADLINE.isoformat("minutes")))
+def partitions_start() -> str:
+    """The first partition date: `QUANT_ASSETS_START_DATE`, or 2020-01-02."""
+    return from_env().start_date

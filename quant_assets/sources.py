@@ -10,7 +10,6 @@ import os
 import shutil
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,36 +20,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field, PrivateAttr
 
-DEFAULT_ENDPOINT = "https://files.massive.com"
-DEFAULT_BUCKET = "flatfiles"
-DEFAULT_VENDOR_DIR = "data/vendor"
-ACCESS_KEY_ENV = "MASSIVE_S3_ACCESS_KEY_ID"
-SECRET_KEY_ENV = "MASSIVE_S3_SECRET_ACCESS_KEY"
+from quant_assets.flatfiles import AccessDenied, ObjectInfo, ObjectMissing, SourceError
+from quant_assets.settings import ACCESS_KEY_ENV, DEFAULT_BUCKET, DEFAULT_ENDPOINT, DEFAULT_VENDOR_DIR, SECRET_KEY_ENV
 
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    """What a source says about one object: enough to tell whether a landed copy is still current."""
-
-    key: str
-    etag: str
-    size: int
-
-
-class SourceError(Exception):
-    """A source could not serve `key`."""
-
-    def __init__(self, key: str, message: str):
-        self.key = key
-        super().__init__(message)
-
-
-class ObjectMissing(SourceError):
-    """The source has no object at `key`."""
-
-
-class AccessDenied(SourceError):
-    """The source answered 403 for `key`: the plan does not include it. Retrying will not help."""
 
 
 class FlatFileSource(dg.ConfigurableResource, ABC):

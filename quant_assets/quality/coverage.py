@@ -1,15 +1,19 @@
-"""The coverage ledger: one status per dataset and session, from the calendar, the source's listing, the raw zone
-and the lake.
+"""The coverage ledger: exactly one status per dataset and session, from the calendar, the source's listing, the raw
+zone, the lake and the failure records of the last runs.
 
-    present      the source has the file (ingested or not yet: see `ingested`)
+    present      the lake holds a partition built from the current raw file, with no row set aside
+    quarantined  the same, with some rows set aside in the quarantine
     missing      the calendar expects a session the source has no file for
+    rejected     the file landed, but the lake refused it (quality gate, file defect) the last time it was built
+    failed       landing the file failed the last time (403, download error)
+    stale        the lake partition was built from another version of the raw file, or by older lake code
+    pending      the source has the file, but it is not landed or not in the lake yet
+    replaced     the source's ETag differs from the landed one: the vendor replaced the file since
     unexpected   the source has a file for a day that is not a session
-    quarantined  rows of the session were set aside (or the whole partition was rejected)
-    replaced     the source's ETag differs from the one ingested: the vendor replaced the file since
 
 The span runs from the first to the last file the source has, so a gap inside it is missing; a file not yet
 published at the end is the freshness check's business. Stored as Parquet at
-`<lake>/_coverage/coverage.parquet`.
+`<lake>/_coverage/coverage.parquet`. A pure module.
 """
 
 import datetime as dt
@@ -20,23 +24,44 @@ from pathlib import Path
 import polars as pl
 
 from quant_assets.datasets import Dataset
-from quant_assets.flatfiles import session_from_key
-from quant_assets.lake import atomic_write_parquet, partition_path
-from quant_assets.quality.checks import markdown_table, partition_counts
+from quant_assets.flatfiles import ObjectInfo, session_from_key
+from quant_assets.ingest import LAKE_CODE_VERSION
+from quant_assets.lake import partition_path, partition_provenance, write_parquet
+from quant_assets.outcomes import failures
 from quant_assets.raw import read_landed
 from quant_assets.sessions import sessions
-from quant_assets.sources import ObjectInfo
+from quant_assets.tables import markdown_table
 
-STATUSES = ("present", "missing", "unexpected", "quarantined", "replaced")
-SYMBOLS = {"present": "█", "missing": "·", "unexpected": "U", "quarantined": "Q", "replaced": "R"}
+STATUSES = ("present", "quarantined", "missing", "rejected", "failed", "stale", "pending", "replaced", "unexpected")
+SYMBOLS = {"present": "█", "quarantined": "Q", "missing": "·", "rejected": "X", "failed": "F", "stale": "S",
+           "pending": "P", "replaced": "R", "unexpected": "U"}  # fmt: skip
 LEDGER_SCHEMA = {
     "dataset": pl.String, "session": pl.Date, "status": pl.String, "key": pl.String, "source_etag": pl.String,
     "landed_etag": pl.String, "ingested": pl.Boolean, "lake_rows": pl.Int64, "quarantined_rows": pl.Int64,
+    "error": pl.String,
 }  # fmt: skip
 
 
-def ledger_path(lake_root: str | os.PathLike) -> Path:
-    return Path(lake_root) / "_coverage" / "coverage.parquet"
+def session_status(
+    expected: bool, info: ObjectInfo | None, landed, lake: dict | None, raw_failure: dict | None,
+    lake_failure: dict | None,
+) -> str:  # fmt: skip
+    """The one status of a dataset x session (see the module docstring), in order of what needs attention."""
+    if info is None:
+        return "missing"
+    if not expected:
+        return "unexpected"
+    if landed is not None and landed.etag != info.etag:
+        return "replaced"
+    if landed is None:
+        return "failed" if raw_failure else "pending"
+    if lake_failure and lake_failure["at"] >= landed.landed_at:
+        return "rejected"
+    if lake is None:
+        return "pending"
+    if lake.get("sha256") != landed.sha256 or lake.get("code_version") != LAKE_CODE_VERSION:
+        return "stale"
+    return "quarantined" if int(lake.get("quarantined", 0)) else "present"
 
 
 def dataset_ledger(
@@ -52,39 +77,40 @@ def dataset_ledger(
     if not files:
         return pl.DataFrame(schema=LEDGER_SCHEMA)
     expected = set(sessions(dataset.calendar, min(files), max(files)))
+    failed = failures(lake_root, dataset.name)
     rows = []
     for session in sorted(expected | set(files)):
         info = files.get(session)
         landed = read_landed(raw_root, dataset, session)
-        counts = partition_counts(lake_root, dataset, session)
-        quarantined = _quarantined_rows(quarantine_root, dataset, session)
-        if info is None:
-            status = "missing"
-        elif session not in expected:
-            status = "unexpected"
-        elif landed and landed.etag != info.etag:
-            status = "replaced"
-        elif quarantined:
-            status = "quarantined"
-        else:
-            status = "present"
+        lake = partition_provenance(lake_root, dataset.name, session)
+        raw_failure = failed.get((session, f"raw_{dataset.name}"))
+        lake_failure = failed.get((session, f"lake_{dataset.name}"))
+        status = session_status(session in expected, info, landed, lake, raw_failure, lake_failure)
+        error = (raw_failure or lake_failure or {}).get("error") if status in ("failed", "rejected") else None
         rows.append({
             "dataset": dataset.name, "session": session, "status": status, "key": info.key if info else None,
             "source_etag": info.etag if info else None, "landed_etag": landed.etag if landed else None,
-            "ingested": counts is not None, "lake_rows": counts[0] if counts else None,
-            "quarantined_rows": quarantined,
+            "ingested": lake is not None, "lake_rows": int(lake["rows"]) if lake and "rows" in lake else None,
+            "quarantined_rows": _quarantined_rows(quarantine_root, dataset, session, lake), "error": error,
         })  # fmt: skip
     return pl.DataFrame(rows, schema=LEDGER_SCHEMA)
 
 
-def _quarantined_rows(quarantine_root: Path, dataset: Dataset, session: dt.date) -> int:
+def _quarantined_rows(quarantine_root: Path, dataset: Dataset, session: dt.date, lake: dict | None) -> int:
+    """Rows set aside: from the lake file's provenance, or from the quarantine of a rejected partition."""
+    if lake is not None and "quarantined" in lake:
+        return int(lake["quarantined"])
     path = partition_path(quarantine_root, dataset.name, session)
     return pl.scan_parquet(path).select(pl.len()).collect().item() if path.exists() else 0
 
 
+def ledger_path(lake_root: str | os.PathLike) -> Path:
+    return Path(lake_root) / "_coverage" / "coverage.parquet"
+
+
 def write_ledger(ledger: pl.DataFrame, lake_root: str | os.PathLike) -> Path:
     path = ledger_path(lake_root)
-    atomic_write_parquet(ledger, path)
+    write_parquet(ledger, path)
     return path
 
 
@@ -103,8 +129,7 @@ def status_counts(ledger: pl.DataFrame) -> pl.DataFrame:
 
 
 def strips(ledger: pl.DataFrame) -> str:
-    """A chart in text: per dataset and month, one symbol per session (█ present, · missing, Q quarantined,
-    R replaced, U unexpected)."""
+    """A chart in text: per dataset and month, one symbol per session (see SYMBOLS and the legend line)."""
     lines = []
     for (dataset,), rows in sorted(ledger.sort("session").group_by("dataset"), key=lambda g: g[0]):
         for (month,), days in rows.group_by(pl.col("session").dt.strftime("%Y-%m"), maintain_order=True):
@@ -118,7 +143,7 @@ def problems(ledger: pl.DataFrame, limit: int = 30) -> pl.DataFrame:
     return (
         ledger.filter(pl.col("status") != "present")
         .sort("session", descending=True)
-        .select("dataset", "session", "status", "key", "quarantined_rows")
+        .select("dataset", "session", "status", "key", "quarantined_rows", "error")
         .head(limit)
     )
 

@@ -5,9 +5,9 @@ from zoneinfo import ZoneInfo
 
 from quant_assets.datasets import Calendar
 from quant_assets.sessions import sessions
+from quant_assets.settings import DEFAULT_DEADLINE
 
 DEADLINE_ZONE = ZoneInfo("America/New_York")
-DEFAULT_DEADLINE = dt.time(12, 0)
 
 
 def deadline(calendar: Calendar, session: dt.date, at: dt.time = DEFAULT_DEADLINE) -> dt.datetime:

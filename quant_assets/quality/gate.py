@@ -1,132 +1,131 @@
-"""The quality gate: validate a parsed vendor file, set failing rows aside with their reasons, and reject the whole
-partition when too many rows fail.
+"""The quality gate: validate a session's rows batch by batch, set failing rows aside with their reasons, and reject
+the whole partition when too many rows fail.
 
     data/quarantine/<dataset>/date=YYYY-MM-DD/part-0.parquet     vendor_row, the lake columns, reason
 
 Every row the gate sees ends up in exactly one place: the lake partition or the quarantine partition. A rejected
-partition sends all its rows to the quarantine and leaves the lake as it was.
+partition sends all its rows to the quarantine and leaves the lake as it was. What the gate keeps about a session
+is a small summary (counts, reasons, a few sample rows), never the rows themselves, so a run over a year of
+sessions holds no more than a run over one.
 """
 
-import datetime as dt
-import os
-import shutil
-from dataclasses import dataclass, field
-from pathlib import Path
+from __future__ import annotations
 
-import numpy as np
-import pandera.errors
+import datetime as dt
+from dataclasses import dataclass, field
+
 import polars as pl
 
 from quant_assets.datasets import Dataset
-from quant_assets.flatfiles import FlatFileError
-from quant_assets.lake import atomic_write_parquet, partition_dir, partition_path
-from quant_assets.quality.rules import rules_for
-from quant_assets.quality.schemas import lake_schema
+from quant_assets.errors import SessionError
+from quant_assets.quality.rules import COMPLETE_VALUES, Rule, rules_for
 
-DEFAULT_MAX_FAILURE_SHARE = 0.01
 SAMPLE_ROWS = 10
+MAX_FAILING_DATES = 10
 
 
-@dataclass(frozen=True)
-class GateResult:
-    """The outcome of validating one session's rows."""
+@dataclass
+class GateSummary:
+    """What the gate found in one session: small whatever the session's size."""
 
-    rows: pl.DataFrame  # the parsed file, in file order
-    bad: pl.Series  # per row: failed at least one rule
-    quarantined: pl.DataFrame  # the failing rows: vendor_row, lake columns, reason, rules
+    rows: int = 0  # rows checked
+    quarantined: int = 0  # rows that failed at least one rule
     failures: dict[str, int] = field(default_factory=dict)  # rule name -> failing rows
     reasons: dict[str, str] = field(default_factory=dict)  # rule name -> what a failing row says
-
-    @classmethod
-    def passing(cls, frame: pl.DataFrame, reasons: dict[str, str] | None = None) -> "GateResult":
-        """The result for a frame in which no row failed."""
-        none = frame.head(0).with_row_index("vendor_row", offset=1)
-        none = none.with_columns(rules=pl.lit([], dtype=pl.List(pl.String)), reason=pl.lit(""))
-        return cls(frame, pl.repeat(False, frame.height, dtype=pl.Boolean, eager=True).alias("bad"), none, {}, reasons or {})
+    samples: dict[str, pl.DataFrame] = field(default_factory=dict)  # rule name -> up to SAMPLE_ROWS failing rows
+    failing_dates: set[dt.date] = field(default_factory=set)  # dates of the failing rows' stamps (a few)
 
     @property
     def share(self) -> float:
-        return self.quarantined.height / self.rows.height if self.rows.height else 0.0
+        return self.quarantined / self.rows if self.rows else 0.0
 
-    @property
-    def clean(self) -> pl.DataFrame:
-        """The rows that pass every rule: the lake partition."""
-        return self.rows.filter(~self.bad) if self.quarantined.height else self.rows
+    def sample(self, rule: str, n: int = SAMPLE_ROWS) -> pl.DataFrame | None:
+        """Up to `n` quarantined rows that failed `rule` (vendor_row, lake columns, reason), for check metadata."""
+        rows = self.samples.get(rule)
+        return None if rows is None else rows.head(n)
 
-    def sample(self, rule: str | None = None, n: int = SAMPLE_ROWS) -> pl.DataFrame:
-        """Up to `n` quarantined rows (those failing `rule`, if given), for check metadata."""
-        rows = self.quarantined
-        if rule is not None:
-            rows = rows.filter(pl.col("rules").list.contains(rule))
-        return rows.drop("rules").head(n)
+    def reject_reason(self, dataset: Dataset, max_failure_share: float) -> str | None:
+        """Why the whole partition is rejected, or None when it passes the gate."""
+        if self.share <= max_failure_share:
+            return None
+        parts = [f"{count:,} rows: {self.reasons[rule]}" for rule, count in sorted(self.failures.items())]
+        dates = sorted(self.failing_dates)
+        seen = ", ".join(str(d) for d in dates[:3]) + (" ..." if len(dates) > 3 else "")
+        return (
+            f"quality gate: {self.quarantined:,} of {self.rows:,} rows ({self.share:.2%}) failed checks, above the "
+            f"{max_failure_share:.2%} limit ({'; '.join(parts)}); {dataset.time_column} dates among failing rows: "
+            f"{seen}"
+        )
 
-    def all_rows_for_quarantine(self, reason: str) -> pl.DataFrame:
-        """Every row, for a rejected partition: failing rows with their reasons, the others with `reason`."""
-        passed = self.rows.with_row_index("vendor_row", offset=1).filter(~self.bad)
-        passed = passed.with_columns(rules=pl.lit([], dtype=pl.List(pl.String)), reason=pl.lit(reason))
-        return pl.concat([self.quarantined, passed.select(self.quarantined.columns)]).sort("vendor_row")
 
+class QualityGateError(SessionError):
+    """A partition rejected as a whole: too large a share of its rows failed the row rules."""
 
-class QualityGateError(FlatFileError):
-    """A partition rejected as a whole: too many failing rows, or a defect of the whole file."""
-
-    def __init__(self, dataset: str, session: dt.date, key: str, problem: str, result: GateResult):
+    def __init__(self, dataset: str, session: dt.date, key: str, problem: str, summary: GateSummary):
         super().__init__(dataset, session, key, problem)
-        self.result = result
+        self.summary = summary
 
 
-def split(frame: pl.DataFrame, dataset: Dataset, session: dt.date) -> GateResult:
-    """Validate `frame` with the dataset's pandera schema and split it, in file order, into clean rows and
-    quarantined rows, each with the reasons it failed."""
-    rules = rules_for(dataset, session)  # in schema order: a failure's check_number is its rule's position
-    reasons = {rule.name: rule.reason for rule in rules}
-    try:
-        lake_schema(dataset, session).validate(frame, lazy=True)
-        cases = None
-    except pandera.errors.SchemaErrors as errors:
-        cases = errors.failure_cases
-    if cases is None or cases.height == 0:
-        return GateResult.passing(frame, reasons)
-    structural = cases.filter(pl.col("index").is_null())
-    if structural.height:  # a column or type problem: nothing row-level to set aside
-        raise ValueError(f"lake schema of {dataset.name} violated: {structural.to_dicts()}")
+class Gate:
+    """Checks the batches of one session in file order, and keeps the session's GateSummary.
 
-    cases = cases.select(pl.col("index").cast(pl.UInt32), "check_number").unique().sort("index", "check_number")
-    cases = cases.with_columns(rule=pl.col("check_number").replace_strict(range(len(rules)), [r.name for r in rules]))
-    per_row = cases.group_by("index", maintain_order=True).agg(rules=pl.col("rule"))  # in rule order
-    bad = np.zeros(frame.height, dtype=bool)
-    bad[per_row["index"].to_numpy()] = True
-    bad = pl.Series("bad", bad)
-    quarantined = (
-        frame.with_row_index("vendor_row", offset=1)
-        .filter(bad)
-        .with_columns(rules=per_row["rules"])
-        .with_columns(reason=pl.col("rules").list.eval(pl.element().replace_strict(reasons)).list.join("; "))
-    )
-    failures = dict(cases.group_by("rule").len().iter_rows())
-    return GateResult(frame, bad, quarantined, failures, reasons)
+    Each rule is a polars expression over a batch (evaluated together, in one parallel pass), except the
+    duplicate rule, which remembers the keys of earlier batches. A null value (empty, short row, unparsable) fails
+    only `complete_values`, whose reason is the reader's own description of the row's text.
+    """
 
+    def __init__(self, dataset: Dataset, session: dt.date):
+        self.dataset = dataset
+        self.rules: list[Rule] = rules_for(dataset, session)
+        self.summary = GateSummary(reasons={rule.name: rule.reason for rule in self.rules})
 
-def reject_reason(result: GateResult, dataset: Dataset, max_failure_share: float) -> str | None:
-    """Why the whole partition is rejected, or None when it passes the gate."""
-    if result.share <= max_failure_share:
-        return None
-    time = dataset.time_column
-    parts = [f"{count:,} rows: {result.reasons[rule]}" for rule, count in sorted(result.failures.items())]
-    stamps = result.quarantined[time].dt.date().unique().sort()
-    seen = ", ".join(str(d) for d in stamps.head(3).to_list()) + (" ..." if stamps.len() > 3 else "")
-    return (
-        f"quality gate: {result.quarantined.height:,} of {result.rows.height:,} rows ({result.share:.2%}) failed "
-        f"checks, above the {max_failure_share:.2%} limit ({'; '.join(parts)}); {time} dates among failing rows: "
-        f"{seen}"
-    )
+    def check(
+        self, frame: pl.DataFrame, vendor_rows: pl.Series, defects: pl.Series | None = None
+    ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+        """(clean rows, quarantined rows or None) of one batch; quarantined rows carry vendor_row and reason."""
+        self.summary.rows += frame.height
+        names = [rule.name for rule in self.rules]
+        exprs = [rule.valid.fill_null(True).alias(rule.name) for rule in self.rules if isinstance(rule.valid, pl.Expr)]
+        checks = frame.select(exprs)
+        for rule in self.rules:
+            if not isinstance(rule.valid, pl.Expr):
+                checks = checks.with_columns(pl.Series(rule.name, rule.valid(frame)))
+        checks = checks.select(names)
+        passed = checks.select(pl.all_horizontal(pl.all())).to_series()
+        if passed.all():
+            return frame, None
+        failed = ~passed
+        failing = checks.filter(failed)
+        for name in names:
+            count = failing.height - int(failing[name].sum())
+            if count:
+                self.summary.failures[name] = self.summary.failures.get(name, 0) + count
+        reasons = []
+        for rule in self.rules:
+            reason = pl.lit(rule.reason)
+            if rule.name == COMPLETE_VALUES and defects is not None:
+                reason = pl.col("_defect").fill_null(reason)
+            reasons.append(pl.when(~pl.col(rule.name)).then(reason))
+        extra = {"_defect": defects.filter(failed)} if defects is not None else {}
+        why = failing.with_columns(**extra).select(
+            rules=pl.concat_list([pl.when(~pl.col(n)).then(pl.lit(n)) for n in names]).list.drop_nulls(),
+            reason=pl.concat_list(reasons).list.drop_nulls().list.join("; "),
+        )
+        bad = pl.concat([frame.filter(failed).with_columns(vendor_row=vendor_rows.filter(failed)), why],
+                        how="horizontal")  # fmt: skip
+        bad = bad.select("vendor_row", *frame.columns, "reason", "rules")
+        self._remember(bad)
+        self.summary.quarantined += bad.height
+        return frame.filter(passed), bad.drop("rules")
 
-
-def write_quarantine(rows: pl.DataFrame, root: str | os.PathLike, dataset: str, session: dt.date) -> Path | None:
-    """Replace the quarantine partition with `rows` (vendor_row, lake columns, reason); none removes it."""
-    if rows.height == 0:
-        shutil.rmtree(partition_dir(root, dataset, session), ignore_errors=True)
-        return None
-    path = partition_path(root, dataset, session)
-    atomic_write_parquet(rows.drop("rules", strict=False), path)
-    return path
+    def _remember(self, bad: pl.DataFrame) -> None:
+        """Keep a few sample rows per rule and a few of the dates the failing rows are stamped with."""
+        for name in self.summary.failures:
+            have = self.summary.samples.get(name)
+            if have is not None and have.height >= SAMPLE_ROWS:
+                continue
+            more = bad.filter(pl.col("rules").list.contains(name)).head(SAMPLE_ROWS).drop("rules")
+            self.summary.samples[name] = more if have is None else pl.concat([have, more]).head(SAMPLE_ROWS)
+        if len(self.summary.failing_dates) < MAX_FAILING_DATES:
+            stamps = bad[self.dataset.time_column].drop_nulls().dt.date().unique().sort().head(MAX_FAILING_DATES)
+            self.summary.failing_dates.update(stamps.to_list())

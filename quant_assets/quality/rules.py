@@ -15,6 +15,7 @@ from quant_assets.datasets import Dataset, Kind
 from quant_assets.sessions import extended_hours, session_midnight
 
 PRICES = ("open", "high", "low", "close")
+COMPLETE_VALUES = "complete_values"
 NS_MIN_DIGITS = 10**18  # a current stamp in nanoseconds has 19 digits; 17 digits means truncated
 
 
@@ -22,57 +23,85 @@ NS_MIN_DIGITS = 10**18  # a current stamp in nanoseconds has 19 digits; 17 digit
 class Rule:
     """A named row check: `valid` is true for rows that pass; `reason` is what a quarantined row says.
 
-    `valid` is a polars expression, or a function of the whole frame for rules no expression states cheaply.
+    `valid` is a polars expression, or a function of a frame (one session's batches in file order) for rules
+    no expression states cheaply.
     """
 
     name: str
     reason: str
-    valid: pl.Expr | Callable[[pl.LazyFrame], pl.LazyFrame]
+    valid: pl.Expr | Callable[[pl.DataFrame], np.ndarray]
 
     def evaluate(self, frame: pl.LazyFrame) -> pl.LazyFrame:
-        """One boolean column, true where a row passes."""
+        """One boolean column over a whole frame, true where a row passes (a null value passes every rule but
+        `complete_values`)."""
         if isinstance(self.valid, pl.Expr):
-            return frame.select(self.valid.alias(self.name))
-        return self.valid(frame)
+            return frame.select(self.valid.fill_null(True).alias(self.name))
+        return pl.LazyFrame({self.name: self.valid(frame.collect())})
 
 
-def first_of_each_key(time: str) -> Callable[[pl.LazyFrame], pl.LazyFrame]:
-    """True for the first row of each (ticker, time) key: later copies are duplicates.
+class FirstOfEachKey:
+    """The duplicate rule over a session's batches: true for the first row of each (ticker, time) key, in file
+    order; later copies, in the same batch or a later one, are duplicates.
 
-    Files are mostly ticker-major then time, so a duplicate can only hide in a run of rows of one ticker that is
-    not strictly increasing in time, or in a ticker that appears in more than one run. Only those runs are sorted
-    (as integers), which keeps a 2M-row day to a few tens of milliseconds instead of hashing every key.
+    Files are mostly ticker-major then time, so within a batch a duplicate can only hide in a run of rows of one
+    ticker that is not strictly increasing in time, or in a ticker that appears in more than one run: only those
+    runs are sorted, which keeps a 2M-row day to tens of milliseconds instead of hashing every key. Across batches,
+    only the keys of tickers seen again are compared with the batches that held them.
     """
 
-    def check(lazy: pl.LazyFrame) -> pl.LazyFrame:
-        frame = lazy.select("ticker", time).collect()
-        valid = np.ones(frame.height, dtype=bool)
-        if frame.height < 2:
-            return pl.LazyFrame({"unique_ticker_time": valid})
-        runs = frame["ticker"].rle()  # runs of one ticker in file order: (len, value)
-        lengths = runs.struct.field("len").to_numpy()
-        run_id = np.repeat(np.arange(len(lengths)), lengths)
-        run_code = runs.struct.field("value").rank("dense").to_numpy()  # the ticker of each run, as an int
-        new_run = np.zeros(frame.height, dtype=bool)
-        new_run[np.cumsum(lengths[:-1])] = True
-        new_run[0] = True
-        stamps = frame[time].dt.epoch("ns").to_numpy()
-        out_of_order = ~new_run[1:] & (stamps[1:] <= stamps[:-1])
-        suspect = np.zeros(len(run_code), dtype=bool)
-        suspect[run_id[1:][out_of_order]] = True
-        runs_per_code = np.bincount(run_code)
-        suspect |= runs_per_code[run_code] > 1
-        rows = np.flatnonzero(suspect[run_id])
-        if rows.size:
-            keys = pl.DataFrame({"code": run_code[run_id[rows]], "time": stamps[rows]})
-            # Stable: equal keys keep file order, so the first copy in the file is the one kept.
-            order = keys.select(pl.arg_sort_by("code", "time", maintain_order=True)).to_series().to_numpy()
-            codes, times, ordered = keys["code"].to_numpy()[order], keys["time"].to_numpy()[order], rows[order]
-            repeat = (codes[1:] == codes[:-1]) & (times[1:] == times[:-1])
-            valid[ordered[1:][repeat]] = False
-        return pl.LazyFrame({"unique_ticker_time": valid})
+    def __init__(self, time: str):
+        self.time = time
+        self.batches: list[pl.DataFrame] = []  # (ticker, time) of each earlier batch
+        self.batches_of: dict[str, list[int]] = {}  # ticker -> the earlier batches that hold it
 
-    return check
+    def __call__(self, frame: pl.DataFrame) -> np.ndarray:
+        keys = frame.select("ticker", self.time)
+        runs = keys["ticker"].rle()  # runs of one ticker in file order: (len, value)
+        valid = _first_within(keys, runs, self.time)
+        tickers = runs.struct.field("value").unique().to_list()
+        again = [t for t in tickers if t in self.batches_of]
+        if again:
+            earlier = pl.concat([self.batches[i] for i in sorted({i for t in again for i in self.batches_of[t]})])
+            earlier = earlier.filter(pl.col("ticker").is_in(again)).unique()
+            mine = keys.with_row_index("row").filter(pl.col("ticker").is_in(again))
+            seen = mine.join(earlier, on=["ticker", self.time], how="semi")["row"]
+            valid[seen.to_numpy()] = False
+        index = len(self.batches)
+        self.batches.append(keys)
+        for ticker in tickers:
+            self.batches_of.setdefault(ticker, []).append(index)
+        return valid
+
+
+def _first_within(keys: pl.DataFrame, runs: pl.Series, time: str) -> np.ndarray:
+    """Within one frame of (ticker, time): true for the first row of each key; `runs` is the ticker's rle."""
+    valid = np.ones(keys.height, dtype=bool)
+    if keys.height < 2:
+        return valid
+    lengths = runs.struct.field("len").to_numpy()
+    run_id = np.repeat(np.arange(len(lengths)), lengths)
+    new_run = np.zeros(keys.height, dtype=bool)
+    new_run[np.cumsum(lengths[:-1])] = True
+    new_run[0] = True
+    stamps = keys[time].dt.epoch("ns").fill_null(0).to_numpy()
+    out_of_order = ~new_run[1:] & (stamps[1:] <= stamps[:-1])
+    # Each run's ticker as an int: the index of the ticker's first run (a ticker may have several runs).
+    values = runs.struct.field("value").to_frame("ticker").with_row_index("run")
+    run_ticker = values.select(pl.col("run").min().over("ticker")).to_series().to_numpy()
+    suspect = run_ticker != np.arange(len(run_ticker))  # a later run of a ticker seen before
+    suspect[np.unique(run_ticker[suspect])] = True  # and that ticker's first run
+    suspect[run_id[1:][out_of_order]] = True
+    rows = np.flatnonzero(suspect[run_id])
+    if rows.size:
+        # Sorted by (ticker, time), then file order: the first copy in the file is the one kept.
+        ordered = pl.DataFrame({"ticker": run_ticker[run_id[rows]], "time": stamps[rows], "row": rows}).sort(
+            "ticker", "time", "row"
+        )
+        repeat = ordered.select(
+            (pl.col("ticker") == pl.col("ticker").shift()) & (pl.col("time") == pl.col("time").shift())
+        ).to_series().fill_null(False)
+        valid[ordered["row"].filter(repeat).to_numpy()] = False
+    return valid
 
 
 def _finite_positive(column: str) -> pl.Expr:
@@ -86,10 +115,12 @@ def rule_catalogue(dataset: Dataset) -> dict[str, str]:
 
 
 def rules_for(dataset: Dataset, session: dt.date) -> list[Rule]:
-    """The row rules of `dataset` for the partition of `session`."""
+    """The row rules of `dataset` for the partition of `session` (fresh ones: the duplicate rule has state)."""
     names = set(dataset.header)
     time = dataset.time_column
-    rules = []
+    # A value that is empty, missing or does not parse is read as null; the reader says which and why.
+    rules = [Rule(COMPLETE_VALUES, "a required value is empty, missing or not a number",
+                  pl.all_horizontal([pl.col(c).is_not_null() for c in dataset.required]))]  # fmt: skip
     prices = [p for p in PRICES if p in names]
     if prices:
         rules.append(Rule("positive_prices", "price is zero, negative or NaN",
@@ -107,7 +138,7 @@ def rules_for(dataset: Dataset, session: dt.date) -> list[Rule]:
             (pl.col("high") >= pl.max_horizontal("open", "close")) & (pl.col("low") <= pl.min_horizontal("open", "close")),
         ))  # fmt: skip
     if dataset.is_aggregate:
-        rules.append(Rule("unique_ticker_time", f"duplicate (ticker, {time})", first_of_each_key(time)))
+        rules.append(Rule("unique_ticker_time", f"duplicate (ticker, {time})", FirstOfEachKey(time)))
     stamps = pl.col(time).dt.epoch("ns")
     rules.append(Rule("nanosecond_timestamps", f"{time} is not in nanoseconds (fewer than 19 digits)",
                       stamps.abs() >= NS_MIN_DIGITS))  # fmt: skip

@@ -1,23 +1,28 @@
-"""Dagster asset checks from the quality rules: one blocking check per rule of a dataset's pandera schema, and a
-volume anomaly check. Their results are computed while the lake partition is built, from the same validation, so
-the checks cost no second pass over the data.
-"""
+"""The quality layer's Dagster wiring: a blocking check per row rule and the volume anomaly check on each lake
+asset (results computed by the session chain from the gate's summaries, no second pass over the data), the
+minute/day reconciliation and freshness checks, the coverage ledger asset, and their jobs and schedules."""
+
 
 import datetime as dt
-import statistics
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 import polars as pl
 
-from quant_assets.datasets import Dataset
-from quant_assets.lake import partition_path, read_provenance
-from quant_assets.quality.gate import GateResult
+from quant_assets.datasets import DATASETS, Dataset
+from quant_assets.defs.resources import DataZones, QualitySettings
+from quant_assets.lake import partition_path, scan
+from quant_assets.quality.coverage import STATUSES, build_ledger, problems, status_counts, strips, write_ledger
+from quant_assets.quality.freshness import due_session
+from quant_assets.quality.gate import GateSummary
+from quant_assets.quality.reconcile import PROBLEMS, reconcile
 from quant_assets.quality.rules import rule_catalogue
-from quant_assets.sessions import sessions
+from quant_assets.sessions import parse_session
+from quant_assets.sources import FlatFileSource
+from quant_assets.tables import markdown_table
 
 VOLUME_ANOMALY = "volume_anomaly"
+SCHEDULE_ZONE = "America/New_York"
 
 
 def quality_check_specs(dataset: Dataset, asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
@@ -36,16 +41,8 @@ def quality_check_specs(dataset: Dataset, asset_key: dg.AssetKey) -> list[dg.Ass
     return specs
 
 
-def markdown_table(frame: pl.DataFrame) -> str:
-    """A frame as a markdown table, for Dagster metadata."""
-    columns = frame.columns
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.iter_rows()]
-    return "\n".join(lines)
-
-
 def rule_check_results(
-    dataset: Dataset, asset_key: dg.AssetKey, gates: Mapping[str, GateResult], rejected: set[str]
+    dataset: Dataset, asset_key: dg.AssetKey, gates: Mapping[str, GateSummary], rejected: set[str]
 ) -> list[dg.AssetCheckResult]:
     """One result per rule over the sessions of a run.
 
@@ -57,10 +54,10 @@ def rule_check_results(
         per_session = {s: g.failures.get(name, 0) for s, g in sorted(gates.items())}
         failed = sum(per_session.values())
         blocking = any(per_session[s] for s in rejected if s in per_session)
-        samples = [g.sample(name).with_columns(session=pl.lit(s)) for s, g in gates.items() if per_session[s]]
+        samples = [g.sample(name).with_columns(session=pl.lit(s)) for s, g in gates.items() if g.sample(name) is not None]
         metadata = {
             "failed_rows": dg.MetadataValue.int(failed),
-            "rows_checked": dg.MetadataValue.int(sum(g.rows.height for g in gates.values())),
+            "rows_checked": dg.MetadataValue.int(sum(g.rows for g in gates.values())),
             "failed_rows_by_session": dg.MetadataValue.json({s: n for s, n in per_session.items() if n}),
             "rejected_sessions": dg.MetadataValue.json(sorted(s for s in rejected if per_session.get(s))),
         }
@@ -76,43 +73,11 @@ def rule_check_results(
     return results
 
 
-def _describe(rule: str, failed: int, gates: Mapping[str, GateResult], per_session: dict[str, int]) -> str:
+def _describe(rule: str, failed: int, gates: Mapping[str, GateSummary], per_session: dict[str, int]) -> str:
     sessions_failing = [s for s, n in per_session.items() if n]
     reason = gates[sessions_failing[-1]].reasons[rule]  # the wording names the session it is about
     more = f" (in {len(sessions_failing)} sessions; the last shown)" if len(sessions_failing) > 1 else ""
     return f"{failed:,} rows: {reason}{more}"
-
-
-def partition_counts(lake_root: str | Path, dataset: Dataset, session: dt.date) -> tuple[int, int] | None:
-    """(rows, tickers) of a lake partition, from its Parquet metadata; None if there is none."""
-    path = partition_path(lake_root, dataset.name, session)
-    if not path.exists():
-        return None
-    info = read_provenance(path)
-    if "rows" not in info:
-        return None
-    return int(info["rows"]), int(info["tickers"])
-
-
-def volume_anomalies(
-    lake_root: str | Path, dataset: Dataset, session: dt.date, rows: int, tickers: int, window: int, max_drop: float
-) -> dict:
-    """Compare a session's counts with the median of up to `window` earlier sessions; flag a drop of more than
-    `max_drop` (a share) in either."""
-    earlier = sessions(dataset.calendar, session - dt.timedelta(days=window * 2 + 10), session - dt.timedelta(days=1))
-    history = [c for s in reversed(earlier) if (c := partition_counts(lake_root, dataset, s))][:window]
-    if len(history) < 3:
-        return {"session": session.isoformat(), "rows": rows, "tickers": tickers, "history": len(history),
-                "anomalies": []}  # fmt: skip
-    median_rows = statistics.median(h[0] for h in history)
-    median_tickers = statistics.median(h[1] for h in history)
-    anomalies = []
-    for name, value, median in (("rows", rows, median_rows), ("tickers", tickers, median_tickers)):
-        if median and value < (1 - max_drop) * median:
-            anomalies.append(f"{name} {value:,} is {1 - value / median:.0%} below the median {median:,.0f} "
-                             f"of the last {len(history)} sessions")  # fmt: skip
-    return {"session": session.isoformat(), "rows": rows, "tickers": tickers, "history": len(history),
-            "median_rows": median_rows, "median_tickers": median_tickers, "anomalies": anomalies}  # fmt: skip
 
 
 def anomaly_check_result(asset_key: dg.AssetKey, findings: list[dict]) -> dg.AssetCheckResult:
@@ -126,10 +91,6 @@ def anomaly_check_result(asset_key: dg.AssetKey, findings: list[dict]) -> dg.Ass
 
 def build_reconciliation_check(day: Dataset, minute: Dataset) -> dg.AssetChecksDefinition:
     """A check on `lake_<day>` that compares each session of the run with `lake_<minute>`, per ticker."""
-    from quant_assets.quality.reconcile import PROBLEMS, reconcile
-    from quant_assets.resources import DataZones, QualitySettings
-    from quant_assets.sessions import parse_session
-
     @dg.asset_check(
         asset=f"lake_{day.name}",
         additional_deps=[f"lake_{minute.name}"],
@@ -141,11 +102,10 @@ def build_reconciliation_check(day: Dataset, minute: Dataset) -> dg.AssetChecksD
         mismatches, compared, skipped = [], 0, []
         for key in context.op_execution_context.partition_keys:
             session = parse_session(key)
-            paths = [partition_path(zones.lake_root, d.name, session) for d in (minute, day)]
-            if not all(p.exists() for p in paths):
+            if not all(partition_path(zones.lake_root, d.name, session).exists() for d in (minute, day)):
                 skipped.append(key)
                 continue
-            minute_bars, day_bars = (pl.read_parquet(p) for p in paths)
+            minute_bars, day_bars = (scan(zones.lake_root, d.name, [session]).collect() for d in (minute, day))
             compared += day_bars.height
             found = reconcile(minute_bars, day_bars, quality.volume_tolerance, quality.price_tolerance)
             mismatches.append(found.with_columns(session=pl.lit(key)))
@@ -175,8 +135,6 @@ def build_reconciliation_check(day: Dataset, minute: Dataset) -> dg.AssetChecksD
 
 def build_freshness_check(dataset: Dataset, deadline_at: dt.time) -> dg.AssetChecksDefinition:
     """A check on `lake_<dataset>`: the newest session past its deadline must have a materialised partition."""
-    from quant_assets.quality.freshness import due_session
-
     asset_key = dg.AssetKey(f"lake_{dataset.name}")
 
     @dg.asset_check(
@@ -203,3 +161,64 @@ def build_freshness_check(dataset: Dataset, deadline_at: dt.time) -> dg.AssetChe
         )  # fmt: skip
 
     return fresh
+
+
+def build_coverage_asset(datasets: Sequence[Dataset]) -> dg.AssetsDefinition:
+    @dg.asset(
+        key="coverage",
+        group_name="quality",
+        deps=[f"lake_{d.name}" for d in datasets],
+        kinds={"parquet"},
+        automation_condition=dg.AutomationCondition.any_deps_updated() & ~dg.AutomationCondition.in_progress(),
+        description="The coverage ledger: one status per dataset and session (present, quarantined, missing, "
+        "rejected, failed, stale, pending, replaced, unexpected), from the calendar, the source's listing, the raw "
+        "zone, the lake and the failure records. Stored at data/lake/_coverage/coverage.parquet; "
+        "`quant-assets coverage` prints the same summary.",
+    )
+    def coverage(context: dg.AssetExecutionContext, flatfiles: FlatFileSource, zones: DataZones):
+        ledger = build_ledger(datasets, flatfiles.list_objects, zones.raw_root, zones.lake_root, zones.quarantine_root)
+        path = write_ledger(ledger, zones.lake_root)
+        counts = status_counts(ledger)
+        totals = {s: int(counts[s].sum()) for s in STATUSES} if counts.height else dict.fromkeys(STATUSES, 0)
+        context.log.info(f"coverage: {totals}")
+        return dg.MaterializeResult(metadata={
+            "summary": dg.MetadataValue.md(markdown_table(counts)),
+            "chart": dg.MetadataValue.md(f"```\n{strips(ledger)}\n```"),
+            "problems": dg.MetadataValue.md(markdown_table(problems(ledger))),
+            **{f"{status}_sessions": dg.MetadataValue.int(n) for status, n in totals.items()},
+            "path": dg.MetadataValue.path(str(path)),
+            "dagster/row_count": dg.MetadataValue.int(ledger.height),
+        })  # fmt: skip
+
+    return coverage
+
+
+def quality_defs(datasets: Sequence[Dataset], deadline: dt.time) -> tuple[dg.Definitions, list]:
+    """Reconciliation checks (where a dataset's day and minute aggregates are both enabled), a freshness check per
+    lake asset with its hourly job, and the coverage asset with its daily job. Also returns the freshness checks,
+    which the ingest jobs leave out (they run on their own schedule)."""
+    checks, fresh = [], []
+    for dataset in datasets:
+        fresh.append(build_freshness_check(dataset, deadline))
+        minute = DATASETS.get(f"{dataset.asset_class}_minute")
+        if dataset.frequency == "day" and minute in datasets and "volume" in dataset.header:
+            checks.append(build_reconciliation_check(dataset, minute))
+    freshness_job = dg.define_asset_job("freshness_checks", selection=dg.AssetSelection.checks(*fresh),
+                                        description="Flag lake datasets whose newest due session is missing.")  # fmt: skip
+    coverage_job = dg.define_asset_job("refresh_coverage", selection=["coverage"],
+                                       description="Rebuild the coverage ledger from the source, raw zone and lake.")  # fmt: skip
+    schedules = [
+        dg.ScheduleDefinition(
+            name="freshness_checks_hourly", job=freshness_job, cron_schedule="5 * * * *",
+            execution_timezone=SCHEDULE_ZONE, default_status=dg.DefaultScheduleStatus.STOPPED,
+            description="Runs the freshness checks every hour.",
+        ),
+        dg.ScheduleDefinition(
+            name="refresh_coverage_daily", job=coverage_job, cron_schedule="30 12 * * *",
+            execution_timezone=SCHEDULE_ZONE, default_status=dg.DefaultScheduleStatus.STOPPED,
+            description="Rebuilds the coverage ledger after the daily ingests (12:30 New York).",
+        ),
+    ]  # fmt: skip
+    defs = dg.Definitions(assets=[build_coverage_asset(datasets)], asset_checks=[*checks, *fresh],
+                          jobs=[freshness_job, coverage_job], schedules=schedules)  # fmt: skip
+    return defs, fresh

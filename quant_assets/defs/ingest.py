@@ -1,0 +1,201 @@
+"""The spine's layers: `raw_<dataset>` (the vendor file landed as-is) and `lake_<dataset>` (typed Parquet through the
+quality gate), one pair per enabled dataset, with the ingest job and daily schedule of each calendar.
+
+Each layer is a thin wrapper around a pure function (`raw.land`, `ingest.build_partition`); the session chain
+(`chain.py`) runs them session by session.
+"""
+
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dagster as dg
+
+from quant_assets.datasets import Calendar, Dataset
+from quant_assets.defs.chain import SKIPPED, Built, ChainContext, SessionLayer, build_session_chain
+from quant_assets.defs.partitions import session_partitions
+from quant_assets.defs.quality import anomaly_check_result, quality_check_specs, rule_check_results
+from quant_assets.errors import SessionError
+from quant_assets.flatfiles import ReadLimits, vendor_key
+from quant_assets.ingest import LAKE_CODE_VERSION, build_partition, is_current
+from quant_assets.lake import partition_counts, partition_path
+from quant_assets.quality.anomaly import volume_anomalies
+from quant_assets.quality.gate import GateSummary
+from quant_assets.raw import land, read_landed
+from quant_assets.sessions import sessions
+
+JOB_NAMES = {
+    Calendar.XNYS: "ingest_us_equities",
+    Calendar.EVERY_DAY: "ingest_crypto",
+    Calendar.FOREX: "ingest_forex",
+    Calendar.WEEKDAYS: "ingest_indices",
+}
+CHAIN_NAMES = {
+    Calendar.XNYS: "us_equities_sessions",
+    Calendar.EVERY_DAY: "crypto_sessions",
+    Calendar.FOREX: "forex_sessions",
+    Calendar.WEEKDAYS: "indices_sessions",
+}
+# The vendor documents day T's files as ready by about 11:00 ET on T+1, for every asset class.
+SCHEDULE_HOUR = 12
+SCHEDULE_ZONE = "America/New_York"
+
+
+def raw_key(dataset: Dataset) -> dg.AssetKey:
+    return dg.AssetKey(f"raw_{dataset.name}")
+
+
+def lake_key(dataset: Dataset) -> dg.AssetKey:
+    return dg.AssetKey(f"lake_{dataset.name}")
+
+
+def raw_layer(dataset: Dataset) -> SessionLayer:
+    def build(chain: ChainContext, session: dt.date) -> Built:
+        landed = land(chain.flatfiles, dataset, session, chain.zones.raw_root)
+        verb = "downloaded" if landed.downloaded else "already current"
+        chain.log.info(f"{dataset.name} {session}: {landed.key} {verb} ({landed.size:,} bytes)")
+        return Built({
+            "key": landed.key,
+            "etag": landed.etag,
+            "size": dg.MetadataValue.int(landed.size),
+            "sha256": landed.sha256,
+            "source": landed.source,
+            "downloaded": landed.downloaded,
+            SKIPPED: not landed.downloaded,
+            "replaced_etag": landed.replaced_etag,
+            "path": dg.MetadataValue.path(landed.path),
+        })  # fmt: skip
+
+    spec = dg.AssetSpec(
+        raw_key(dataset),
+        group_name=dataset.asset_class,
+        kinds={"s3", "csv"},
+        skippable=True,
+        description=f"{dataset.description} Landed unchanged under data/raw/{dataset.key_prefix}, with its "
+        "object key, ETag, size and sha256 recorded. Unchanged files are not downloaded again.",
+        metadata={"vendor_prefix": dataset.key_prefix, "header": ",".join(dataset.header)},
+    )
+    return SessionLayer(dataset, spec, build)
+
+
+@dataclass(frozen=True)
+class LakeSummary:
+    """What the lake's checks need of one built session."""
+
+    gate: GateSummary
+    anomaly: dict
+
+
+def lake_layer(dataset: Dataset) -> SessionLayer:
+    key = lake_key(dataset)
+
+    def build(chain: ChainContext, session: dt.date) -> Built:
+        zones, quality = chain.zones, chain.quality
+        landed = read_landed(zones.raw_root, dataset, session)
+        if landed is None:
+            raise SessionError(dataset.name, session, vendor_key(dataset, session),
+                               f"not landed in the raw zone; materialize raw_{dataset.name} for {session} first")  # fmt: skip
+        if not chain.force and is_current(zones.lake_root, dataset, landed, session, zones.tickers):
+            rows, tickers = partition_counts(zones.lake_root, dataset.name, session)
+            chain.log.info(f"{dataset.name} {session}: already built from this raw file (sha256 "
+                           f"{landed.sha256[:12]}) by lake code version {LAKE_CODE_VERSION}; skipped")  # fmt: skip
+            return Built({SKIPPED: True, "rows": dg.MetadataValue.int(rows), "tickers": dg.MetadataValue.int(tickers),
+                          "source_sha256": landed.sha256, "dagster/row_count": dg.MetadataValue.int(rows),
+                          "path": dg.MetadataValue.path(str(partition_path(zones.lake_root, dataset.name, session)))})  # fmt: skip
+        stats = build_partition(
+            landed, dataset, session, zones.lake_root, zones.quarantine_root, zones.tickers,
+            quality.max_failure_share, limits=ReadLimits(), batch_bytes=zones.batch_mb * 2**20,
+        )  # fmt: skip
+        anomaly = volume_anomalies(zones.lake_root, dataset, session, stats.rows, stats.tickers,
+                                   quality.anomaly_window, quality.max_volume_drop)  # fmt: skip
+        chain.log.info(f"{dataset.name} {session}: {stats.rows:,} rows, {stats.tickers:,} tickers, "
+                       f"{stats.quarantined:,} quarantined, in {stats.seconds:.2f}s")  # fmt: skip
+        metadata = {
+            SKIPPED: False,
+            "rows": dg.MetadataValue.int(stats.rows),
+            "tickers": dg.MetadataValue.int(stats.tickers),
+            "quarantined_rows": dg.MetadataValue.int(stats.quarantined),
+            "bytes": dg.MetadataValue.int(stats.bytes),
+            "seconds": dg.MetadataValue.float(round(stats.seconds, 3)),
+            "first_time": str(stats.first_time),
+            "last_time": str(stats.last_time),
+            "source_key": landed.key,
+            "source_sha256": landed.sha256,
+            "path": dg.MetadataValue.path(str(stats.path)),
+            "dagster/row_count": dg.MetadataValue.int(stats.rows),
+        }
+        return Built(metadata, LakeSummary(stats.gate, anomaly))
+
+    def check_results(summaries: dict, failures: dict[str, SessionError]) -> list[dg.AssetCheckResult]:
+        gates = {s: (x.gate if isinstance(x, LakeSummary) else x) for s, x in summaries.items()}
+        rejected = {s for s in gates if s in failures}
+        anomalies = [x.anomaly for x in summaries.values() if isinstance(x, LakeSummary)]
+        return [*rule_check_results(dataset, key, gates, rejected), anomaly_check_result(key, anomalies)]
+
+    spec = dg.AssetSpec(
+        key,
+        deps=[raw_key(dataset)],
+        group_name=dataset.asset_class,
+        kinds={"parquet", "polars"},
+        skippable=True,
+        code_version=LAKE_CODE_VERSION,
+        description=f"{dataset.description} Typed Parquet, one file per session under "
+        f"data/lake/{dataset.name}/date=YYYY-MM-DD/; prices and volumes float64, timestamps ns UTC, tickers "
+        "exactly as the vendor spells them. Rows that fail the quality rules are quarantined under "
+        f"data/quarantine/{dataset.name}/. A session already built from the same raw file by the same code "
+        "version is skipped unless the run's config says `force: true`.",
+        metadata={"columns": dg.MetadataValue.json({k: str(v) for k, v in dataset.lake_schema().items()})},
+    )
+    return SessionLayer(dataset, spec, build, quality_check_specs(dataset, key), check_results)
+
+
+def previous_session_schedule(job, calendar: Calendar) -> dg.ScheduleDefinition:
+    """Every day at 12:00 New York time, request the newest session of `calendar` that ended before today."""
+
+    @dg.schedule(
+        name=f"{job.name}_daily",
+        job=job,
+        cron_schedule=f"0 {SCHEDULE_HOUR} * * *",
+        execution_timezone=SCHEDULE_ZONE,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="Ingests the previous session once its files are published (T+1 about 11:00 ET).",
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext):
+        today = context.scheduled_execution_time.date()
+        previous = sessions(calendar, today - dt.timedelta(days=10), today - dt.timedelta(days=1))
+        if not previous:
+            return dg.SkipReason(f"no {calendar.value} session in the ten days before {today}")
+        key = previous[-1].isoformat()
+        return dg.RunRequest(run_key=key, partition_key=key)
+
+    return _schedule
+
+
+def session_chains(datasets: Sequence[Dataset]) -> dict[Calendar, list[SessionLayer]]:
+    """The spine's layers of `datasets`, by calendar, in dependency order."""
+    chains: dict[Calendar, list[SessionLayer]] = {}
+    for calendar in Calendar:
+        members = [d for d in datasets if d.calendar is calendar]
+        if members:
+            chains[calendar] = [raw_layer(d) for d in members] + [lake_layer(d) for d in members]
+    return chains
+
+
+def ingest_defs(datasets: Sequence[Dataset], extra_layers: dict[Calendar, list[SessionLayer]] | None = None,
+                excluded_checks: Sequence = ()) -> dg.Definitions:  # fmt: skip
+    """One session chain (multi-asset), ingest job and daily schedule per calendar of `datasets`."""
+    assets, jobs, schedules = [], [], []
+    for calendar, layers in session_chains(datasets).items():
+        layers = layers + list((extra_layers or {}).get(calendar, []))
+        assets.append(build_session_chain(calendar, layers, CHAIN_NAMES[calendar]))
+        members = [layer.dataset.name for layer in layers if layer.key.path[0].startswith("raw_")]
+        job = dg.define_asset_job(
+            JOB_NAMES[calendar],
+            selection=dg.AssetSelection.assets(*[layer.key for layer in layers]) - dg.AssetSelection.checks(*excluded_checks),
+            partitions_def=session_partitions(calendar),
+            description=f"Land and parse {', '.join(members)} for the selected sessions.",
+        )
+        jobs.append(job)
+        schedules.append(previous_session_schedule(job, calendar))
+    return dg.Definitions(assets=assets, jobs=jobs, schedules=schedules)

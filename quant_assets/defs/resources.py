@@ -1,0 +1,88 @@
+"""The resources every layer shares: where the zones live and which tickers the lake keeps (`zones`), the quality
+thresholds (`quality`), and the flat-file source (`flatfiles`), built from the settings."""
+
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from quant_assets.settings import (
+    ACCESS_KEY_ENV,
+    DEFAULT_BATCH_MB,
+    DEFAULT_DATA,
+    DEFAULT_MAX_FAILURE_SHARE,
+    DEFAULT_MAX_VOLUME_DROP,
+    SECRET_KEY_ENV,
+    Settings,
+)
+from quant_assets.sources import FlatFileSource, LocalFlatFiles, S3FlatFiles
+
+
+class DataZones(dg.ConfigurableResource):
+    """The data folder and its zones: `raw/` (vendor files as landed), `lake/` (typed Parquet per session) and
+    `quarantine/` (rows set aside). Relative paths are taken from the working directory."""
+
+    root: str = Field(default=DEFAULT_DATA, description="Folder that holds the raw, lake and quarantine zones.")
+    tickers: list[str] = Field(
+        default_factory=list,
+        description="Keep only these tickers in the lake (exact, case-sensitive; `*` and `?` globs allowed, "
+        "e.g. `O:SPY*`). Empty keeps every ticker. Raw files are always landed whole.",
+    )
+    batch_mb: int = Field(
+        default=DEFAULT_BATCH_MB,
+        description="Inflated text read, checked and written per batch (MiB): memory is bounded by it, not by "
+        "the file.",
+    )
+
+    @property
+    def raw_root(self) -> Path:
+        return Path(self.root) / "raw"
+
+    @property
+    def lake_root(self) -> Path:
+        return Path(self.root) / "lake"
+
+    @property
+    def quarantine_root(self) -> Path:
+        return Path(self.root) / "quarantine"
+
+
+class QualitySettings(dg.ConfigurableResource):
+    """Thresholds of the quality gate and the quality checks."""
+
+    max_failure_share: float = Field(
+        default=DEFAULT_MAX_FAILURE_SHARE,
+        description="Share of a session's rows that may fail row rules and be quarantined; above it the whole "
+        "partition is rejected (all rows quarantined, lake untouched, downstream not materialised).",
+    )
+    max_volume_drop: float = Field(
+        default=DEFAULT_MAX_VOLUME_DROP, description="Warn when a session's rows or tickers fall this share below the trailing median."
+    )
+    anomaly_window: int = Field(default=20, description="Earlier sessions in the trailing median.")
+    price_tolerance: float = Field(
+        default=0.01, description="Relative tolerance between minute-derived and day open/close in reconciliation."
+    )
+    volume_tolerance: float = Field(
+        default=1e-6, description="Relative tolerance on 'sum of minute volume <= day volume' in reconciliation."
+    )
+
+
+def resources_from(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """The resources of the code location. The S3 keys are passed as `dagster.EnvVar`: Dagster resolves them at
+    run time and shows only the variables' names."""
+    if settings.source == "s3":
+        source: FlatFileSource = S3FlatFiles(
+            endpoint_url=settings.s3_endpoint,
+            bucket=settings.s3_bucket,
+            access_key_id=dg.EnvVar(ACCESS_KEY_ENV),
+            secret_access_key=dg.EnvVar(SECRET_KEY_ENV),
+        )
+    else:
+        source = LocalFlatFiles(root=settings.vendor_dir)
+    return {
+        "flatfiles": source,
+        "zones": DataZones(root=settings.data, tickers=settings.tickers, batch_mb=settings.batch_mb),
+        "quality": QualitySettings(max_failure_share=settings.max_failure_share,
+                                   max_volume_drop=settings.max_volume_drop),  # fmt: skip
+    }
