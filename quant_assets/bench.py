@@ -1,4 +1,12 @@
-"""`quant-assets bench ingest`: raw -> lake on one full-size day, as a ratio to `gzip -dc` of the same file."""
+"""`quant-assets bench ingest`: the spine's performance on full-size files, as ratios to references measured in
+the same process (`gzip -dc` of the same file), so that figures from a noisy machine still compare.
+
+1. raw -> lake of one full-size day of stock minute aggregates, with and without the quality gate, against
+   `gzip -dc` of the same file, and the ingest's peak memory in a fresh process;
+2. a range of full-size stock minute sessions through Dagster in one run (1 and 10 sessions), in fresh processes:
+   peak memory of each, the fixed overhead of a run and the time per session;
+3. one full-size day of stock trades streamed into the lake: rows, seconds, ratio to `gzip -dc`, peak memory.
+"""
 
 import datetime as dt
 import json
@@ -10,51 +18,42 @@ import tempfile
 import time
 from pathlib import Path
 
-from quant_assets.datasets import DATASETS
+from quant_assets.datasets import DATASETS, Dataset
 from quant_assets.flatfiles import vendor_key
+from quant_assets.sessions import sessions
 
-BENCH_DATASET = DATASETS["stocks_minute"]
+MINUTE = DATASETS["stocks_minute"]
+TRADES = DATASETS["stocks_trades"]
 BENCH_SESSION = dt.date(2026, 3, 10)  # after the switch to 6-decimal text, which makes files larger
-TIME_BUDGET = 1.5  # x gzip -dc
-MEMORY_BUDGET = 2**30  # bytes of peak resident memory
+RANGE_START = dt.date(2026, 3, 2)  # ten sessions from here for the Dagster range
+TIME_BUDGET = 0.65  # raw -> lake, x gzip -dc
+MEMORY_BUDGET = 2**30  # bytes of peak resident memory of one ingest
 CHECKS_BUDGET = 0.25  # the quality gate may add this share to raw -> lake
+RANGE_MEMORY_BUDGET = 0.15  # the 10-session run's peak may exceed the 1-session run's by this share
+TICK_TIME_BUDGET = 1.0  # x gzip -dc
+TICK_MEMORY_BUDGET = 1.5 * 2**30
 
 
-def bench_file(folder: Path, seed: int) -> Path:
-    """The benchmark's input: one full-size day of stock minute aggregates, generated once and kept."""
-    from quant_assets.sample import SIZES, Universe, session_files
+def bench_file(folder: Path, dataset: Dataset, session: dt.date, seed: int) -> Path:
+    """A full-size generated vendor file, generated once and kept under `folder`."""
+    from quant_assets.sample import folder_writer, generate
 
-    path = folder / f"seed{seed}" / vendor_key(BENCH_DATASET, BENCH_SESSION)
+    root = folder / f"seed{seed}"
+    path = root / vendor_key(dataset, session)
     if not path.exists():
         print(f"generating {path} (full size, once) ...", flush=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = session_files(BENCH_DATASET, BENCH_SESSION, Universe(seed, SIZES["full"]))
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        generate([dataset], session, session, folder_writer(root), seed=seed, size="full")
     return path
 
 
-def ingest_once(path: Path, lake_root: Path, validate: bool = True):
-    """raw -> lake as the lake asset runs it: parse, quality gate (quarantine), write, metadata."""
+def ingest_once(path: Path, lake_root: Path, dataset: Dataset = MINUTE, session: dt.date = BENCH_SESSION,
+                validate: bool = True):  # fmt: skip
+    """raw -> lake as the lake asset runs it: stream, quality gate (quarantine), write, metadata."""
     from quant_assets.ingest import build_partition
+    from quant_assets.raw import LandedFile
 
-    key = vendor_key(BENCH_DATASET, BENCH_SESSION)
-    return build_partition(path, BENCH_DATASET, BENCH_SESSION, key, lake_root, lake_root / "quarantine",
-                           {"key": key}, validate=validate)  # fmt: skip
-
-
-def _best(seconds: list[float]) -> float:
-    return min(seconds)
-
-
-def _naive_seconds(path: Path, lake_root: Path) -> float:
-    """The hand-written-script way, for comparison: inferred CSV schema, polars' default Parquet settings."""
-    import polars as pl
-
-    started = time.perf_counter()
-    pl.read_csv(path).write_parquet(lake_root / "naive.parquet")
-    return time.perf_counter() - started
+    landed = LandedFile.of(path, vendor_key(dataset, session), source="bench")
+    return build_partition(landed, dataset, session, lake_root, lake_root / "quarantine", validate=validate)
 
 
 def _gzip_seconds(path: Path) -> float:
@@ -64,33 +63,36 @@ def _gzip_seconds(path: Path) -> float:
     return time.perf_counter() - started
 
 
-def _peak_memory(path: Path, lake_root: Path) -> tuple[int, int]:
-    """Peak RSS (bytes) of a fresh process that ingests `path`, and of one that only imports the code.
+HWM = "print('HWM', next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))"
 
-    Read from the child's own VmHWM: `ru_maxrss` of a child also counts the parent's pages it was forked from.
-    """
-    hwm = "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))"
 
-    def run(code: str) -> int:
-        out = subprocess.run([sys.executable, "-c", f"{code}\n{hwm}"], capture_output=True, text=True, check=True)
-        return int(out.stdout.split()[-1]) * 1024
+def _fresh_process(code: str) -> tuple[int, str]:
+    """Run `code` in a fresh interpreter; its peak RSS in bytes (VmHWM: `ru_maxrss` of a child also counts the
+    parent's pages it was forked from) and its output."""
+    out = subprocess.run([sys.executable, "-c", f"{code}\n{HWM}"], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"benchmark child failed:\n{out.stdout}\n{out.stderr[-3000:]}")
+    hwm = next(line for line in out.stdout.splitlines() if line.startswith("HWM "))
+    return int(hwm.split()[1]) * 1024, out.stdout
 
-    baseline = run("import quant_assets.lake")
-    peak = run(
-        "from pathlib import Path\nfrom quant_assets.bench import ingest_once\n"
-        f"ingest_once(Path({str(path)!r}), Path({str(lake_root)!r}))"
+
+def _peak_ingest_memory(path: Path, lake_root: Path, dataset: Dataset, session: dt.date) -> int:
+    peak, _ = _fresh_process(
+        "import datetime as dt\nfrom pathlib import Path\nfrom quant_assets.bench import ingest_once\n"
+        "from quant_assets.datasets import DATASETS\n"
+        f"ingest_once(Path({str(path)!r}), Path({str(lake_root)!r}), DATASETS[{dataset.name!r}], "
+        f"dt.date.fromisoformat({session.isoformat()!r}))"
     )
-    return peak, baseline
+    return peak
 
 
-def bench_ingest(folder: Path, repeat: int = 9, seed: int = 7) -> int:
-    """Print the figures; exit status 1 if a budget is exceeded."""
-    path = bench_file(folder, seed)
+def bench_minute_day(folder: Path, repeat: int, seed: int) -> dict:
+    path = bench_file(folder, MINUTE, BENCH_SESSION, seed)
     lake_root = Path(tempfile.mkdtemp(prefix="bench-lake-", dir=folder))
     try:
         ingest_once(path, lake_root)  # warm the page cache and polars' thread pool
         _gzip_seconds(path)
-        gzip_times, ingest_times, unchecked_times, naive_times = [], [], [], []
+        gzip_times, ingest_times, unchecked_times = [], [], []
         for _ in range(repeat):  # interleaved, so all see the same machine load
             gzip_times.append(_gzip_seconds(path))
             started = time.perf_counter()
@@ -99,30 +101,122 @@ def bench_ingest(folder: Path, repeat: int = 9, seed: int = 7) -> int:
             started = time.perf_counter()
             ingest_once(path, lake_root, validate=False)
             unchecked_times.append(time.perf_counter() - started)
-            naive_times.append(_naive_seconds(path, lake_root))
-        peak, baseline = _peak_memory(path, lake_root)
+        peak = _peak_ingest_memory(path, lake_root, MINUTE, BENCH_SESSION)
+        baseline, _ = _fresh_process("import quant_assets.ingest")
     finally:
         shutil.rmtree(lake_root, ignore_errors=True)
-    ratio = _best(ingest_times) / _best(gzip_times)
-    figures = {
+    gzip_s, ingest_s, unchecked_s = min(gzip_times), min(ingest_times), min(unchecked_times)
+    return {
         "file": str(path),
         "compressed_mib": round(path.stat().st_size / 2**20, 1),
         "rows": stats.rows,
         "tickers": stats.tickers,
         "lake_mib": round(stats.bytes / 2**20, 1),
-        "gzip_dc_s": round(_best(gzip_times), 3),
-        "ingest_s": round(_best(ingest_times), 3),
-        "ratio_to_gzip_dc": round(ratio, 2),
-        "without_checks_s": round(_best(unchecked_times), 3),
-        "checks_overhead": f"{_best(ingest_times) / _best(unchecked_times) - 1:+.1%}",
-        "naive_read_csv_write_parquet_ratio": round(_best(naive_times) / _best(gzip_times), 2),
+        "gzip_dc_s": round(gzip_s, 3),
+        "ingest_s": round(ingest_s, 3),
+        "ratio_to_gzip_dc": round(ingest_s / gzip_s, 2),
+        "without_checks_s": round(unchecked_s, 3),
+        "checks_overhead": round(ingest_s / unchecked_s - 1, 3),
         "peak_rss_mib": round(peak / 2**20),
         "import_only_rss_mib": round(baseline / 2**20),
-        "rows_per_s": round(stats.rows / _best(ingest_times)),
+        "rows_per_s": round(stats.rows / ingest_s),
     }
+
+
+RANGE_RUN = """
+import datetime as dt, json, time, warnings
+warnings.filterwarnings("ignore")
+import dagster as dg
+from quant_assets.datasets import DATASETS
+from quant_assets.defs.ingest import ingest_defs
+from quant_assets.defs.resources import DataZones, QualitySettings
+from quant_assets.sources import LocalFlatFiles
+assets = ingest_defs([DATASETS["stocks_minute"]]).assets
+resources = {{"flatfiles": LocalFlatFiles(root={vendor!r}), "zones": DataZones(root={data!r}),
+             "quality": QualitySettings()}}
+tags = {{"dagster/asset_partition_range_start": {start!r}, "dagster/asset_partition_range_end": {end!r}}}
+with dg.instance_for_test() as instance:
+    started = time.perf_counter()
+    result = dg.materialize(assets, resources=resources, instance=instance, tags=tags)
+    print("SECONDS", time.perf_counter() - started, result.success)
+"""
+
+
+def bench_range(folder: Path, seed: int, count: int) -> dict:
+    """Peak memory and seconds of one Dagster run over `count` full-size stock minute sessions, in a fresh
+    process (raw landing from a local folder, lake with checks)."""
+    days = sessions(MINUTE.calendar, RANGE_START, RANGE_START + dt.timedelta(days=30))[:count]
+    for day in days:
+        bench_file(folder, MINUTE, day, seed)
+    data = Path(tempfile.mkdtemp(prefix="bench-range-", dir=folder))
+    try:
+        code = RANGE_RUN.format(vendor=str(folder / f"seed{seed}"), data=str(data), start=days[0].isoformat(),
+                                end=days[-1].isoformat())  # fmt: skip
+        started = time.perf_counter()
+        peak, out = _fresh_process(code)
+        process_s = time.perf_counter() - started
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+    run_s = float(next(line for line in out.splitlines() if line.startswith("SECONDS")).split()[1])
+    return {"sessions": count, "peak_rss_mib": round(peak / 2**20), "run_s": round(run_s, 2),
+            "process_s": round(process_s, 2)}  # fmt: skip
+
+
+def bench_ticks(folder: Path, seed: int) -> dict:
+    path = bench_file(folder, TRADES, BENCH_SESSION, seed)
+    lake_root = Path(tempfile.mkdtemp(prefix="bench-ticks-", dir=folder))
+    try:
+        gzip_s = _gzip_seconds(path)
+        started = time.perf_counter()
+        stats = ingest_once(path, lake_root, TRADES, BENCH_SESSION)
+        ingest_s = time.perf_counter() - started
+        gzip_s = min(gzip_s, _gzip_seconds(path))
+        peak = _peak_ingest_memory(path, lake_root, TRADES, BENCH_SESSION)
+    finally:
+        shutil.rmtree(lake_root, ignore_errors=True)
+    return {
+        "file": str(path),
+        "compressed_mib": round(path.stat().st_size / 2**20, 1),
+        "rows": stats.rows,
+        "quarantined": stats.quarantined,
+        "gzip_dc_s": round(gzip_s, 2),
+        "ingest_s": round(ingest_s, 2),
+        "ratio_to_gzip_dc": round(ingest_s / gzip_s, 2),
+        "peak_rss_mib": round(peak / 2**20),
+    }
+
+
+def bench_ingest(folder: Path, repeat: int = 9, seed: int = 7, parts: tuple[str, ...] = ("day", "range", "ticks")) -> int:
+    """Print the figures as JSON and a verdict per budget; exit status 1 if a budget is exceeded."""
+    figures, verdicts = {"machine": f"{os.cpu_count()} cores, {sys.platform}"}, []
+    if "day" in parts:
+        day = figures["minute_day"] = bench_minute_day(folder, repeat, seed)
+        verdicts += [
+            (f"raw -> lake at most {TIME_BUDGET}x gzip -dc", day["ratio_to_gzip_dc"] <= TIME_BUDGET),
+            (f"peak RSS under {MEMORY_BUDGET // 2**20} MiB", day["peak_rss_mib"] * 2**20 < MEMORY_BUDGET),
+            (f"checks at most +{CHECKS_BUDGET:.0%}", day["checks_overhead"] <= CHECKS_BUDGET),
+        ]
+    if "range" in parts:
+        one, ten = bench_range(folder, seed, 1), bench_range(folder, seed, 10)
+        per_session = (ten["run_s"] - one["run_s"]) / 9
+        figures["dagster_range"] = {
+            "one_session": one,
+            "ten_sessions": ten,
+            "peak_growth": round(ten["peak_rss_mib"] / one["peak_rss_mib"] - 1, 3),
+            "per_session_s": round(per_session, 2),
+            "fixed_run_overhead_s": round(one["run_s"] - per_session, 2),
+            "process_start_and_import_s": round(one["process_s"] - one["run_s"], 2),
+        }
+        verdicts.append((f"10-session peak within {RANGE_MEMORY_BUDGET:.0%} of 1-session peak",
+                         figures["dagster_range"]["peak_growth"] <= RANGE_MEMORY_BUDGET))  # fmt: skip
+    if "ticks" in parts:
+        ticks = figures["stock_trades_day"] = bench_ticks(folder, seed)
+        verdicts += [
+            (f"tick streaming at most {TICK_TIME_BUDGET}x gzip -dc", ticks["ratio_to_gzip_dc"] <= TICK_TIME_BUDGET),
+            (f"tick peak RSS under {TICK_MEMORY_BUDGET / 2**30:.1f} GiB",
+             ticks["peak_rss_mib"] * 2**20 < TICK_MEMORY_BUDGET),
+        ]  # fmt: skip
     print(json.dumps(figures, indent=2))
-    checks_ok = _best(ingest_times) / _best(unchecked_times) - 1 <= CHECKS_BUDGET
-    ok = ratio <= TIME_BUDGET and peak < MEMORY_BUDGET
-    print(f"budget: ratio <= {TIME_BUDGET} and peak RSS < {MEMORY_BUDGET // 2**20} MiB: {'met' if ok else 'EXCEEDED'}; "
-          f"checks at most +{CHECKS_BUDGET:.0%}: {'met' if checks_ok else 'EXCEEDED'}")
-    return 0 if ok and checks_ok else 1
+    for text, ok in verdicts:
+        print(f"budget: {text}: {'met' if ok else 'EXCEEDED'}")
+    return 0 if all(ok for _, ok in verdicts) else 1

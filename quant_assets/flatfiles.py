@@ -6,7 +6,9 @@ Columns are resolved by header name, never by position. Tickers keep their case 
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import re
 import threading
 from collections.abc import Iterator
@@ -283,8 +285,14 @@ def _parse_block(block: bytes, schema: dict, dataset: Dataset, session: dt.date,
         last = first_row + block.count(b"\n") - 1
         raise FlatFileError(dataset.name, session, key, f"malformed CSV in rows {first_row:,}-{last:,}: "
                             f"{str(exc).splitlines()[0]}") from None  # fmt: skip
+    # The reader pads a short row with empty fields: count each row's fields to tell it from an empty value.
+    fields = [len(row) for row in csv.reader(io.StringIO(block.decode("utf-8", errors="replace"))) if row]
+    if len(fields) != text.height:
+        fields = [len(schema)] * text.height  # cannot align (blank lines inside quotes): judge values only
     required = set(dataset.required)
-    problems, typed = [], []
+    problems = [pl.when(pl.Series(fields) < len(schema))
+                .then(pl.format(f"short row: {{}} fields, the header has {len(schema)}", pl.Series(fields)))]  # fmt: skip
+    typed = []
     for name, dtype in schema.items():
         values = pl.col(name)
         parsed = values.cast(dtype, strict=False) if dtype is not pl.String else values

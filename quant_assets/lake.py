@@ -151,16 +151,27 @@ def sink_partition(
 
 def remove_leftovers(path: Path) -> None:
     """Remove what else is in a committed file's folder: files of an older layout, and temporary files that killed
-    runs left behind (a `.tmp-` file younger than a day may be a concurrent writer's, and is kept)."""
-    now = time.time()
+    runs left behind."""
     for other in path.parent.iterdir():
-        if other.name == path.name:
-            continue
+        if other.name != path.name and not other.name.startswith("."):
+            other.unlink(missing_ok=True)
+    sweep_temporaries(path.parent, path.name)
+
+
+def sweep_temporaries(folder: Path, name: str = "") -> int:
+    """Remove temporary files (`.<name>.tmp-*`) that killed runs left in `folder`; one younger than a day may be a
+    concurrent writer's and is kept. Returns how many were removed."""
+    if not folder.is_dir():
+        return 0
+    removed, now = 0, time.time()
+    for tmp in folder.glob(f".{name}*.tmp-*"):
         try:
-            if not other.name.startswith(".") or now - other.stat().st_mtime > STALE_TMP_SECONDS:
-                other.unlink(missing_ok=True)
+            if now - tmp.stat().st_mtime > STALE_TMP_SECONDS:
+                tmp.unlink()
+                removed += 1
         except FileNotFoundError:
             pass
+    return removed
 
 
 def remove_partition(root: str | os.PathLike, dataset: str, session: dt.date) -> None:

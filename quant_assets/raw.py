@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from quant_assets.datasets import Dataset
+from quant_assets.lake import sweep_temporaries
 from quant_assets.flatfiles import (
     AccessDenied,
     FlatFileError,
@@ -105,6 +106,7 @@ def land(source: FlatFileSource, dataset: Dataset, session: dt.date, root: str |
     """
     key = vendor_key(dataset, session)
     path = raw_path(root, dataset, session)
+    sweep_temporaries(path.parent, path.name)
     try:
         info = source.head(key)
     except ObjectMissing as exc:

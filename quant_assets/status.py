@@ -1,29 +1,30 @@
-"""A plain-text summary of what the lake holds, queried with DuckDB over the Parquet files."""
+"""A plain-text summary of what the lake holds, read through the lake's one read side (`lake.scan`)."""
 
 from collections.abc import Sequence
 from pathlib import Path
 
-import duckdb
+import polars as pl
 
 from quant_assets.datasets import Dataset
-from quant_assets.lake import PART_NAME
+from quant_assets.lake import partition_path, scan, sessions_in
 
 
 def lake_summary(lake_root: Path, datasets: Sequence[Dataset]) -> str:
     """One line per dataset with a lake folder: sessions, first and last session, rows, tickers, bytes."""
     rows = [("dataset", "sessions", "first", "last", "rows", "tickers", "MiB")]
-    with duckdb.connect() as db:
-        for dataset in datasets:
-            files = sorted((lake_root / dataset.name).glob(f"date=*/{PART_NAME}"))
-            if not files:
-                continue
-            sessions, first, last, count, tickers = db.execute(
-                "SELECT count(DISTINCT date), min(date), max(date), count(*), count(DISTINCT ticker) "
-                "FROM read_parquet(?, hive_partitioning = true)",
-                [[str(f) for f in files]],
-            ).fetchone()
-            mib = sum(f.stat().st_size for f in files) / 2**20
-            rows.append((dataset.name, f"{sessions}", f"{first}", f"{last}", f"{count:,}", f"{tickers:,}", f"{mib:.1f}"))
+    for dataset in datasets:
+        held = sessions_in(lake_root, dataset.name)
+        if not held:
+            continue
+        count, tickers = (
+            scan(lake_root, dataset.name, held)
+            .select(pl.len(), pl.col("ticker").n_unique())
+            .collect(engine="streaming")
+            .row(0)
+        )
+        mib = sum(partition_path(lake_root, dataset.name, s).stat().st_size for s in held) / 2**20
+        rows.append((dataset.name, f"{len(held)}", f"{held[0]}", f"{held[-1]}", f"{count:,}", f"{tickers:,}",
+                     f"{mib:.1f}"))  # fmt: skip
     if len(rows) == 1:
         return f"the lake at {lake_root} is empty"
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

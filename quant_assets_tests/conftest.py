@@ -15,7 +15,11 @@ import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
+import dagster as dg
+
 from quant_assets.datasets import DATASETS, Dataset
+from quant_assets.defs.ingest import ingest_defs
+from quant_assets.defs.resources import DataZones, QualitySettings
 from quant_assets.flatfiles import vendor_key
 from quant_assets.sources import S3FlatFiles
 
@@ -72,6 +76,29 @@ def s3_source(endpoint: str, bucket: str, **overrides) -> S3FlatFiles:
     fields = dict(endpoint_url=endpoint, bucket=bucket, access_key_id=TEST_KEY, secret_access_key=TEST_SECRET,
                   max_attempts=3)  # fmt: skip
     return S3FlatFiles(**{**fields, **overrides})
+
+
+def spine(*datasets: Dataset) -> list[dg.AssetsDefinition]:
+    """The session chains (raw_ and lake_ assets with their checks) of `datasets`, as the code location has them."""
+    return list(ingest_defs(list(datasets)).assets)
+
+
+def materialize_spine(datasets, source, data_root, raise_on_error=True, tickers=(), quality=None, instance=None,
+                      extra=(), **kwargs):  # fmt: skip
+    """`dagster.materialize` the spine of `datasets` (plus `extra` assets or checks) on `source` into `data_root`."""
+    resources = {"flatfiles": source, "zones": DataZones(root=str(data_root), tickers=list(tickers)),
+                 "quality": QualitySettings(**(quality or {}))}  # fmt: skip
+    assets = [*spine(*datasets), *extra]
+    if instance is not None:
+        return dg.materialize(assets, resources=resources, instance=instance, raise_on_error=raise_on_error, **kwargs)
+    with dg.instance_for_test() as fresh:
+        return dg.materialize(assets, resources=resources, instance=fresh, raise_on_error=raise_on_error, **kwargs)
+
+
+def materializations(result, asset: str) -> list[dg.AssetMaterialization]:
+    """The materialisations of `asset` in a run result, one per partition."""
+    events = [e.step_materialization_data.materialization for e in result.get_asset_materialization_events()]
+    return [m for m in events if m.asset_key == dg.AssetKey(asset)]
 
 
 def run_cli(*args: str, cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:

@@ -10,35 +10,24 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from quant_assets.assets import build_lake_asset, build_raw_asset
 from quant_assets.datasets import DATASETS
 from quant_assets.flatfiles import vendor_key
 from quant_assets.lake import partition_path, read_provenance
 from quant_assets.raw import sha256_of
-from quant_assets.resources import DataZones, QualitySettings
 from quant_assets.sources import LocalFlatFiles
-from quant_assets_tests.conftest import s3_client, s3_source
+from quant_assets.quality.coverage import read_ledger
+from quant_assets_tests.conftest import materialize_spine, materializations, run_cli, s3_client, s3_source
 
 MINUTE, DAY = DATASETS["stocks_minute"], DATASETS["stocks_daily"]
 SESSION = dt.date(2026, 2, 20)
 RANGE_TAGS = {"dagster/asset_partition_range_start": "2026-02-12", "dagster/asset_partition_range_end": "2026-02-18"}
 
 
-def assets_for(*datasets):
-    return [build(d) for d in datasets for build in (build_raw_asset, build_lake_asset)]
-
-
-def run(datasets, source, data_root, raise_on_error=True, tickers=(), quality=None, **kwargs):
-    quality = quality or {}
-    resources = {"flatfiles": source, "zones": DataZones(root=str(data_root), tickers=list(tickers)),
-                 "quality": QualitySettings(**quality)}  # fmt: skip
-    with dg.instance_for_test() as instance:
-        return dg.materialize(assets_for(*datasets), resources=resources, instance=instance,
-                              raise_on_error=raise_on_error, **kwargs)  # fmt: skip
+run = materialize_spine
 
 
 def metadata(result, asset: str, partition: str) -> dict:
-    [event] = [m for m in result.asset_materializations_for_node(asset) if m.partition == partition]
+    [event] = [m for m in materializations(result, asset) if m.partition == partition]
     return {k: v.value for k, v in event.metadata.items()}
 
 
@@ -86,7 +75,7 @@ def test_a_range_runs_as_one_run_with_metadata_per_session(february, tmp_path):
     result = run([DAY], LocalFlatFiles(root=str(february)), tmp_path, tags=RANGE_TAGS)
     assert result.success
     sessions = ["2026-02-12", "2026-02-13", "2026-02-17", "2026-02-18"]  # the 16th is Presidents' Day
-    assert sorted(m.partition for m in result.asset_materializations_for_node("lake_stocks_daily")) == sessions
+    assert sorted(m.partition for m in materializations(result, "lake_stocks_daily")) == sessions
     for session in sessions:
         rows = vendor_rows(february / vendor_key(DAY, dt.date.fromisoformat(session)))
         assert metadata(result, "lake_stocks_daily", session)["rows"] == len(rows)
@@ -186,22 +175,57 @@ def test_a_replaced_bad_file_keeps_the_good_partition(vendor_copy, tmp_path):
     assert list((data / "raw" / "_replaced").rglob("*.csv.gz"))  # the good raw version is kept too
 
 
-def test_a_missing_session_fails_by_name_and_the_others_still_land(vendor_copy, tmp_path):
-    missing = vendor_key(DAY, dt.date(2026, 2, 13))
-    (vendor_copy / missing).unlink()
-    result = run([DAY], LocalFlatFiles(root=str(vendor_copy)), tmp_path / "data", raise_on_error=False,
-                 tags=RANGE_TAGS)  # fmt: skip
-    assert not result.success
-    message = failure_message(result)
-    assert "1 of 4 sessions of stocks_daily failed" in message
-    assert f"stocks_daily 2026-02-13: {missing}: the source has no file for this session" in message
-    for session in ("2026-02-12", "2026-02-17", "2026-02-18"):
-        assert (tmp_path / "data" / "raw" / vendor_key(DAY, dt.date.fromisoformat(session))).exists()
-    # The sessions that landed are recorded as materialised, the missing one is not; the lake did not run.
-    events = [e.materialization for e in result.get_asset_materialization_events()]
-    assert sorted((e.asset_key.path[0], e.partition) for e in events) == [
-        ("raw_stocks_daily", "2026-02-12"), ("raw_stocks_daily", "2026-02-17"), ("raw_stocks_daily", "2026-02-18")]
-    assert all(e.metadata["size"].value > 0 for e in events)
+def test_a_range_gets_past_bad_sessions_and_a_second_run_skips_finished_work(february, tmp_path):
+    """Three bad sessions in a range of eight: no vendor file, a truncated file, a row with an empty price."""
+    vendor, data = tmp_path / "vendor", tmp_path / "data"
+    shutil.copytree(february / MINUTE.key_prefix, vendor / MINUTE.key_prefix)
+    missing, truncated, empty_price = dt.date(2026, 2, 10), dt.date(2026, 2, 11), dt.date(2026, 2, 12)
+    (vendor / vendor_key(MINUTE, missing)).unlink()
+    corrupt(vendor / vendor_key(MINUTE, truncated), "truncated")
+    path = vendor / vendor_key(MINUTE, empty_price)
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    fields = lines[7].split(",")
+    fields[3] = ""  # close
+    lines[7] = ",".join(fields)
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    tags = {"dagster/asset_partition_range_start": "2026-02-05", "dagster/asset_partition_range_end": "2026-02-17"}
+    good = ["2026-02-05", "2026-02-06", "2026-02-09", "2026-02-12", "2026-02-13", "2026-02-17"]
+
+    with dg.instance_for_test() as instance:
+        first = run([MINUTE], LocalFlatFiles(root=str(vendor)), data, raise_on_error=False, tags=tags,
+                    instance=instance)  # fmt: skip
+        assert not first.success  # nobody can mistake it for full success
+        message = failure_message(first)
+        assert f"stocks_minute 2026-02-10: {vendor_key(MINUTE, missing)}: the source has no file" in message
+        assert f"stocks_minute 2026-02-11: {vendor_key(MINUTE, truncated)}: the gzip stream is truncated" in message
+        assert "2026-02-12" not in message
+        # Every other session went through both layers, in the same run.
+        assert sorted(m.partition for m in materializations(first, "lake_stocks_minute")) == good
+        assert sorted(instance.get_materialized_partitions(dg.AssetKey("lake_stocks_minute"))) == good
+        for session in good:
+            assert partition_path(data / "lake", "stocks_minute", dt.date.fromisoformat(session)).exists()
+        assert not partition_path(data / "lake", "stocks_minute", truncated).exists()
+        # The row is a row defect: quarantined with its reason, the rest of the day is in the lake.
+        bad = pl.read_parquet(partition_path(data / "quarantine", "stocks_minute", empty_price))
+        assert bad["vendor_row"].to_list() == [7] and bad["reason"].to_list() == ["column 'close' is empty"]
+        lake = pl.read_parquet(partition_path(data / "lake", "stocks_minute", empty_price))
+        assert lake.height == len(lines) - 2
+
+        ledger = run_cli("quant-assets", "coverage", "--data", str(data), "--datasets", "stocks_minute",
+                         cwd=tmp_path, env={"QUANT_ASSETS_VENDOR_DIR": str(vendor)}).stdout  # fmt: skip
+        status = dict(zip(read_ledger(data / "lake")["session"].cast(pl.String), read_ledger(data / "lake")["status"]))
+        assert status["2026-02-10"] == "missing" and status["2026-02-11"] == "rejected"
+        assert status["2026-02-12"] == "quarantined" and status["2026-02-13"] == "present"
+        assert "| stocks_minute | 2026-02-11 | rejected |" in ledger and "the gzip stream is truncated" in ledger
+
+        second = run([MINUTE], LocalFlatFiles(root=str(vendor)), data, raise_on_error=False, tags=tags,
+                     instance=instance)  # fmt: skip
+        assert not second.success
+        done = {m.partition: m.metadata for m in materializations(second, "lake_stocks_minute")}
+        assert sorted(done) == good and all(m["skipped"].value for m in done.values())
+        assert all(m.metadata["downloaded"].value is False for m in materializations(second, "raw_stocks_minute"))
+        logs = "\n".join(e.message for e in instance.all_logs(second.run_id) if e.message)
+        assert "lake_stocks_minute: 0 sessions built, 6 skipped (already current), 2 failed, of 8" in logs
 
 
 def test_403_fails_the_run_with_a_permission_error(plan_limited_s3, tmp_path):
@@ -213,4 +237,4 @@ def test_403_fails_the_run_with_a_permission_error(plan_limited_s3, tmp_path):
     message = failure_message(result)
     assert "stocks_minute 2026-02-03: us_stocks_sip/minute_aggs_v1/2026/02/2026-02-03.csv.gz: 403 Forbidden" in message
     assert p["secret_access_key"] not in message
-    assert not (tmp_path / "lake").exists()
+    assert not (tmp_path / "lake" / "stocks_minute").exists()

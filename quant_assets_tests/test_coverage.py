@@ -8,17 +8,17 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import pytest
 
-from quant_assets.assets import build_coverage_asset, build_lake_asset, build_raw_asset
 from quant_assets.datasets import DATASETS, Calendar
+from quant_assets.defs.quality import build_coverage_asset, build_freshness_check, build_reconciliation_check
+from quant_assets.defs.resources import DataZones, QualitySettings
 from quant_assets.flatfiles import vendor_key
-from quant_assets.quality.checks import build_freshness_check, build_reconciliation_check
 from quant_assets.quality.coverage import read_ledger
 from quant_assets.quality.freshness import deadline, due_session
 from quant_assets.quality.reconcile import reconcile
-from quant_assets.resources import DataZones, QualitySettings
 from quant_assets.sample import SIZES, Universe, folder_writer, generate, session_files
 from quant_assets.sources import LocalFlatFiles
 from quant_assets_tests.conftest import run_cli
+from quant_assets_tests.conftest import spine
 from quant_assets_tests.test_quality import NS_DAY, edit
 
 DAY, MINUTE = DATASETS["stocks_daily"], DATASETS["stocks_minute"]
@@ -40,13 +40,13 @@ def vendor(february, tmp_path):
     return root
 
 
-def test_ledger_shows_missing_unexpected_quarantined_and_replaced_sessions(vendor, tmp_path):
+def test_ledger_shows_missing_unexpected_rejected_replaced_and_pending_sessions(vendor, tmp_path):
     data = tmp_path / "data"
     # The vendor forgot one session, and shipped a tiny file on Presidents' Day.
     (vendor / vendor_key(DAY, D(2026, 2, 11))).unlink()
     holiday = vendor / vendor_key(DAY, D(2026, 2, 16))
     holiday.write_bytes(session_files(DAY, D(2026, 2, 13), Universe(7, SIZES["small"])))
-    raw_lake = [build_raw_asset(DAY), build_lake_asset(DAY)]
+    raw_lake = spine(DAY)
     tags = {"dagster/asset_partition_range_start": "2026-02-12", "dagster/asset_partition_range_end": "2026-02-20"}
     # One session's file is stamped with the next day: the partition is rejected and quarantined.
     edit(vendor / vendor_key(DAY, D(2026, 2, 18)),
@@ -61,26 +61,30 @@ def test_ledger_shows_missing_unexpected_quarantined_and_replaced_sessions(vendo
     status = dict(zip(ledger["session"].cast(pl.String), ledger["status"]))
     assert status["2026-02-11"] == "missing"
     assert status["2026-02-16"] == "unexpected"
-    assert status["2026-02-18"] == "quarantined"
+    assert status["2026-02-18"] == "rejected"
     assert status["2026-02-19"] == "replaced"
-    assert status["2026-02-12"] == status["2026-02-20"] == status["2026-02-02"] == "present"
+    assert status["2026-02-12"] == status["2026-02-20"] == "present"
+    assert status["2026-02-02"] == status["2026-02-27"] == "pending"  # listed, not yet ingested
     assert "2026-02-14" not in status  # a weekend is neither expected nor present
     row = ledger.filter(pl.col("session") == D(2026, 2, 18)).row(0, named=True)
     assert row["quarantined_rows"] == 61 and row["lake_rows"] is None
     present = ledger.filter(pl.col("session") == D(2026, 2, 12)).row(0, named=True)
     assert present["ingested"] and present["lake_rows"] > 0 and present["landed_etag"] == present["source_etag"]
-    assert not ledger.filter(pl.col("session") == D(2026, 2, 2))["ingested"][0]  # listed, not yet ingested
+    assert not ledger.filter(pl.col("session") == D(2026, 2, 2))["ingested"][0]
+    rejected = ledger.filter(pl.col("session") == D(2026, 2, 18)).row(0, named=True)
+    assert "quality gate: 61 of 61 rows (100.00%) failed checks" in rejected["error"]
 
     [event] = result.get_asset_materialization_events()
     meta = event.materialization.metadata
     assert meta["missing_sessions"].value == 1 and meta["unexpected_sessions"].value == 1
-    assert meta["quarantined_sessions"].value == 1 and meta["replaced_sessions"].value == 1
-    assert "| stocks_daily | 2026-02-02 | 2026-02-27 | 16 | 1 | 1 | 1 | 1 |" in meta["summary"].value
-    assert "stocks_daily     2026-02  ███████·██U█QR██████" in meta["chart"].value
+    assert meta["rejected_sessions"].value == 1 and meta["replaced_sessions"].value == 1
+    assert meta["pending_sessions"].value == 12 and meta["present_sessions"].value == 4
+    assert "| stocks_daily | 2026-02-02 | 2026-02-27 | 4 | 0 | 1 | 1 | 0 | 0 | 12 | 1 | 1 |" in meta["summary"].value
+    assert "stocks_daily     2026-02  PPPPPPP·██U█XR█PPPPP" in meta["chart"].value
     # The CLI prints the same summary.
     out = run_cli("quant-assets", "coverage", "--data", str(data), "--datasets", "stocks_daily", cwd=tmp_path,
                   env={"QUANT_ASSETS_VENDOR_DIR": str(vendor)}).stdout  # fmt: skip
-    assert meta["summary"].value in out and "2026-02  ███████·██U█QR██████" in out
+    assert meta["summary"].value in out and "2026-02  PPPPPPP·██U█XR█PPPPP" in out
     assert "| stocks_daily | 2026-02-19 | replaced |" in out
 
 
@@ -117,7 +121,7 @@ def test_reconciliation_check_passes_on_consistent_files_and_reports_mismatches(
         return rows
 
     edit(vendor / vendor_key(DAY, D(2026, 2, 20)), lift_close)
-    assets = [build_raw_asset(d) for d in (DAY, MINUTE)] + [build_lake_asset(d) for d in (DAY, MINUTE)]
+    assets = spine(DAY, MINUTE)
     check = build_reconciliation_check(DAY, MINUTE)
     tags = {"dagster/asset_partition_range_start": "2026-02-19", "dagster/asset_partition_range_end": "2026-02-20"}
     result = materialize(assets, vendor, tmp_path / "data", [check], tags=tags)
@@ -148,14 +152,14 @@ def test_freshness_check_is_late_until_the_due_session_is_materialised(tmp_path)
     resources = {"flatfiles": LocalFlatFiles(root=str(vendor)), "zones": DataZones(root=str(tmp_path / "data")),
                  "quality": QualitySettings()}  # fmt: skip
     with dg.instance_for_test() as instance:
-        late = dg.materialize([build_lake_asset(DAY), fresh], resources=resources, instance=instance,
+        late = dg.materialize([*spine(DAY), fresh], resources=resources, instance=instance,
                               selection=dg.AssetSelection.checks(fresh))  # fmt: skip
         [evaluation] = late.get_asset_check_evaluations()
         assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
         assert evaluation.description.startswith(f"stocks_daily {session} is late: due {due:%Y-%m-%d %H:%M}")
-        assert dg.materialize([build_raw_asset(DAY), build_lake_asset(DAY)], resources=resources,
+        assert dg.materialize(spine(DAY), resources=resources,
                               instance=instance, partition_key=session.isoformat()).success  # fmt: skip
-        on_time = dg.materialize([build_lake_asset(DAY), fresh], resources=resources, instance=instance,
+        on_time = dg.materialize([*spine(DAY), fresh], resources=resources, instance=instance,
                                  selection=dg.AssetSelection.checks(fresh))  # fmt: skip
         [evaluation] = on_time.get_asset_check_evaluations()
         assert evaluation.passed and evaluation.metadata["session"].value == session.isoformat()

@@ -194,5 +194,6 @@ def test_bad_input_names_dataset_session_key_and_row(tmp_path, data, message):
 def test_a_short_row_is_reported(tmp_path):
     with pytest.raises(FlatFileError) as info:
         parse(tmp_path, "stocks_daily", HEADER + GOOD_ROW + "AAPL,1,2\n")
-    assert str(info.value) == f"stocks_daily 2026-02-24: {KEY}, row 2 (line 3): column 'close' is empty (short row?)"
+    assert str(info.value) == (f"stocks_daily 2026-02-24: {KEY}, row 2 (line 3): short row: 3 fields, the header "
+                               "has 8 (ticker 'AAPL')")  # fmt: skip
 

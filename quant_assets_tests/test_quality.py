@@ -8,14 +8,15 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from quant_assets.assets import build_lake_asset, build_raw_asset
 from quant_assets.datasets import DATASETS
+from quant_assets.defs.partitions import session_partitions
 from quant_assets.flatfiles import FlatFileError, vendor_key
 from quant_assets.ingest import build_partition
 from quant_assets.lake import partition_path
 from quant_assets.quality.gate import QualityGateError
-from quant_assets.resources import DataZones, QualitySettings
+from quant_assets.raw import LandedFile
 from quant_assets.sources import LocalFlatFiles
+from quant_assets_tests.conftest import materialize_spine
 
 MINUTE, DAY = DATASETS["stocks_minute"], DATASETS["stocks_daily"]
 SESSION = dt.date(2026, 2, 20)
@@ -46,10 +47,10 @@ def vendor(february, tmp_path):
     return root
 
 
-def build(vendor, tmp_path, dataset=MINUTE, session=SESSION, share=0.01):
+def build(vendor, tmp_path, dataset=MINUTE, session=SESSION, share=0.01, **kwargs):
     key = vendor_key(dataset, session)
-    return build_partition(vendor / key, dataset, session, key, tmp_path / "lake", tmp_path / "quarantine",
-                           {"key": key}, max_failure_share=share)  # fmt: skip
+    return build_partition(LandedFile.of(vendor / key, key), dataset, session, tmp_path / "lake",
+                           tmp_path / "quarantine", max_failure_share=share, **kwargs)  # fmt: skip
 
 
 def quarantine(tmp_path, dataset=MINUTE, session=SESSION) -> pl.DataFrame:
@@ -80,7 +81,7 @@ def test_a_bad_row_is_quarantined_with_its_reason(vendor, tmp_path, label, chang
     total = vendor_rows(vendor)
     stats = build(vendor, tmp_path)
     bad = quarantine(tmp_path)
-    assert bad.height == 1 and stats.gate.failures[rule] == 1
+    assert bad.height == 1 and stats.gate.failures[rule] == 1 and stats.quarantined == 1
     vendor_row = row + 1 if row is not None else total  # the appended duplicate is the last row
     assert bad["vendor_row"].to_list() == [vendor_row]
     assert reason in bad["reason"][0]
@@ -107,7 +108,7 @@ def test_the_ticker_na_is_a_ticker_not_a_null(vendor, tmp_path):
     stats = build(vendor, tmp_path, DAY)
     lake = pl.read_parquet(stats.path)
     assert "NA" in lake["ticker"].to_list() and "NULL" in lake["ticker"].to_list()
-    assert stats.gate.quarantined.height == 0
+    assert stats.quarantined == 0
     assert not partition_path(tmp_path / "quarantine", DAY.name, SESSION).exists()
 
 
@@ -154,25 +155,22 @@ def test_the_failure_share_is_configurable(vendor, tmp_path):
         return rows
 
     edit(vendor / vendor_key(MINUTE, SESSION), three_bad)
-    assert build(vendor, tmp_path).gate.quarantined.height == 3
+    assert build(vendor, tmp_path).quarantined == 3
     with pytest.raises(QualityGateError, match=r"3 of 3,789 rows \(0.08%\) failed checks, above the 0.05% limit"):
         build(vendor, tmp_path / "strict", share=0.0005)
 
 
 def run(vendor, data, partition, extra_assets=(), **quality):
-    assets = [build_raw_asset(MINUTE), build_lake_asset(MINUTE), *extra_assets]
-    resources = {"flatfiles": LocalFlatFiles(root=str(vendor)), "zones": DataZones(root=str(data)),
-                 "quality": QualitySettings(**quality)}  # fmt: skip
-    with dg.instance_for_test() as instance:
-        return dg.materialize(assets, resources=resources, instance=instance, partition_key=partition,
-                              raise_on_error=False)  # fmt: skip
+    return materialize_spine([MINUTE], LocalFlatFiles(root=str(vendor)), data, raise_on_error=False, quality=quality,
+                             extra=extra_assets, partition_key=partition)  # fmt: skip
 
 
 def evaluations(result) -> dict:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
-@dg.asset(deps=["lake_stocks_minute"], partitions_def=build_lake_asset(MINUTE).partitions_def)
+@dg.asset(deps=["lake_stocks_minute"], partitions_def=session_partitions(MINUTE.calendar),
+          backfill_policy=dg.BackfillPolicy.single_run())
 def downstream_features():
     return dg.MaterializeResult()
 

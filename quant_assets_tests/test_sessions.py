@@ -2,9 +2,10 @@ import datetime as dt
 
 import dagster as dg
 
-from quant_assets.assets import build_lake_asset, build_raw_asset
 from quant_assets.datasets import DATASETS, Calendar
-from quant_assets.sessions import is_session, session_partitions, sessions
+from quant_assets.defs.ingest import ingest_defs
+from quant_assets.defs.partitions import session_partitions
+from quant_assets.sessions import is_session, sessions
 
 D = dt.date
 
@@ -39,7 +40,10 @@ def test_partition_keys_are_exactly_the_sessions():
 
 
 def test_one_partitions_definition_serves_every_layer_of_a_calendar():
-    raw = build_raw_asset(DATASETS["stocks_minute"])
-    lake = build_lake_asset(DATASETS["options_daily"])
-    assert raw.partitions_def is lake.partitions_def is session_partitions(Calendar.XNYS)
-    assert build_raw_asset(DATASETS["crypto_daily"]).partitions_def is session_partitions(Calendar.EVERY_DAY)
+    names = ("stocks_minute", "options_daily", "crypto_daily")
+    by_key = {}
+    for chain in ingest_defs([DATASETS[n] for n in names]).assets:
+        by_key.update(dict.fromkeys(chain.keys, chain.partitions_def))
+    xnys = session_partitions(Calendar.XNYS)
+    assert by_key[dg.AssetKey("raw_stocks_minute")] is by_key[dg.AssetKey("lake_options_daily")] is xnys
+    assert by_key[dg.AssetKey("lake_crypto_daily")] is session_partitions(Calendar.EVERY_DAY)

@@ -19,7 +19,7 @@ from quant_assets.defs.quality import anomaly_check_result, quality_check_specs,
 from quant_assets.errors import SessionError
 from quant_assets.flatfiles import ReadLimits, vendor_key
 from quant_assets.ingest import LAKE_CODE_VERSION, build_partition, is_current
-from quant_assets.lake import partition_counts, partition_path
+from quant_assets.lake import partition_counts, partition_dir, partition_path, sweep_temporaries
 from quant_assets.quality.anomaly import volume_anomalies
 from quant_assets.quality.gate import GateSummary
 from quant_assets.raw import land, read_landed
@@ -96,6 +96,7 @@ def lake_layer(dataset: Dataset) -> SessionLayer:
         if landed is None:
             raise SessionError(dataset.name, session, vendor_key(dataset, session),
                                f"not landed in the raw zone; materialize raw_{dataset.name} for {session} first")  # fmt: skip
+        sweep_temporaries(partition_dir(zones.lake_root, dataset.name, session))
         if not chain.force and is_current(zones.lake_root, dataset, landed, session, zones.tickers):
             rows, tickers = partition_counts(zones.lake_root, dataset.name, session)
             chain.log.info(f"{dataset.name} {session}: already built from this raw file (sha256 "
