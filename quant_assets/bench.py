@@ -46,8 +46,9 @@ def bench_file(folder: Path, dataset: Dataset, session: dt.date, seed: int) -> P
     return path
 
 
-def ingest_once(path: Path, lake_root: Path, dataset: Dataset = MINUTE, session: dt.date = BENCH_SESSION,
-                validate: bool = True):  # fmt: skip
+def ingest_once(
+    path: Path, lake_root: Path, dataset: Dataset = MINUTE, session: dt.date = BENCH_SESSION, validate: bool = True
+):
     """raw -> lake as the lake asset runs it: stream, quality gate (quarantine), write, metadata."""
     from quant_assets.ingest import build_partition
     from quant_assets.raw import LandedFile
@@ -150,16 +151,21 @@ def bench_range(folder: Path, seed: int, count: int) -> dict:
         bench_file(folder, MINUTE, day, seed)
     data = Path(tempfile.mkdtemp(prefix="bench-range-", dir=folder))
     try:
-        code = RANGE_RUN.format(vendor=str(folder / f"seed{seed}"), data=str(data), start=days[0].isoformat(),
-                                end=days[-1].isoformat())  # fmt: skip
+        code = RANGE_RUN.format(
+            vendor=str(folder / f"seed{seed}"), data=str(data), start=days[0].isoformat(), end=days[-1].isoformat()
+        )
         started = time.perf_counter()
         peak, out = _fresh_process(code)
         process_s = time.perf_counter() - started
     finally:
         shutil.rmtree(data, ignore_errors=True)
     run_s = float(next(line for line in out.splitlines() if line.startswith("SECONDS")).split()[1])
-    return {"sessions": count, "peak_rss_mib": round(peak / 2**20), "run_s": round(run_s, 2),
-            "process_s": round(process_s, 2)}  # fmt: skip
+    return {
+        "sessions": count,
+        "peak_rss_mib": round(peak / 2**20),
+        "run_s": round(run_s, 2),
+        "process_s": round(process_s, 2),
+    }
 
 
 def bench_ticks(folder: Path, seed: int) -> dict:
@@ -186,7 +192,9 @@ def bench_ticks(folder: Path, seed: int) -> dict:
     }
 
 
-def bench_ingest(folder: Path, repeat: int = 9, seed: int = 7, parts: tuple[str, ...] = ("day", "range", "ticks")) -> int:
+def bench_ingest(
+    folder: Path, repeat: int = 9, seed: int = 7, parts: tuple[str, ...] = ("day", "range", "ticks")
+) -> int:
     """Print the figures as JSON and a verdict per budget; exit status 1 if a budget is exceeded."""
     figures, verdicts = {"machine": f"{os.cpu_count()} cores, {sys.platform}"}, []
     if "day" in parts:
@@ -207,15 +215,21 @@ def bench_ingest(folder: Path, repeat: int = 9, seed: int = 7, parts: tuple[str,
             "fixed_run_overhead_s": round(one["run_s"] - per_session, 2),
             "process_start_and_import_s": round(one["process_s"] - one["run_s"], 2),
         }
-        verdicts.append((f"10-session peak within {RANGE_MEMORY_BUDGET:.0%} of 1-session peak",
-                         figures["dagster_range"]["peak_growth"] <= RANGE_MEMORY_BUDGET))  # fmt: skip
+        verdicts.append(
+            (
+                f"10-session peak within {RANGE_MEMORY_BUDGET:.0%} of 1-session peak",
+                figures["dagster_range"]["peak_growth"] <= RANGE_MEMORY_BUDGET,
+            )
+        )
     if "ticks" in parts:
         ticks = figures["stock_trades_day"] = bench_ticks(folder, seed)
         verdicts += [
             (f"tick streaming at most {TICK_TIME_BUDGET}x gzip -dc", ticks["ratio_to_gzip_dc"] <= TICK_TIME_BUDGET),
-            (f"tick peak RSS under {TICK_MEMORY_BUDGET / 2**30:.1f} GiB",
-             ticks["peak_rss_mib"] * 2**20 < TICK_MEMORY_BUDGET),
-        ]  # fmt: skip
+            (
+                f"tick peak RSS under {TICK_MEMORY_BUDGET / 2**30:.1f} GiB",
+                ticks["peak_rss_mib"] * 2**20 < TICK_MEMORY_BUDGET,
+            ),
+        ]
     print(json.dumps(figures, indent=2))
     for text, ok in verdicts:
         print(f"budget: {text}: {'met' if ok else 'EXCEEDED'}")

@@ -65,8 +65,13 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     zones = DataZones(root=args.data)
     # build_resources resolves the EnvVar credentials exactly as a Dagster run does.
     with dg.build_resources({"flatfiles": resources_from(from_env())["flatfiles"]}) as resources:
-        ledger = build_ledger(parse_dataset_names(args.datasets), resources.flatfiles.list_objects, zones.raw_root,
-                              zones.lake_root, zones.quarantine_root)  # fmt: skip
+        ledger = build_ledger(
+            parse_dataset_names(args.datasets),
+            resources.flatfiles.list_objects,
+            zones.raw_root,
+            zones.lake_root,
+            zones.quarantine_root,
+        )
     write_ledger(ledger, zones.lake_root)
     print(summary(ledger))
     return 0
@@ -86,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Materialise assets with Dagster's own CLI (see README).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    dataset_help = f"comma-separated datasets, or 'all' (default: the four stock/option aggregates). Known: {', '.join(DATASETS)}"
+    dataset_help = (
+        f"comma-separated datasets, or 'all' (default: the four stock/option aggregates). Known: {', '.join(DATASETS)}"
+    )
 
     sample = commands.add_parser(
         "sample",
@@ -98,29 +105,41 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--end", type=_date, required=True, help="last date, YYYY-MM-DD (included)")
     sample.add_argument("--datasets", default=None, help=dataset_help)
     sample.add_argument("--out", default="data/vendor", help="folder to write to (default: data/vendor)")
-    sample.add_argument("--s3-endpoint", default=None, help="upload to this S3 endpoint instead of a folder; "
-                        "credentials from MASSIVE_S3_ACCESS_KEY_ID / MASSIVE_S3_SECRET_ACCESS_KEY")  # fmt: skip
+    sample.add_argument(
+        "--s3-endpoint",
+        default=None,
+        help="upload to this S3 endpoint instead of a folder; "
+        "credentials from MASSIVE_S3_ACCESS_KEY_ID / MASSIVE_S3_SECRET_ACCESS_KEY",
+    )
     sample.add_argument("--bucket", default="flatfiles", help="bucket for --s3-endpoint (default: flatfiles)")
     sample.add_argument("--create-bucket", action="store_true", help="create the bucket first")
     sample.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
-    sample.add_argument("--size", choices=["small", "full"], default="small",
-                        help="small: ~60 stocks; full: the vendor's real size, ~12k stocks and ~2M minute rows "
-                        "a day (default: small)")  # fmt: skip
+    sample.add_argument(
+        "--size",
+        choices=["small", "full"],
+        default="small",
+        help="small: ~60 stocks; full: the vendor's real size, ~12k stocks and ~2M minute rows a day (default: small)",
+    )
     sample.set_defaults(func=cmd_sample)
 
-    status = commands.add_parser("status", help="summarise what the lake holds, per dataset",
-                                 description="Sessions, rows, tickers and bytes per lake dataset, queried "
-                                 "with DuckDB over the Parquet files.")  # fmt: skip
+    status = commands.add_parser(
+        "status",
+        help="summarise what the lake holds, per dataset",
+        description="Sessions, rows, tickers and bytes per lake dataset, queried with DuckDB over the Parquet files.",
+    )
     status.add_argument("--data", default=settings.data, help=f"data folder (default: {settings.data})")
-    status.add_argument("--datasets", default="all", help=dataset_help.replace("the four stock/option aggregates", "all"))
+    status.add_argument(
+        "--datasets", default="all", help=dataset_help.replace("the four stock/option aggregates", "all")
+    )
     status.set_defaults(func=cmd_status)
 
     coverage = commands.add_parser(
-        "coverage", help="print the coverage ledger: each dataset's sessions present, missing, quarantined, ...",
+        "coverage",
+        help="print the coverage ledger: each dataset's sessions present, missing, quarantined, ...",
         description="Rebuild the coverage ledger (what the `coverage` asset stores) from the configured source "
         "(QUANT_ASSETS_SOURCE, as for Dagster), the raw zone and the lake, save it, and print it: counts per "
         "status, the sessions that need attention, and one line per month with a symbol per session.",
-    )  # fmt: skip
+    )
     coverage.add_argument("--data", default=settings.data, help=f"data folder (default: {settings.data})")
     coverage.add_argument("--datasets", default=settings.datasets, help=dataset_help)
     coverage.set_defaults(func=cmd_coverage)
@@ -143,8 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--data", default=settings.data, help=f"data folder (default: {settings.data})")
     ingest.add_argument("--repeat", type=int, default=9, help="timed repetitions; the best is reported (default 9)")
     ingest.add_argument("--seed", type=int, default=7, help="random seed of the generated files (default: 7)")
-    ingest.add_argument("--parts", nargs="+", choices=["day", "range", "ticks"], default=["day", "range", "ticks"],
-                        help="which measurements to run (default: all three)")
+    ingest.add_argument(
+        "--parts",
+        nargs="+",
+        choices=["day", "range", "ticks"],
+        default=["day", "range", "ticks"],
+        help="which measurements to run (default: all three)",
+    )
     ingest.set_defaults(func=cmd_bench)
     return parser
 

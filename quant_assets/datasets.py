@@ -8,12 +8,12 @@ generated from these entries; adding a dataset is one entry here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 import polars as pl
 
 
-class Calendar(str, Enum):
+class Calendar(StrEnum):
     """Which days a dataset has files for (see `sessions.py`)."""
 
     XNYS = "XNYS"  # NYSE sessions: no weekends, no holidays, early closes included
@@ -22,7 +22,7 @@ class Calendar(str, Enum):
     WEEKDAYS = "weekdays"  # indices: Monday to Friday, market holidays included
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """How a CSV column is typed in the lake."""
 
     TICKER = "ticker"  # case-sensitive string; never a null token
@@ -89,42 +89,90 @@ class Dataset:
 # Empty in real files for trades and quotes that did not go through a TRF; an empty code list is a list too.
 OPTIONAL_COLUMNS = frozenset({"trf_id", "trf_timestamp", "id"})
 
-T, S, F, I, TS, C = Kind.TICKER, Kind.STRING, Kind.FLOAT, Kind.INT, Kind.TIMESTAMP, Kind.CODES
+T, S, F, N, TS, C = Kind.TICKER, Kind.STRING, Kind.FLOAT, Kind.INT, Kind.TIMESTAMP, Kind.CODES
 
 # Note the vendor's order: open, close, high, low. There is no vwap column.
 AGGREGATES = (
-    ("ticker", T), ("volume", F), ("open", F), ("close", F), ("high", F), ("low", F),
-    ("window_start", TS), ("transactions", I),
-)  # fmt: skip
+    ("ticker", T),
+    ("volume", F),
+    ("open", F),
+    ("close", F),
+    ("high", F),
+    ("low", F),
+    ("window_start", TS),
+    ("transactions", N),
+)
 INDEX_AGGREGATES = (("ticker", T), ("open", F), ("close", F), ("high", F), ("low", F), ("window_start", TS))
 INDEX_VALUES = (("ticker", T), ("value", F), ("timestamp", TS))
 STOCK_TRADES = (
-    ("ticker", T), ("conditions", C), ("correction", I), ("exchange", I), ("id", S),
-    ("participant_timestamp", TS), ("price", F), ("sequence_number", I), ("sip_timestamp", TS), ("size", F),
-    ("tape", I), ("trf_id", I), ("trf_timestamp", TS),
-)  # fmt: skip
+    ("ticker", T),
+    ("conditions", C),
+    ("correction", N),
+    ("exchange", N),
+    ("id", S),
+    ("participant_timestamp", TS),
+    ("price", F),
+    ("sequence_number", N),
+    ("sip_timestamp", TS),
+    ("size", F),
+    ("tape", N),
+    ("trf_id", N),
+    ("trf_timestamp", TS),
+)
 STOCK_QUOTES = (
-    ("ticker", T), ("ask_exchange", I), ("ask_price", F), ("ask_size", F), ("bid_exchange", I), ("bid_price", F),
-    ("bid_size", F), ("conditions", C), ("indicators", C), ("participant_timestamp", TS), ("sequence_number", I),
-    ("sip_timestamp", TS), ("tape", I), ("trf_timestamp", TS),
-)  # fmt: skip
+    ("ticker", T),
+    ("ask_exchange", N),
+    ("ask_price", F),
+    ("ask_size", F),
+    ("bid_exchange", N),
+    ("bid_price", F),
+    ("bid_size", F),
+    ("conditions", C),
+    ("indicators", C),
+    ("participant_timestamp", TS),
+    ("sequence_number", N),
+    ("sip_timestamp", TS),
+    ("tape", N),
+    ("trf_timestamp", TS),
+)
 # The vendor's docs add a participant_timestamp that real option trade files lack.
 OPTION_TRADES = (
-    ("ticker", T), ("conditions", C), ("correction", I), ("exchange", I), ("price", F), ("sip_timestamp", TS),
+    ("ticker", T),
+    ("conditions", C),
+    ("correction", N),
+    ("exchange", N),
+    ("price", F),
+    ("sip_timestamp", TS),
     ("size", F),
-)  # fmt: skip
+)
 OPTION_QUOTES = (
-    ("ticker", T), ("ask_exchange", I), ("ask_price", F), ("ask_size", F), ("bid_exchange", I), ("bid_price", F),
-    ("bid_size", F), ("sequence_number", I), ("sip_timestamp", TS),
-)  # fmt: skip
+    ("ticker", T),
+    ("ask_exchange", N),
+    ("ask_price", F),
+    ("ask_size", F),
+    ("bid_exchange", N),
+    ("bid_price", F),
+    ("bid_size", F),
+    ("sequence_number", N),
+    ("sip_timestamp", TS),
+)
 CRYPTO_TRADES = (
-    ("ticker", T), ("conditions", C), ("exchange", I), ("id", S), ("participant_timestamp", TS), ("price", F),
-    ("size", F),
-)  # fmt: skip
-FOREX_QUOTES = (
-    ("ticker", T), ("ask_exchange", I), ("ask_price", F), ("bid_exchange", I), ("bid_price", F),
+    ("ticker", T),
+    ("conditions", C),
+    ("exchange", N),
+    ("id", S),
     ("participant_timestamp", TS),
-)  # fmt: skip
+    ("price", F),
+    ("size", F),
+)
+FOREX_QUOTES = (
+    ("ticker", T),
+    ("ask_exchange", N),
+    ("ask_price", F),
+    ("bid_exchange", N),
+    ("bid_price", F),
+    ("participant_timestamp", TS),
+)
 
 # Parsed from the OCC symbol `O:<ROOT><YYMMDD><C|P><strike * 1000, 8 digits>`.
 OPTION_CONTRACT_COLUMNS: dict[str, pl.DataType] = {
@@ -168,35 +216,60 @@ def columns_time_column(columns: tuple[tuple[str, Kind], ...]) -> str:
 DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in [
-        *_family("stocks", "us_stocks_sip", Calendar.XNYS, [
-            ("daily", "day_aggs_v1", AGGREGATES, "day"),
-            ("minute", "minute_aggs_v1", AGGREGATES, "minute"),
-            ("trades", "trades_v1", STOCK_TRADES, "tick"),
-            ("quotes", "quotes_v1", STOCK_QUOTES, "tick"),
-        ]),
-        *_family("options", "us_options_opra", Calendar.XNYS, [
-            ("daily", "day_aggs_v1", AGGREGATES, "day"),
-            ("minute", "minute_aggs_v1", AGGREGATES, "minute"),
-            ("trades", "trades_v1", OPTION_TRADES, "tick"),
-            ("quotes", "quotes_v1", OPTION_QUOTES, "tick"),
-        ]),
-        *_family("crypto", "global_crypto", Calendar.EVERY_DAY, [
-            ("daily", "day_aggs_v1", AGGREGATES, "day"),
-            ("minute", "minute_aggs_v1", AGGREGATES, "minute"),
-            ("trades", "trades_v1", CRYPTO_TRADES, "tick"),
-        ]),
-        *_family("forex", "global_forex", Calendar.FOREX, [
-            ("daily", "day_aggs_v1", AGGREGATES, "day"),
-            ("minute", "minute_aggs_v1", AGGREGATES, "minute"),
-            ("quotes", "quotes_v1", FOREX_QUOTES, "tick"),
-        ]),
-        *_family("indices", "us_indices", Calendar.WEEKDAYS, [
-            ("daily", "day_aggs_v1", INDEX_AGGREGATES, "day"),
-            ("minute", "minute_aggs_v1", INDEX_AGGREGATES, "minute"),
-            ("values", "values_v1", INDEX_VALUES, "tick"),
-        ]),
+        *_family(
+            "stocks",
+            "us_stocks_sip",
+            Calendar.XNYS,
+            [
+                ("daily", "day_aggs_v1", AGGREGATES, "day"),
+                ("minute", "minute_aggs_v1", AGGREGATES, "minute"),
+                ("trades", "trades_v1", STOCK_TRADES, "tick"),
+                ("quotes", "quotes_v1", STOCK_QUOTES, "tick"),
+            ],
+        ),
+        *_family(
+            "options",
+            "us_options_opra",
+            Calendar.XNYS,
+            [
+                ("daily", "day_aggs_v1", AGGREGATES, "day"),
+                ("minute", "minute_aggs_v1", AGGREGATES, "minute"),
+                ("trades", "trades_v1", OPTION_TRADES, "tick"),
+                ("quotes", "quotes_v1", OPTION_QUOTES, "tick"),
+            ],
+        ),
+        *_family(
+            "crypto",
+            "global_crypto",
+            Calendar.EVERY_DAY,
+            [
+                ("daily", "day_aggs_v1", AGGREGATES, "day"),
+                ("minute", "minute_aggs_v1", AGGREGATES, "minute"),
+                ("trades", "trades_v1", CRYPTO_TRADES, "tick"),
+            ],
+        ),
+        *_family(
+            "forex",
+            "global_forex",
+            Calendar.FOREX,
+            [
+                ("daily", "day_aggs_v1", AGGREGATES, "day"),
+                ("minute", "minute_aggs_v1", AGGREGATES, "minute"),
+                ("quotes", "quotes_v1", FOREX_QUOTES, "tick"),
+            ],
+        ),
+        *_family(
+            "indices",
+            "us_indices",
+            Calendar.WEEKDAYS,
+            [
+                ("daily", "day_aggs_v1", INDEX_AGGREGATES, "day"),
+                ("minute", "minute_aggs_v1", INDEX_AGGREGATES, "minute"),
+                ("values", "values_v1", INDEX_VALUES, "tick"),
+            ],
+        ),
     ]
-}  # fmt: skip
+}
 
 # What runs when nothing is configured: day and minute aggregates of stocks and options.
 DEFAULT_DATASETS = ("stocks_daily", "stocks_minute", "options_daily", "options_minute")

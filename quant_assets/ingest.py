@@ -58,8 +58,9 @@ def build_identity(landed: LandedFile, tickers: Sequence[str]) -> dict[str, str]
     return {"sha256": landed.sha256, "code_version": LAKE_CODE_VERSION, "ticker_filter": ",".join(tickers)}
 
 
-def is_current(lake_root: str | os.PathLike, dataset: Dataset, landed: LandedFile, session: dt.date,
-               tickers: Sequence[str] = ()) -> bool:  # fmt: skip
+def is_current(
+    lake_root: str | os.PathLike, dataset: Dataset, landed: LandedFile, session: dt.date, tickers: Sequence[str] = ()
+) -> bool:
     """Whether the lake partition was built from this very raw file, by this code, with this ticker filter."""
     provenance = partition_provenance(lake_root, dataset.name, session)
     if provenance is None:
@@ -114,17 +115,31 @@ def build_partition(
             raise QualityGateError(dataset.name, session, landed.key, reason, gate.summary)
 
     def metadata() -> dict[str, str]:
-        details = {**landed.provenance(), **build_identity(landed, tickers), "rows": str(seen["rows"]),
-                   "tickers": str(len(seen["tickers"])), "quarantined": str(gate.summary.quarantined)}  # fmt: skip
+        details = {
+            **landed.provenance(),
+            **build_identity(landed, tickers),
+            "rows": str(seen["rows"]),
+            "tickers": str(len(seen["tickers"])),
+            "quarantined": str(gate.summary.quarantined),
+        }
         return provenance_metadata(dataset.name, session, details)
 
     try:
-        path = sink_partition(clean_batches(), partition_path(lake_root, dataset.name, session),
-                              dataset.lake_schema(), metadata)  # fmt: skip
+        path = sink_partition(
+            clean_batches(), partition_path(lake_root, dataset.name, session), dataset.lake_schema(), metadata
+        )
     except QualityGateError as error:
         quarantine.discard()
-        quarantine_everything(landed, dataset, session, quarantine_root, tickers, f"partition rejected: {error.problem}",
-                              limits, batch_bytes)  # fmt: skip
+        quarantine_everything(
+            landed,
+            dataset,
+            session,
+            quarantine_root,
+            tickers,
+            f"partition rejected: {error.problem}",
+            limits,
+            batch_bytes,
+        )
         raise
     except BaseException:
         quarantine.discard()
@@ -179,8 +194,10 @@ def quarantine_everything(
     try:
         for frame, rows, defects in _batches(landed, dataset, session, tickers, limits, batch_bytes):
             clean, bad = gate.check(frame, rows, defects)
-            passed = clean.with_columns(vendor_row=rows.filter(~rows.is_in(bad["vendor_row"])) if bad is not None
-                                        else rows, reason=pl.lit(reason))  # fmt: skip
+            passed = clean.with_columns(
+                vendor_row=rows.filter(~rows.is_in(bad["vendor_row"])) if bad is not None else rows,
+                reason=pl.lit(reason),
+            )
             passed = passed.select(bad.columns if bad is not None else ["vendor_row", *clean.columns, "reason"])
             every = pl.concat([bad, passed]).sort("vendor_row") if bad is not None else passed
             writer.write(every)

@@ -134,9 +134,11 @@ def sink_partition(
 
     try:
         register_io_source(source, schema=schema).sink_parquet(
-            tmp, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL,
+            tmp,
+            compression=COMPRESSION,
+            compression_level=COMPRESSION_LEVEL,
             metadata=(lambda context: metadata()) if metadata else None,
-        )  # fmt: skip
+        )
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -25,8 +25,14 @@ def record_failure(
 ) -> None:
     path = _record_path(lake_root, dataset, session, layer)
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"dataset": dataset, "session": session.isoformat(), "layer": layer, "error": error, "sha256": sha256,
-              "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}  # fmt: skip
+    record = {
+        "dataset": dataset,
+        "session": session.isoformat(),
+        "layer": layer,
+        "error": error,
+        "sha256": sha256,
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
     tmp = temporary_path(path)
     tmp.write_text(json.dumps(record, indent=2))
     os.replace(tmp, path)

@@ -1,8 +1,8 @@
 """The raw zone: vendor files landed byte for byte, each with a provenance record beside it.
 
-    <root>/<vendor key>                 e.g. data/raw/us_stocks_sip/minute_aggs_v1/2026/02/2026-02-03.csv.gz
-    <root>/<vendor key>.json            key, ETag, size, sha256, source, landing time
-    <root>/_replaced/<key without .csv.gz>.etag-<etag>.csv.gz   a version the vendor has since replaced
+<root>/<vendor key>                 e.g. data/raw/us_stocks_sip/minute_aggs_v1/2026/02/2026-02-03.csv.gz
+<root>/<vendor key>.json            key, ETag, size, sha256, source, landing time
+<root>/_replaced/<key without .csv.gz>.etag-<etag>.csv.gz   a version the vendor has since replaced
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from quant_assets.datasets import Dataset
-from quant_assets.lake import sweep_temporaries
 from quant_assets.flatfiles import (
     AccessDenied,
     FlatFileError,
@@ -27,6 +26,7 @@ from quant_assets.flatfiles import (
     SourceError,
     vendor_key,
 )
+from quant_assets.lake import sweep_temporaries
 
 if TYPE_CHECKING:  # the source is a Dagster resource; this module only calls its methods
     from quant_assets.sources import FlatFileSource
@@ -51,13 +51,25 @@ class LandedFile:
         """The record of a file already on disk (a test fixture, the benchmark's input), hashed now."""
         path = Path(path)
         stat = path.stat()
-        return cls(key=key, etag=f'"{stat.st_size:x}"', size=stat.st_size, sha256=sha256_of(path), source=source,
-                   landed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), path=str(path),
-                   downloaded=False)  # fmt: skip
+        return cls(
+            key=key,
+            etag=f'"{stat.st_size:x}"',
+            size=stat.st_size,
+            sha256=sha256_of(path),
+            source=source,
+            landed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            path=str(path),
+            downloaded=False,
+        )
 
     def provenance(self) -> dict[str, str]:
-        return {"key": self.key, "etag": self.etag, "size": str(self.size), "sha256": self.sha256,
-                "source": self.source}  # fmt: skip
+        return {
+            "key": self.key,
+            "etag": self.etag,
+            "size": str(self.size),
+            "sha256": self.sha256,
+            "source": self.source,
+        }
 
 
 def raw_path(root: str | os.PathLike, dataset: Dataset, session: dt.date) -> Path:
@@ -135,8 +147,9 @@ def land(source: FlatFileSource, dataset: Dataset, session: dt.date, root: str |
         if size != info.size:
             raise FlatFileError(dataset.name, session, key, f"downloaded {size} bytes, the source said {info.size}")
         if source.head(key).etag != info.etag:  # replaced mid-download: these bytes may be either version
-            raise FlatFileError(dataset.name, session, key, "the source replaced the file during the download; "
-                                "run the session again")  # fmt: skip
+            raise FlatFileError(
+                dataset.name, session, key, "the source replaced the file during the download; run the session again"
+            )
         landed = LandedFile(
             key=key,
             etag=info.etag,

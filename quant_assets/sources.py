@@ -24,7 +24,6 @@ from quant_assets.flatfiles import AccessDenied, ObjectInfo, ObjectMissing, Sour
 from quant_assets.settings import ACCESS_KEY_ENV, DEFAULT_BUCKET, DEFAULT_ENDPOINT, DEFAULT_VENDOR_DIR, SECRET_KEY_ENV
 
 
-
 class FlatFileSource(dg.ConfigurableResource, ABC):
     """A place that holds vendor flat files under the vendor's key layout."""
 
@@ -153,10 +152,13 @@ class S3FlatFiles(FlatFileSource):
                 raise SourceError(key, f"the bucket {self.bucket!r} does not exist at {self.endpoint_url}") from None
             if status == 404 or code in ("404", "NoSuchKey", "NotFound"):
                 raise ObjectMissing(key, f"no object {where}") from None
-            raise SourceError(key, f"{code or status} for {where} after {self.max_attempts} attempts: {error}") from None
+            raise SourceError(
+                key, f"{code or status} for {where} after {self.max_attempts} attempts: {error}"
+            ) from None
         except BotoCoreError as error:  # connection failures, timeouts, cut-off bodies after every retry
-            raise SourceError(key, f"{type(error).__name__} for {where} after {self.max_attempts} attempts: "
-                                   f"{error}") from None  # fmt: skip
+            raise SourceError(
+                key, f"{type(error).__name__} for {where} after {self.max_attempts} attempts: {error}"
+            ) from None
 
     def list_objects(self, prefix: str) -> list[ObjectInfo]:
         found = []

@@ -23,11 +23,13 @@ def lake_summary(lake_root: Path, datasets: Sequence[Dataset]) -> str:
             .row(0)
         )
         mib = sum(partition_path(lake_root, dataset.name, s).stat().st_size for s in held) / 2**20
-        rows.append((dataset.name, f"{len(held)}", f"{held[0]}", f"{held[-1]}", f"{count:,}", f"{tickers:,}",
-                     f"{mib:.1f}"))  # fmt: skip
+        rows.append(
+            (dataset.name, f"{len(held)}", f"{held[0]}", f"{held[-1]}", f"{count:,}", f"{tickers:,}", f"{mib:.1f}")
+        )
     if len(rows) == 1:
         return f"the lake at {lake_root} is empty"
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-             for row in rows]  # fmt: skip
+    lines = [
+        "  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))) for row in rows
+    ]
     return "\n".join([f"lake at {lake_root.resolve()}", *lines])

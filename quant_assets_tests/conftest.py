@@ -11,11 +11,10 @@ import uuid
 from pathlib import Path
 
 import boto3
+import dagster as dg
 import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
-
-import dagster as dg
 
 from quant_assets.datasets import DATASETS, Dataset
 from quant_assets.defs.ingest import ingest_defs
@@ -73,8 +72,9 @@ def bucket(s3_endpoint):
 
 
 def s3_source(endpoint: str, bucket: str, **overrides) -> S3FlatFiles:
-    fields = dict(endpoint_url=endpoint, bucket=bucket, access_key_id=TEST_KEY, secret_access_key=TEST_SECRET,
-                  max_attempts=3)  # fmt: skip
+    fields = dict(
+        endpoint_url=endpoint, bucket=bucket, access_key_id=TEST_KEY, secret_access_key=TEST_SECRET, max_attempts=3
+    )
     return S3FlatFiles(**{**fields, **overrides})
 
 
@@ -83,11 +83,15 @@ def spine(*datasets: Dataset) -> list[dg.AssetsDefinition]:
     return list(ingest_defs(list(datasets)).assets)
 
 
-def materialize_spine(datasets, source, data_root, raise_on_error=True, tickers=(), quality=None, instance=None,
-                      extra=(), **kwargs):  # fmt: skip
+def materialize_spine(
+    datasets, source, data_root, raise_on_error=True, tickers=(), quality=None, instance=None, extra=(), **kwargs
+):
     """`dagster.materialize` the spine of `datasets` (plus `extra` assets or checks) on `source` into `data_root`."""
-    resources = {"flatfiles": source, "zones": DataZones(root=str(data_root), tickers=list(tickers)),
-                 "quality": QualitySettings(**(quality or {}))}  # fmt: skip
+    resources = {
+        "flatfiles": source,
+        "zones": DataZones(root=str(data_root), tickers=list(tickers)),
+        "quality": QualitySettings(**(quality or {})),
+    }
     assets = [*spine(*datasets), *extra]
     if instance is not None:
         return dg.materialize(assets, resources=resources, instance=instance, raise_on_error=raise_on_error, **kwargs)
@@ -105,8 +109,9 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, check: bool = True) 
     """Run a console script of this environment (`dagster`, `quant-assets`) as a user would."""
     full_env = {**os.environ, "DAGSTER_HOME": str(cwd / "dagster_home"), **(env or {})}
     (cwd / "dagster_home").mkdir(parents=True, exist_ok=True)
-    result = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, env=full_env, capture_output=True, text=True,
-                            timeout=600)  # fmt: skip
+    result = subprocess.run(
+        [str(BIN / args[0]), *args[1:]], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
@@ -146,8 +151,12 @@ def plan_limited_s3(tmp_path_factory):
     port = free_port()
     # The first six calls (bucket, two objects, user, key, policy) are made before authentication starts.
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "6"}
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(port)
         endpoint = f"http://127.0.0.1:{port}"
@@ -157,18 +166,34 @@ def plan_limited_s3(tmp_path_factory):
         for name in ("stocks_daily", "stocks_minute"):
             data = session_files(DATASETS[name], session, Universe(7, SIZES["small"]))
             admin.put_object(Bucket="plan-bucket", Key=vendor_key(DATASETS[name], session), Body=data)
-        iam = boto3.client("iam", endpoint_url=endpoint, aws_access_key_id=TEST_KEY,
-                           aws_secret_access_key=TEST_SECRET, region_name="us-east-1")  # fmt: skip
+        iam = boto3.client(
+            "iam",
+            endpoint_url=endpoint,
+            aws_access_key_id=TEST_KEY,
+            aws_secret_access_key=TEST_SECRET,
+            region_name="us-east-1",
+        )
         iam.create_user(UserName="subscriber")
         key = iam.create_access_key(UserName="subscriber")["AccessKey"]
-        policy = {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": ["arn:aws:s3:::plan-bucket"]},
-            {"Effect": "Allow", "Action": ["s3:GetObject"],
-             "Resource": ["arn:aws:s3:::plan-bucket/us_stocks_sip/day_aggs_v1/*"]},
-        ]}  # fmt: skip
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": ["arn:aws:s3:::plan-bucket"]},
+                {
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject"],
+                    "Resource": ["arn:aws:s3:::plan-bucket/us_stocks_sip/day_aggs_v1/*"],
+                },
+            ],
+        }
         iam.put_user_policy(UserName="subscriber", PolicyName="plan", PolicyDocument=json.dumps(policy))
-        yield {"endpoint": endpoint, "bucket": "plan-bucket", "session": session,
-               "access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}  # fmt: skip
+        yield {
+            "endpoint": endpoint,
+            "bucket": "plan-bucket",
+            "session": session,
+            "access_key_id": key["AccessKeyId"],
+            "secret_access_key": key["SecretAccessKey"],
+        }
     finally:
         server.terminate()
         server.wait(timeout=10)

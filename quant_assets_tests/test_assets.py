@@ -2,8 +2,8 @@
 
 import csv
 import datetime as dt
-import os
 import gzip
+import os
 import shutil
 
 import dagster as dg
@@ -13,10 +13,10 @@ import pytest
 from quant_assets.datasets import DATASETS
 from quant_assets.flatfiles import vendor_key
 from quant_assets.lake import partition_path, read_provenance
+from quant_assets.quality.coverage import read_ledger
 from quant_assets.raw import sha256_of
 from quant_assets.sources import LocalFlatFiles
-from quant_assets.quality.coverage import read_ledger
-from quant_assets_tests.conftest import materialize_spine, materializations, run_cli, s3_client, s3_source
+from quant_assets_tests.conftest import materializations, materialize_spine, run_cli, s3_client, s3_source
 
 MINUTE, DAY = DATASETS["stocks_minute"], DATASETS["stocks_daily"]
 SESSION = dt.date(2026, 2, 20)
@@ -79,7 +79,9 @@ def test_a_range_runs_as_one_run_with_metadata_per_session(february, tmp_path):
     for session in sessions:
         rows = vendor_rows(february / vendor_key(DAY, dt.date.fromisoformat(session)))
         assert metadata(result, "lake_stocks_daily", session)["rows"] == len(rows)
-        assert pl.read_parquet(partition_path(tmp_path / "lake", "stocks_daily", dt.date.fromisoformat(session))).height == len(rows)
+        assert pl.read_parquet(
+            partition_path(tmp_path / "lake", "stocks_daily", dt.date.fromisoformat(session))
+        ).height == len(rows)
     assert not (tmp_path / "lake" / "stocks_daily" / "date=2026-02-16").exists()
 
 
@@ -104,14 +106,21 @@ def test_rematerialising_is_idempotent(february, tmp_path):
 
 
 def test_ticker_filter_keeps_only_the_chosen_tickers(february, tmp_path):
-    run([MINUTE], LocalFlatFiles(root=str(february)), tmp_path, partition_key="2026-02-20",
-        tickers=["NA", "BRK.B", "Q*"])  # fmt: skip
+    run(
+        [MINUTE],
+        LocalFlatFiles(root=str(february)),
+        tmp_path,
+        partition_key="2026-02-20",
+        tickers=["NA", "BRK.B", "Q*"],
+    )
     frame = pl.read_parquet(partition_path(tmp_path / "lake", "stocks_minute", SESSION))
     tickers = set(frame["ticker"])
     assert {"NA", "BRK.B"} <= tickers and all(t in ("NA", "BRK.B") or t.startswith("Q") for t in tickers)
     assert any(t.startswith("Q") for t in tickers)
     # The raw file is still landed whole.
-    assert (tmp_path / "raw" / vendor_key(MINUTE, SESSION)).read_bytes() == (february / vendor_key(MINUTE, SESSION)).read_bytes()
+    assert (tmp_path / "raw" / vendor_key(MINUTE, SESSION)).read_bytes() == (
+        february / vendor_key(MINUTE, SESSION)
+    ).read_bytes()
 
 
 def test_s3_source_end_to_end(s3_endpoint, bucket, february, tmp_path):
@@ -150,14 +159,22 @@ def corrupt(path, how: str):
 
 @pytest.mark.parametrize(
     "how, problem",
-    [("truncated", "the gzip stream is truncated"), ("empty", "the file is empty (0 bytes)"),
-     ("header", "header does not match stocks_daily")],
-)  # fmt: skip
+    [
+        ("truncated", "the gzip stream is truncated"),
+        ("empty", "the file is empty (0 bytes)"),
+        ("header", "header does not match stocks_daily"),
+    ],
+)
 def test_bad_files_fail_clearly_and_leave_no_lake_partition(vendor_copy, tmp_path, how, problem):
     key = vendor_key(DAY, SESSION)
     corrupt(vendor_copy / key, how)
-    result = run([DAY], LocalFlatFiles(root=str(vendor_copy)), tmp_path / "data", raise_on_error=False,
-                 partition_key="2026-02-20")  # fmt: skip
+    result = run(
+        [DAY],
+        LocalFlatFiles(root=str(vendor_copy)),
+        tmp_path / "data",
+        raise_on_error=False,
+        partition_key="2026-02-20",
+    )
     assert not result.success
     message = failure_message(result)
     assert f"stocks_daily 2026-02-20: {key}: {problem}" in message
@@ -192,8 +209,9 @@ def test_a_range_gets_past_bad_sessions_and_a_second_run_skips_finished_work(feb
     good = ["2026-02-05", "2026-02-06", "2026-02-09", "2026-02-12", "2026-02-13", "2026-02-17"]
 
     with dg.instance_for_test() as instance:
-        first = run([MINUTE], LocalFlatFiles(root=str(vendor)), data, raise_on_error=False, tags=tags,
-                    instance=instance)  # fmt: skip
+        first = run(
+            [MINUTE], LocalFlatFiles(root=str(vendor)), data, raise_on_error=False, tags=tags, instance=instance
+        )
         assert not first.success  # nobody can mistake it for full success
         message = failure_message(first)
         assert f"stocks_minute 2026-02-10: {vendor_key(MINUTE, missing)}: the source has no file" in message
@@ -211,15 +229,24 @@ def test_a_range_gets_past_bad_sessions_and_a_second_run_skips_finished_work(feb
         lake = pl.read_parquet(partition_path(data / "lake", "stocks_minute", empty_price))
         assert lake.height == len(lines) - 2
 
-        ledger = run_cli("quant-assets", "coverage", "--data", str(data), "--datasets", "stocks_minute",
-                         cwd=tmp_path, env={"QUANT_ASSETS_VENDOR_DIR": str(vendor)}).stdout  # fmt: skip
+        ledger = run_cli(
+            "quant-assets",
+            "coverage",
+            "--data",
+            str(data),
+            "--datasets",
+            "stocks_minute",
+            cwd=tmp_path,
+            env={"QUANT_ASSETS_VENDOR_DIR": str(vendor)},
+        ).stdout
         status = dict(zip(read_ledger(data / "lake")["session"].cast(pl.String), read_ledger(data / "lake")["status"]))
         assert status["2026-02-10"] == "missing" and status["2026-02-11"] == "rejected"
         assert status["2026-02-12"] == "quarantined" and status["2026-02-13"] == "present"
         assert "| stocks_minute | 2026-02-11 | rejected |" in ledger and "the gzip stream is truncated" in ledger
 
-        second = run([MINUTE], LocalFlatFiles(root=str(vendor)), data, raise_on_error=False, tags=tags,
-                     instance=instance)  # fmt: skip
+        second = run(
+            [MINUTE], LocalFlatFiles(root=str(vendor)), data, raise_on_error=False, tags=tags, instance=instance
+        )
         assert not second.success
         done = {m.partition: m.metadata for m in materializations(second, "lake_stocks_minute")}
         assert sorted(done) == good and all(m["skipped"].value for m in done.values())
@@ -230,8 +257,9 @@ def test_a_range_gets_past_bad_sessions_and_a_second_run_skips_finished_work(feb
 
 def test_403_fails_the_run_with_a_permission_error(plan_limited_s3, tmp_path):
     p = plan_limited_s3
-    source = s3_source(p["endpoint"], p["bucket"], access_key_id=p["access_key_id"],
-                       secret_access_key=p["secret_access_key"])  # fmt: skip
+    source = s3_source(
+        p["endpoint"], p["bucket"], access_key_id=p["access_key_id"], secret_access_key=p["secret_access_key"]
+    )
     result = run([MINUTE], source, tmp_path, raise_on_error=False, partition_key="2026-02-03")
     assert not result.success
     message = failure_message(result)

@@ -2,9 +2,9 @@
 
 import datetime as dt
 import shutil
+from zoneinfo import ZoneInfo
 
 import dagster as dg
-from zoneinfo import ZoneInfo
 import polars as pl
 import pytest
 
@@ -17,8 +17,7 @@ from quant_assets.quality.freshness import deadline, due_session
 from quant_assets.quality.reconcile import reconcile
 from quant_assets.sample import SIZES, Universe, folder_writer, generate, session_files
 from quant_assets.sources import LocalFlatFiles
-from quant_assets_tests.conftest import run_cli
-from quant_assets_tests.conftest import spine
+from quant_assets_tests.conftest import run_cli, spine
 from quant_assets_tests.test_quality import NS_DAY, edit
 
 DAY, MINUTE = DATASETS["stocks_daily"], DATASETS["stocks_minute"]
@@ -27,8 +26,11 @@ NY = dt.timezone(dt.timedelta(hours=-5))
 
 
 def materialize(assets, vendor, data, checks=(), **kwargs):
-    resources = {"flatfiles": LocalFlatFiles(root=str(vendor)), "zones": DataZones(root=str(data)),
-                 "quality": QualitySettings()}  # fmt: skip
+    resources = {
+        "flatfiles": LocalFlatFiles(root=str(vendor)),
+        "zones": DataZones(root=str(data)),
+        "quality": QualitySettings(),
+    }
     with dg.instance_for_test() as instance:
         return dg.materialize([*assets, *checks], resources=resources, instance=instance, **kwargs)
 
@@ -49,8 +51,10 @@ def test_ledger_shows_missing_unexpected_rejected_replaced_and_pending_sessions(
     raw_lake = spine(DAY)
     tags = {"dagster/asset_partition_range_start": "2026-02-12", "dagster/asset_partition_range_end": "2026-02-20"}
     # One session's file is stamped with the next day: the partition is rejected and quarantined.
-    edit(vendor / vendor_key(DAY, D(2026, 2, 18)),
-         lambda h, r: [row[:6] + [str(int(row[6]) + NS_DAY)] + row[7:] for row in r])  # fmt: skip
+    edit(
+        vendor / vendor_key(DAY, D(2026, 2, 18)),
+        lambda h, r: [row[:6] + [str(int(row[6]) + NS_DAY)] + row[7:] for row in r],
+    )
     assert not materialize(raw_lake, vendor, data, tags=tags, raise_on_error=False).success
     # After ingestion, the vendor replaces another session's file.
     replaced = vendor / vendor_key(DAY, D(2026, 2, 19))
@@ -82,26 +86,46 @@ def test_ledger_shows_missing_unexpected_rejected_replaced_and_pending_sessions(
     assert "| stocks_daily | 2026-02-02 | 2026-02-27 | 4 | 0 | 1 | 1 | 0 | 0 | 12 | 1 | 1 |" in meta["summary"].value
     assert "stocks_daily     2026-02  PPPPPPP·██U█XR█PPPPP" in meta["chart"].value
     # The CLI prints the same summary.
-    out = run_cli("quant-assets", "coverage", "--data", str(data), "--datasets", "stocks_daily", cwd=tmp_path,
-                  env={"QUANT_ASSETS_VENDOR_DIR": str(vendor)}).stdout  # fmt: skip
+    out = run_cli(
+        "quant-assets",
+        "coverage",
+        "--data",
+        str(data),
+        "--datasets",
+        "stocks_daily",
+        cwd=tmp_path,
+        env={"QUANT_ASSETS_VENDOR_DIR": str(vendor)},
+    ).stdout
     assert meta["summary"].value in out and "2026-02  PPPPPPP·██U█XR█PPPPP" in out
     assert "| stocks_daily | 2026-02-19 | replaced |" in out
 
 
 def test_reconcile_flags_each_kind_of_disagreement():
-    minute = pl.DataFrame({
-        "ticker": ["A", "A", "B", "B", "C"], "volume": [10.0, 5.0, 1.0, 1.0, 3.0],
-        "open": [10.0, 10.5, 20.0, 21.0, 5.0], "close": [10.5, 11.0, 21.0, 22.0, 5.0],
-        "high": [10.6, 11.2, 21.5, 30.0, 5.0], "low": [9.9, 10.4, 19.0, 20.5, 5.0],
-        "window_start": [1, 2, 1, 2, 1],
-    })  # fmt: skip
-    day = pl.DataFrame({
-        "ticker": ["A", "B", "C"], "volume": [15.0, 2.0, 2.0], "open": [10.0, 20.0, 5.0],
-        "close": [11.0, 25.0, 5.0], "high": [11.2, 22.0, 5.0], "low": [9.9, 19.5, 5.0],
-    })  # fmt: skip
+    minute = pl.DataFrame(
+        {
+            "ticker": ["A", "A", "B", "B", "C"],
+            "volume": [10.0, 5.0, 1.0, 1.0, 3.0],
+            "open": [10.0, 10.5, 20.0, 21.0, 5.0],
+            "close": [10.5, 11.0, 21.0, 22.0, 5.0],
+            "high": [10.6, 11.2, 21.5, 30.0, 5.0],
+            "low": [9.9, 10.4, 19.0, 20.5, 5.0],
+            "window_start": [1, 2, 1, 2, 1],
+        }
+    )
+    day = pl.DataFrame(
+        {
+            "ticker": ["A", "B", "C"],
+            "volume": [15.0, 2.0, 2.0],
+            "open": [10.0, 20.0, 5.0],
+            "close": [11.0, 25.0, 5.0],
+            "high": [11.2, 22.0, 5.0],
+            "low": [9.9, 19.5, 5.0],
+        }
+    )
     found = reconcile(minute, day, volume_tolerance=1e-6, price_tolerance=0.01)
     assert dict(zip(found["ticker"], found["problems"].to_list())) == {
-        "B": ["high", "low", "close"], "C": ["volume"],
+        "B": ["high", "low", "close"],
+        "C": ["volume"],
     }
 
 
@@ -112,6 +136,7 @@ def test_reconciliation_check_passes_on_consistent_files_and_reports_mismatches(
             key = vendor_key(dataset, session)
             (vendor / key).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(february / key, vendor / key)
+
     # The day file says BRK.B closed 10% higher than its last minute bar did.
     def lift_close(header, rows):
         for row in rows:
@@ -149,17 +174,23 @@ def test_freshness_check_is_late_until_the_due_session_is_materialised(tmp_path)
     vendor = tmp_path / "vendor"
     generate([DAY], session, session, folder_writer(vendor))
     fresh = build_freshness_check(DAY, dt.time(12, 0))
-    resources = {"flatfiles": LocalFlatFiles(root=str(vendor)), "zones": DataZones(root=str(tmp_path / "data")),
-                 "quality": QualitySettings()}  # fmt: skip
+    resources = {
+        "flatfiles": LocalFlatFiles(root=str(vendor)),
+        "zones": DataZones(root=str(tmp_path / "data")),
+        "quality": QualitySettings(),
+    }
     with dg.instance_for_test() as instance:
-        late = dg.materialize([*spine(DAY), fresh], resources=resources, instance=instance,
-                              selection=dg.AssetSelection.checks(fresh))  # fmt: skip
+        late = dg.materialize(
+            [*spine(DAY), fresh], resources=resources, instance=instance, selection=dg.AssetSelection.checks(fresh)
+        )
         [evaluation] = late.get_asset_check_evaluations()
         assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
         assert evaluation.description.startswith(f"stocks_daily {session} is late: due {due:%Y-%m-%d %H:%M}")
-        assert dg.materialize(spine(DAY), resources=resources,
-                              instance=instance, partition_key=session.isoformat()).success  # fmt: skip
-        on_time = dg.materialize([*spine(DAY), fresh], resources=resources, instance=instance,
-                                 selection=dg.AssetSelection.checks(fresh))  # fmt: skip
+        assert dg.materialize(
+            spine(DAY), resources=resources, instance=instance, partition_key=session.isoformat()
+        ).success
+        on_time = dg.materialize(
+            [*spine(DAY), fresh], resources=resources, instance=instance, selection=dg.AssetSelection.checks(fresh)
+        )
         [evaluation] = on_time.get_asset_check_evaluations()
         assert evaluation.passed and evaluation.metadata["session"].value == session.isoformat()

@@ -3,7 +3,6 @@
 import csv
 import datetime as dt
 import gzip
-import io
 
 import polars as pl
 import pytest
@@ -101,44 +100,69 @@ def test_stock_trades_codes_ids_and_zero_participant_timestamps(tmp_path):
 @pytest.mark.parametrize(
     "name, text, expected",
     [
-        ("stocks_quotes",
-         "ticker,ask_exchange,ask_price,ask_size,bid_exchange,bid_price,bid_size,conditions,indicators,"
-         "participant_timestamp,sequence_number,sip_timestamp,tape,trf_timestamp\n"
-         'BApA,12,21.05,300,11,21.01,200,1,"604,607",1771939800000000000,5,1771939800000000001,1,\n',
-         {"ticker": "BApA", "ask_size": 300.0, "conditions": [1], "indicators": [604, 607], "trf_timestamp": None}),
-        ("options_trades",
-         "ticker,conditions,correction,exchange,price,sip_timestamp,size\n"
-         "O:SPY230327P00390000,209,0,65,1.25,1679929200000000000,2\n",
-         {"ticker": "O:SPY230327P00390000", "underlying": "SPY", "expiration": dt.date(2023, 3, 27),
-          "contract_type": "P", "strike": 390.0, "conditions": [209], "size": 2.0}),
-        ("options_quotes",
-         "ticker,ask_exchange,ask_price,ask_size,bid_exchange,bid_price,bid_size,sequence_number,sip_timestamp\n"
-         "O:BRKB260320C00500000,301,12.5,10,302,12.1,5,77,1771939800000000000\n",
-         {"underlying": "BRKB", "strike": 500.0, "contract_type": "C", "bid_price": 12.1}),
-        ("crypto_trades",
-         "ticker,conditions,exchange,id,participant_timestamp,price,size\n"
-         'X:BTC-USD,"1,2",1,abc-123,1771939800000000000,97000.5,0.00012\n',
-         {"ticker": "X:BTC-USD", "conditions": [1, 2], "id": "abc-123", "size": 0.00012}),
-        ("forex_quotes",
-         "ticker,ask_exchange,ask_price,bid_exchange,bid_price,participant_timestamp\n"
-         "C:EUR-USD,48,1.04512,48,1.04508,1771939800000000000\n",
-         {"ticker": "C:EUR-USD", "ask_price": 1.04512}),
-        ("indices_daily",
-         "ticker,open,close,high,low,window_start\nI:SPX,6001.5,6010.25,6020,5990,1771909200000000000\n",
-         {"ticker": "I:SPX", "close": 6010.25}),
-        ("indices_values",
-         "ticker,value,timestamp\nI:VIX,17.23,1771939800000000000\n",
-         {"ticker": "I:VIX", "value": 17.23}),
-        ("crypto_minute",
-         "ticker,volume,open,close,high,low,window_start,transactions\n"
-         "X:ETH-USD,0.5,3000,3001,3002,2999,1771891200000000000,7\n",
-         {"ticker": "X:ETH-USD", "volume": 0.5}),
-        ("forex_daily",
-         "ticker,volume,open,close,high,low,window_start,transactions\n"
-         "C:USD-JPY,123456,150.1,150.2,150.3,150.0,1771891200000000000,123456\n",
-         {"ticker": "C:USD-JPY", "transactions": 123456}),
+        (
+            "stocks_quotes",
+            "ticker,ask_exchange,ask_price,ask_size,bid_exchange,bid_price,bid_size,conditions,indicators,"
+            "participant_timestamp,sequence_number,sip_timestamp,tape,trf_timestamp\n"
+            'BApA,12,21.05,300,11,21.01,200,1,"604,607",1771939800000000000,5,1771939800000000001,1,\n',
+            {"ticker": "BApA", "ask_size": 300.0, "conditions": [1], "indicators": [604, 607], "trf_timestamp": None},
+        ),
+        (
+            "options_trades",
+            "ticker,conditions,correction,exchange,price,sip_timestamp,size\n"
+            "O:SPY230327P00390000,209,0,65,1.25,1679929200000000000,2\n",
+            {
+                "ticker": "O:SPY230327P00390000",
+                "underlying": "SPY",
+                "expiration": dt.date(2023, 3, 27),
+                "contract_type": "P",
+                "strike": 390.0,
+                "conditions": [209],
+                "size": 2.0,
+            },
+        ),
+        (
+            "options_quotes",
+            "ticker,ask_exchange,ask_price,ask_size,bid_exchange,bid_price,bid_size,sequence_number,sip_timestamp\n"
+            "O:BRKB260320C00500000,301,12.5,10,302,12.1,5,77,1771939800000000000\n",
+            {"underlying": "BRKB", "strike": 500.0, "contract_type": "C", "bid_price": 12.1},
+        ),
+        (
+            "crypto_trades",
+            "ticker,conditions,exchange,id,participant_timestamp,price,size\n"
+            'X:BTC-USD,"1,2",1,abc-123,1771939800000000000,97000.5,0.00012\n',
+            {"ticker": "X:BTC-USD", "conditions": [1, 2], "id": "abc-123", "size": 0.00012},
+        ),
+        (
+            "forex_quotes",
+            "ticker,ask_exchange,ask_price,bid_exchange,bid_price,participant_timestamp\n"
+            "C:EUR-USD,48,1.04512,48,1.04508,1771939800000000000\n",
+            {"ticker": "C:EUR-USD", "ask_price": 1.04512},
+        ),
+        (
+            "indices_daily",
+            "ticker,open,close,high,low,window_start\nI:SPX,6001.5,6010.25,6020,5990,1771909200000000000\n",
+            {"ticker": "I:SPX", "close": 6010.25},
+        ),
+        (
+            "indices_values",
+            "ticker,value,timestamp\nI:VIX,17.23,1771939800000000000\n",
+            {"ticker": "I:VIX", "value": 17.23},
+        ),
+        (
+            "crypto_minute",
+            "ticker,volume,open,close,high,low,window_start,transactions\n"
+            "X:ETH-USD,0.5,3000,3001,3002,2999,1771891200000000000,7\n",
+            {"ticker": "X:ETH-USD", "volume": 0.5},
+        ),
+        (
+            "forex_daily",
+            "ticker,volume,open,close,high,low,window_start,transactions\n"
+            "C:USD-JPY,123456,150.1,150.2,150.3,150.0,1771891200000000000,123456\n",
+            {"ticker": "C:USD-JPY", "transactions": 123456},
+        ),
     ],
-)  # fmt: skip
+)
 def test_every_dataset_parses(tmp_path, name, text, expected):
     frame = parse(tmp_path, name, text)
     assert frame.schema == pl.Schema(DATASETS[name].lake_schema())
@@ -176,13 +200,17 @@ KEY = "us_stocks_sip/day_aggs_v1/2026/02/2026-02-24.csv.gz"
         (gzip.compress(HEADER.encode()), "the file has a header but no rows"),
         (gzip.compress((HEADER + GOOD_ROW * 5000).encode())[:-200], "the gzip stream is truncated"),
         (b"ticker,volume\nAAPL,1\n", "not a valid gzip file"),
-        (gzip.compress(b"ticker,volume,open,close,high,low,window_start,vwap\n" + GOOD_ROW.encode()),
-         "header does not match stocks_daily: missing ['transactions'], unexpected ['vwap']"),
-        (gzip.compress((HEADER + GOOD_ROW * 3 + "MSFT,ten,1,2,3,0.5,1771909200000000000,4\n").encode()),
-         "row 4 (line 5): column 'volume' value 'ten' is not a valid Float64 (ticker 'MSFT')"),
+        (
+            gzip.compress(b"ticker,volume,open,close,high,low,window_start,vwap\n" + GOOD_ROW.encode()),
+            "header does not match stocks_daily: missing ['transactions'], unexpected ['vwap']",
+        ),
+        (
+            gzip.compress((HEADER + GOOD_ROW * 3 + "MSFT,ten,1,2,3,0.5,1771909200000000000,4\n").encode()),
+            "row 4 (line 5): column 'volume' value 'ten' is not a valid Float64 (ticker 'MSFT')",
+        ),
     ],
     ids=["empty", "no-header", "header-only", "truncated", "not-gzip", "wrong-header", "bad-value"],
-)  # fmt: skip
+)
 def test_bad_input_names_dataset_session_key_and_row(tmp_path, data, message):
     with pytest.raises(FlatFileError) as info:
         parse(tmp_path, "stocks_daily", data, compress=False)
@@ -194,6 +222,6 @@ def test_bad_input_names_dataset_session_key_and_row(tmp_path, data, message):
 def test_a_short_row_is_reported(tmp_path):
     with pytest.raises(FlatFileError) as info:
         parse(tmp_path, "stocks_daily", HEADER + GOOD_ROW + "AAPL,1,2\n")
-    assert str(info.value) == (f"stocks_daily 2026-02-24: {KEY}, row 2 (line 3): short row: 3 fields, the header "
-                               "has 8 (ticker 'AAPL')")  # fmt: skip
-
+    assert str(info.value) == (
+        f"stocks_daily 2026-02-24: {KEY}, row 2 (line 3): short row: 3 fields, the header has 8 (ticker 'AAPL')"
+    )

@@ -49,8 +49,15 @@ def vendor(february, tmp_path):
 
 def build(vendor, tmp_path, dataset=MINUTE, session=SESSION, share=0.01, **kwargs):
     key = vendor_key(dataset, session)
-    return build_partition(LandedFile.of(vendor / key, key), dataset, session, tmp_path / "lake",
-                           tmp_path / "quarantine", max_failure_share=share, **kwargs)  # fmt: skip
+    return build_partition(
+        LandedFile.of(vendor / key, key),
+        dataset,
+        session,
+        tmp_path / "lake",
+        tmp_path / "quarantine",
+        max_failure_share=share,
+        **kwargs,
+    )
 
 
 def quarantine(tmp_path, dataset=MINUTE, session=SESSION) -> pl.DataFrame:
@@ -62,17 +69,36 @@ def vendor_rows(vendor, dataset=MINUTE, session=SESSION) -> int:
 
 
 ROW_DEFECTS = [
-    ("high < low", lambda h, r: set_field(set_field(r, h, 5, "high", "1.0"), h, 5, "low", "2.0"),
-     5, "high_low_consistent", "high below max(open, close) or low above min(open, close)"),
-    ("negative volume", lambda h, r: set_field(r, h, 7, "volume", "-100"),
-     7, "non_negative_volume", "volume is negative or NaN"),
-    ("NaN price", lambda h, r: set_field(r, h, 9, "close", "NaN"),
-     9, "positive_prices", "price is zero, negative or NaN"),
-    ("duplicate row", lambda h, r: r + [list(r[11])],
-     None, "unique_ticker_time", "duplicate (ticker, window_start)"),
-    ("17-digit timestamp", lambda h, r: set_field(r, h, 13, "window_start", r[13][h.index("window_start")][:17]),
-     13, "nanosecond_timestamps", "window_start is not in nanoseconds (fewer than 19 digits)"),
-]  # fmt: skip
+    (
+        "high < low",
+        lambda h, r: set_field(set_field(r, h, 5, "high", "1.0"), h, 5, "low", "2.0"),
+        5,
+        "high_low_consistent",
+        "high below max(open, close) or low above min(open, close)",
+    ),
+    (
+        "negative volume",
+        lambda h, r: set_field(r, h, 7, "volume", "-100"),
+        7,
+        "non_negative_volume",
+        "volume is negative or NaN",
+    ),
+    (
+        "NaN price",
+        lambda h, r: set_field(r, h, 9, "close", "NaN"),
+        9,
+        "positive_prices",
+        "price is zero, negative or NaN",
+    ),
+    ("duplicate row", lambda h, r: r + [list(r[11])], None, "unique_ticker_time", "duplicate (ticker, window_start)"),
+    (
+        "17-digit timestamp",
+        lambda h, r: set_field(r, h, 13, "window_start", r[13][h.index("window_start")][:17]),
+        13,
+        "nanosecond_timestamps",
+        "window_start is not in nanoseconds (fewer than 19 digits)",
+    ),
+]
 
 
 @pytest.mark.parametrize("label, change, row, rule, reason", ROW_DEFECTS, ids=[d[0] for d in ROW_DEFECTS])
@@ -95,8 +121,10 @@ def test_a_bad_row_is_quarantined_with_its_reason(vendor, tmp_path, label, chang
 def test_a_17_digit_stamp_is_also_outside_the_session(vendor, tmp_path):
     edit(vendor / vendor_key(MINUTE, SESSION), ROW_DEFECTS[4][1])
     reason = quarantine_after(vendor, tmp_path)["reason"][0]
-    assert reason == ("window_start is not in nanoseconds (fewer than 19 digits); window_start is outside session "
-                      "2026-02-20 (09:00-01:00 UTC)")
+    assert reason == (
+        "window_start is not in nanoseconds (fewer than 19 digits); window_start is outside session "
+        "2026-02-20 (09:00-01:00 UTC)"
+    )
 
 
 def quarantine_after(vendor, tmp_path):
@@ -132,8 +160,10 @@ def test_a_whole_file_stamped_with_another_day_is_rejected(vendor, tmp_path, lab
         build(vendor, tmp_path, DAY)
     total = vendor_rows(vendor, DAY)
     text = str(info.value)
-    assert text.startswith(f"stocks_daily 2026-02-20: {key}: quality gate: {total} of {total} rows (100.00%) "
-                           "failed checks, above the 1.00% limit")  # fmt: skip
+    assert text.startswith(
+        f"stocks_daily 2026-02-20: {key}: quality gate: {total} of {total} rows (100.00%) "
+        "failed checks, above the 1.00% limit"
+    )
     assert "window_start is not 00:00 of session 2026-02-20 (05:00 UTC)" in text and message in text
     assert not partition_path(tmp_path / "lake", DAY.name, SESSION).parent.exists()  # not even a folder
     assert quarantine(tmp_path, DAY).height == total  # every row is set aside, nothing lost
@@ -161,16 +191,26 @@ def test_the_failure_share_is_configurable(vendor, tmp_path):
 
 
 def run(vendor, data, partition, extra_assets=(), **quality):
-    return materialize_spine([MINUTE], LocalFlatFiles(root=str(vendor)), data, raise_on_error=False, quality=quality,
-                             extra=extra_assets, partition_key=partition)  # fmt: skip
+    return materialize_spine(
+        [MINUTE],
+        LocalFlatFiles(root=str(vendor)),
+        data,
+        raise_on_error=False,
+        quality=quality,
+        extra=extra_assets,
+        partition_key=partition,
+    )
 
 
 def evaluations(result) -> dict:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
-@dg.asset(deps=["lake_stocks_minute"], partitions_def=session_partitions(MINUTE.calendar),
-          backfill_policy=dg.BackfillPolicy.single_run())
+@dg.asset(
+    deps=["lake_stocks_minute"],
+    partitions_def=session_partitions(MINUTE.calendar),
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
 def downstream_features():
     return dg.MaterializeResult()
 
@@ -183,7 +223,9 @@ def test_quarantined_rows_warn_and_downstream_still_runs(vendor, tmp_path):
     volume = checks["non_negative_volume"]
     assert not volume.passed and volume.severity == dg.AssetCheckSeverity.WARN
     assert volume.metadata["failed_rows"].value == 1
-    assert "volume is negative or NaN" in volume.metadata["sample"].value and "-100.0" in volume.metadata["sample"].value
+    assert (
+        "volume is negative or NaN" in volume.metadata["sample"].value and "-100.0" in volume.metadata["sample"].value
+    )
     assert checks["positive_prices"].passed and checks["volume_anomaly"].passed
     assert [m.asset_key.path[0] for m in result.get_asset_materialization_events()][-1] == "downstream_features"
 

@@ -22,9 +22,22 @@ def uploaded(s3_endpoint, tmp_path_factory):
     bucket = "flatfiles-sources"
     s3_client(s3_endpoint).create_bucket(Bucket=bucket)
     tmp_path = tmp_path_factory.mktemp("sample")
-    run_cli("quant-assets", "sample", "--start", "2026-02-03", "--end", "2026-02-04", "--datasets",
-            "stocks_daily,stocks_minute", "--s3-endpoint", s3_endpoint, "--bucket", bucket, cwd=tmp_path,
-            env={"MASSIVE_S3_ACCESS_KEY_ID": TEST_KEY, "MASSIVE_S3_SECRET_ACCESS_KEY": TEST_SECRET})  # fmt: skip
+    run_cli(
+        "quant-assets",
+        "sample",
+        "--start",
+        "2026-02-03",
+        "--end",
+        "2026-02-04",
+        "--datasets",
+        "stocks_daily,stocks_minute",
+        "--s3-endpoint",
+        s3_endpoint,
+        "--bucket",
+        bucket,
+        cwd=tmp_path,
+        env={"MASSIVE_S3_ACCESS_KEY_ID": TEST_KEY, "MASSIVE_S3_SECRET_ACCESS_KEY": TEST_SECRET},
+    )
     return bucket
 
 
@@ -86,8 +99,9 @@ def test_missing_object(s3_endpoint, uploaded, tmp_path):
 
 def test_403_outside_the_plan_is_a_clear_permission_error(plan_limited_s3, tmp_path):
     p = plan_limited_s3
-    source = s3_source(p["endpoint"], p["bucket"], access_key_id=p["access_key_id"],
-                       secret_access_key=p["secret_access_key"])  # fmt: skip
+    source = s3_source(
+        p["endpoint"], p["bucket"], access_key_id=p["access_key_id"], secret_access_key=p["secret_access_key"]
+    )
     assert land(source, DAY, p["session"], tmp_path).downloaded  # inside the plan
     with pytest.raises(FlatFilePermissionError) as info:
         land(source, MINUTE, p["session"], tmp_path)
@@ -99,8 +113,10 @@ def test_403_outside_the_plan_is_a_clear_permission_error(plan_limited_s3, tmp_p
 
 def test_local_source(tmp_path, february):
     source = LocalFlatFiles(root=str(february))
-    assert [o.key for o in source.list_objects(DAY.key_prefix)][:2] == [vendor_key(DAY, dt.date(2026, 2, 2)),
-                                                                       vendor_key(DAY, S1)]  # fmt: skip
+    assert [o.key for o in source.list_objects(DAY.key_prefix)][:2] == [
+        vendor_key(DAY, dt.date(2026, 2, 2)),
+        vendor_key(DAY, S1),
+    ]
     landed = land(source, DAY, S1, tmp_path)
     assert (tmp_path / landed.key).read_bytes() == (february / landed.key).read_bytes()
     assert not land(source, DAY, S1, tmp_path).downloaded

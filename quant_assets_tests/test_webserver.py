@@ -11,8 +11,11 @@ import pytest
 
 from quant_assets_tests.conftest import BIN, PROJECT, free_port, wait_for_port
 
-ASSETS = [f"{layer}_{name}" for name in ("stocks_daily", "stocks_minute", "options_daily", "options_minute")
-          for layer in ("raw", "lake")]  # fmt: skip
+ASSETS = [
+    f"{layer}_{name}"
+    for name in ("stocks_daily", "stocks_minute", "options_daily", "options_minute")
+    for layer in ("raw", "lake")
+]
 
 LAUNCH = """
 mutation($params: LaunchBackfillParams!) {
@@ -34,8 +37,11 @@ query($id: String!) {
 
 
 def graphql(url: str, query: str, variables: dict) -> dict:
-    request = urllib.request.Request(url, data=json.dumps({"query": query, "variables": variables}).encode(),
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    request = urllib.request.Request(
+        url,
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=60) as response:
         payload = json.load(response)
     assert "errors" not in payload, payload
@@ -64,11 +70,20 @@ def dagster_dev(tmp_path_factory, february):
     home.mkdir()
     shutil.copy(PROJECT / "dagster.yaml", home / "dagster.yaml")
     port = free_port()
-    env = {"DAGSTER_HOME": str(home), "QUANT_ASSETS_VENDOR_DIR": str(vendor),
-           "QUANT_ASSETS_DATA": str(tmp_path / "data"), "PATH": f"{BIN}:/usr/bin:/bin"}  # fmt: skip
+    env = {
+        "DAGSTER_HOME": str(home),
+        "QUANT_ASSETS_VENDOR_DIR": str(vendor),
+        "QUANT_ASSETS_DATA": str(tmp_path / "data"),
+        "PATH": f"{BIN}:/usr/bin:/bin",
+    }
     log = open(tmp_path / "dagster_dev.log", "w")
-    process = subprocess.Popen([str(BIN / "dagster"), "dev", "-m", "quant_assets.definitions", "-h", "127.0.0.1",
-                                "-p", str(port)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    process = subprocess.Popen(
+        [str(BIN / "dagster"), "dev", "-m", "quant_assets.definitions", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_for_port(port, timeout=180)
         yield f"http://127.0.0.1:{port}/graphql", tmp_path / "data"
@@ -94,8 +109,12 @@ def backfill(url: str, assets: list[str], start: str, end: str) -> dict:
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline:
         state = graphql(url, STATUS, {"id": launched["backfillId"]})
-        if state["partitionBackfillOrError"]["status"] in ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED",
-                                                             "FAILED"):  # fmt: skip
+        if state["partitionBackfillOrError"]["status"] in (
+            "COMPLETED",
+            "COMPLETED_SUCCESS",
+            "COMPLETED_FAILED",
+            "FAILED",
+        ):
             return state
         time.sleep(3)
     raise AssertionError(f"backfill did not finish: {state}")
@@ -109,7 +128,9 @@ def test_a_backfill_from_the_ui_is_one_run(dagster_dev):
     assert len(runs) == 1 and runs[0]["status"] == "SUCCESS"
     tags = {t["key"]: t["value"] for t in runs[0]["tags"]}
     assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == (
-        "2026-02-02", "2026-02-27")
+        "2026-02-02",
+        "2026-02-27",
+    )
     for name in ("stocks_daily", "stocks_minute", "options_daily", "options_minute"):
         assert len(list((data / "lake" / name).glob("date=*/part-0.parquet"))) == 19
 

@@ -16,7 +16,6 @@ does not grow with the number of sessions in its range. Failures are also writte
 (`outcomes.py`) for the coverage ledger.
 """
 
-
 import datetime as dt
 import time
 import warnings
@@ -105,8 +104,9 @@ class LayerRun:
 def _as_session_error(layer: SessionLayer, session: dt.date, error: Exception) -> SessionError:
     if isinstance(error, SessionError):
         return error
-    return SessionError(layer.dataset.name, session, vendor_key(layer.dataset, session),
-                        f"{type(error).__name__}: {error}")  # fmt: skip
+    return SessionError(
+        layer.dataset.name, session, vendor_key(layer.dataset, session), f"{type(error).__name__}: {error}"
+    )
 
 
 def build_session_chain(calendar: Calendar, layers: Sequence[SessionLayer], name: str) -> dg.AssetsDefinition:
@@ -143,8 +143,12 @@ def build_session_chain(calendar: Calendar, layers: Sequence[SessionLayer], name
                 try:
                     if failed_upstream:
                         cause = runs[failed_upstream[0]].failures[partition_key]
-                        raise SessionError(layer.dataset.name, session, cause.key,
-                                           f"not built: {failed_upstream[0].to_user_string()} failed ({cause.problem})")  # fmt: skip
+                        raise SessionError(
+                            layer.dataset.name,
+                            session,
+                            cause.key,
+                            f"not built: {failed_upstream[0].to_user_string()} failed ({cause.problem})",
+                        )
                     built = layer.build(ctx, session)
                 except Exception as exc:  # recorded for this session only; the others go on
                     error = _as_session_error(layer, session, exc)
@@ -170,8 +174,10 @@ def _finish(context: dg.AssetExecutionContext, layers: Sequence[SessionLayer], r
     for layer in layers:
         run = runs[layer.key]
         built = len(run.metadata) - run.skipped
-        context.log.info(f"{layer.key.to_user_string()}: {built} sessions built, {run.skipped} skipped (already "
-                         f"current), {len(run.failures)} failed, of {total}")  # fmt: skip
+        context.log.info(
+            f"{layer.key.to_user_string()}: {built} sessions built, {run.skipped} skipped (already "
+            f"current), {len(run.failures)} failed, of {total}"
+        )
         if layer.check_results is not None:
             yield from layer.check_results(run.summaries, run.failures)
         if failed_any:  # name exactly the partitions that were built

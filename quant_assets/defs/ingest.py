@@ -5,7 +5,6 @@ Each layer is a thin wrapper around a pure function (`raw.land`, `ingest.build_p
 (`chain.py`) runs them session by session.
 """
 
-
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,17 +54,19 @@ def raw_layer(dataset: Dataset) -> SessionLayer:
         landed = land(chain.flatfiles, dataset, session, chain.zones.raw_root)
         verb = "downloaded" if landed.downloaded else "already current"
         chain.log.info(f"{dataset.name} {session}: {landed.key} {verb} ({landed.size:,} bytes)")
-        return Built({
-            "key": landed.key,
-            "etag": landed.etag,
-            "size": dg.MetadataValue.int(landed.size),
-            "sha256": landed.sha256,
-            "source": landed.source,
-            "downloaded": landed.downloaded,
-            SKIPPED: not landed.downloaded,
-            "replaced_etag": landed.replaced_etag,
-            "path": dg.MetadataValue.path(landed.path),
-        })  # fmt: skip
+        return Built(
+            {
+                "key": landed.key,
+                "etag": landed.etag,
+                "size": dg.MetadataValue.int(landed.size),
+                "sha256": landed.sha256,
+                "source": landed.source,
+                "downloaded": landed.downloaded,
+                SKIPPED: not landed.downloaded,
+                "replaced_etag": landed.replaced_etag,
+                "path": dg.MetadataValue.path(landed.path),
+            }
+        )
 
     spec = dg.AssetSpec(
         raw_key(dataset),
@@ -94,24 +95,53 @@ def lake_layer(dataset: Dataset) -> SessionLayer:
         zones, quality = chain.zones, chain.quality
         landed = read_landed(zones.raw_root, dataset, session)
         if landed is None:
-            raise SessionError(dataset.name, session, vendor_key(dataset, session),
-                               f"not landed in the raw zone; materialize raw_{dataset.name} for {session} first")  # fmt: skip
+            raise SessionError(
+                dataset.name,
+                session,
+                vendor_key(dataset, session),
+                f"not landed in the raw zone; materialize raw_{dataset.name} for {session} first",
+            )
         sweep_temporaries(partition_dir(zones.lake_root, dataset.name, session))
         if not chain.force and is_current(zones.lake_root, dataset, landed, session, zones.tickers):
             rows, tickers = partition_counts(zones.lake_root, dataset.name, session)
-            chain.log.info(f"{dataset.name} {session}: already built from this raw file (sha256 "
-                           f"{landed.sha256[:12]}) by lake code version {LAKE_CODE_VERSION}; skipped")  # fmt: skip
-            return Built({SKIPPED: True, "rows": dg.MetadataValue.int(rows), "tickers": dg.MetadataValue.int(tickers),
-                          "source_sha256": landed.sha256, "dagster/row_count": dg.MetadataValue.int(rows),
-                          "path": dg.MetadataValue.path(str(partition_path(zones.lake_root, dataset.name, session)))})  # fmt: skip
+            chain.log.info(
+                f"{dataset.name} {session}: already built from this raw file (sha256 "
+                f"{landed.sha256[:12]}) by lake code version {LAKE_CODE_VERSION}; skipped"
+            )
+            return Built(
+                {
+                    SKIPPED: True,
+                    "rows": dg.MetadataValue.int(rows),
+                    "tickers": dg.MetadataValue.int(tickers),
+                    "source_sha256": landed.sha256,
+                    "dagster/row_count": dg.MetadataValue.int(rows),
+                    "path": dg.MetadataValue.path(str(partition_path(zones.lake_root, dataset.name, session))),
+                }
+            )
         stats = build_partition(
-            landed, dataset, session, zones.lake_root, zones.quarantine_root, zones.tickers,
-            quality.max_failure_share, limits=ReadLimits(), batch_bytes=zones.batch_mb * 2**20,
-        )  # fmt: skip
-        anomaly = volume_anomalies(zones.lake_root, dataset, session, stats.rows, stats.tickers,
-                                   quality.anomaly_window, quality.max_volume_drop)  # fmt: skip
-        chain.log.info(f"{dataset.name} {session}: {stats.rows:,} rows, {stats.tickers:,} tickers, "
-                       f"{stats.quarantined:,} quarantined, in {stats.seconds:.2f}s")  # fmt: skip
+            landed,
+            dataset,
+            session,
+            zones.lake_root,
+            zones.quarantine_root,
+            zones.tickers,
+            quality.max_failure_share,
+            limits=ReadLimits(),
+            batch_bytes=zones.batch_mb * 2**20,
+        )
+        anomaly = volume_anomalies(
+            zones.lake_root,
+            dataset,
+            session,
+            stats.rows,
+            stats.tickers,
+            quality.anomaly_window,
+            quality.max_volume_drop,
+        )
+        chain.log.info(
+            f"{dataset.name} {session}: {stats.rows:,} rows, {stats.tickers:,} tickers, "
+            f"{stats.quarantined:,} quarantined, in {stats.seconds:.2f}s"
+        )
         metadata = {
             SKIPPED: False,
             "rows": dg.MetadataValue.int(stats.rows),
@@ -183,8 +213,11 @@ def session_chains(datasets: Sequence[Dataset]) -> dict[Calendar, list[SessionLa
     return chains
 
 
-def ingest_defs(datasets: Sequence[Dataset], extra_layers: dict[Calendar, list[SessionLayer]] | None = None,
-                excluded_checks: Sequence = ()) -> dg.Definitions:  # fmt: skip
+def ingest_defs(
+    datasets: Sequence[Dataset],
+    extra_layers: dict[Calendar, list[SessionLayer]] | None = None,
+    excluded_checks: Sequence = (),
+) -> dg.Definitions:
     """One session chain (multi-asset), ingest job and daily schedule per calendar of `datasets`."""
     assets, jobs, schedules = [], [], []
     for calendar, layers in session_chains(datasets).items():
@@ -193,7 +226,8 @@ def ingest_defs(datasets: Sequence[Dataset], extra_layers: dict[Calendar, list[S
         members = [layer.dataset.name for layer in layers if layer.key.path[0].startswith("raw_")]
         job = dg.define_asset_job(
             JOB_NAMES[calendar],
-            selection=dg.AssetSelection.assets(*[layer.key for layer in layers]) - dg.AssetSelection.checks(*excluded_checks),
+            selection=dg.AssetSelection.assets(*[layer.key for layer in layers])
+            - dg.AssetSelection.checks(*excluded_checks),
             partitions_def=session_partitions(calendar),
             description=f"Land and parse {', '.join(members)} for the selected sessions.",
         )

@@ -4,7 +4,6 @@ Every layer of a chain (raw, lake, and what comes later) uses the same partition
 backfill over a range is planned as one range, not split into chunks.
 """
 
-
 import datetime as dt
 from functools import cache
 
@@ -37,5 +36,3 @@ def session_partitions(calendar: Calendar, start: str | None = None) -> dg.TimeW
         end_offset=1,
         exclusions=exclusions,
     )
-
-

@@ -2,7 +2,6 @@
 asset (results computed by the session chain from the gate's summaries, no second pass over the data), the
 minute/day reconciliation and freshness checks, the coverage ledger asset, and their jobs and schedules."""
 
-
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
@@ -28,16 +27,22 @@ SCHEDULE_ZONE = "America/New_York"
 def quality_check_specs(dataset: Dataset, asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     """A blocking check per row rule (the checks of the dataset's pandera schema), and the anomaly check."""
     specs = [
-        dg.AssetCheckSpec(name, asset=asset_key, blocking=True,
-                          description=f"Rows where {reason} are quarantined; more than the allowed share "
-                          "rejects the partition.")  # fmt: skip
+        dg.AssetCheckSpec(
+            name,
+            asset=asset_key,
+            blocking=True,
+            description=f"Rows where {reason} are quarantined; more than the allowed share rejects the partition.",
+        )
         for name, reason in rule_catalogue(dataset).items()
     ]
-    specs.append(dg.AssetCheckSpec(
-        VOLUME_ANOMALY, asset=asset_key,
-        description="Row and ticker counts against the median of earlier sessions: a sudden drop (a half-delivered "
-        "file) is a warning.",
-    ))  # fmt: skip
+    specs.append(
+        dg.AssetCheckSpec(
+            VOLUME_ANOMALY,
+            asset=asset_key,
+            description="Row and ticker counts against the median of earlier sessions: a sudden drop (a half-delivered "
+            "file) is a warning.",
+        )
+    )
     return specs
 
 
@@ -54,7 +59,9 @@ def rule_check_results(
         per_session = {s: g.failures.get(name, 0) for s, g in sorted(gates.items())}
         failed = sum(per_session.values())
         blocking = any(per_session[s] for s in rejected if s in per_session)
-        samples = [g.sample(name).with_columns(session=pl.lit(s)) for s, g in gates.items() if g.sample(name) is not None]
+        samples = [
+            g.sample(name).with_columns(session=pl.lit(s)) for s, g in gates.items() if g.sample(name) is not None
+        ]
         metadata = {
             "failed_rows": dg.MetadataValue.int(failed),
             "rows_checked": dg.MetadataValue.int(sum(g.rows for g in gates.values())),
@@ -64,12 +71,16 @@ def rule_check_results(
         if samples:
             sample = pl.concat(samples, how="diagonal_relaxed").head(10)
             metadata["sample"] = dg.MetadataValue.md(markdown_table(sample.select("session", *sample.columns[:-1])))
-        results.append(dg.AssetCheckResult(
-            asset_key=asset_key, check_name=name, passed=failed == 0,
-            severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
-            metadata=metadata,
-            description=None if failed == 0 else _describe(name, failed, gates, per_session),
-        ))  # fmt: skip
+        results.append(
+            dg.AssetCheckResult(
+                asset_key=asset_key,
+                check_name=name,
+                passed=failed == 0,
+                severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+                metadata=metadata,
+                description=None if failed == 0 else _describe(name, failed, gates, per_session),
+            )
+        )
     return results
 
 
@@ -83,14 +94,18 @@ def _describe(rule: str, failed: int, gates: Mapping[str, GateSummary], per_sess
 def anomaly_check_result(asset_key: dg.AssetKey, findings: list[dict]) -> dg.AssetCheckResult:
     flagged = [f for f in findings if f["anomalies"]]
     return dg.AssetCheckResult(
-        asset_key=asset_key, check_name=VOLUME_ANOMALY, passed=not flagged, severity=dg.AssetCheckSeverity.WARN,
+        asset_key=asset_key,
+        check_name=VOLUME_ANOMALY,
+        passed=not flagged,
+        severity=dg.AssetCheckSeverity.WARN,
         metadata={"sessions": dg.MetadataValue.json(findings), "flagged_sessions": len(flagged)},
         description="; ".join(f"{f['session']}: {', '.join(f['anomalies'])}" for f in flagged) or None,
-    )  # fmt: skip
+    )
 
 
 def build_reconciliation_check(day: Dataset, minute: Dataset) -> dg.AssetChecksDefinition:
     """A check on `lake_<day>` that compares each session of the run with `lake_<minute>`, per ticker."""
+
     @dg.asset_check(
         asset=f"lake_{day.name}",
         additional_deps=[f"lake_{minute.name}"],
@@ -125,10 +140,13 @@ def build_reconciliation_check(day: Dataset, minute: Dataset) -> dg.AssetChecksD
         if found.height:
             metadata["mismatches"] = dg.MetadataValue.md(markdown_table(sample.select("session", *sample.columns[:-1])))
         return dg.AssetCheckResult(
-            passed=found.height == 0, severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
-            description=None if not found.height else f"{found.height} ticker-sessions disagree between "
-            f"{minute.name} and {day.name}",
-        )  # fmt: skip
+            passed=found.height == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata=metadata,
+            description=None
+            if not found.height
+            else f"{found.height} ticker-sessions disagree between {minute.name} and {day.name}",
+        )
 
     return reconciliation
 
@@ -156,9 +174,11 @@ def build_freshness_check(dataset: Dataset, deadline_at: dt.time) -> dg.AssetChe
         late = now - due
         metadata["late_by_hours"] = round(late.total_seconds() / 3600, 1)
         return dg.AssetCheckResult(
-            passed=False, severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata=metadata,
             description=f"{dataset.name} {session} is late: due {due:%Y-%m-%d %H:%M %Z}, not materialised",
-        )  # fmt: skip
+        )
 
     return fresh
 
@@ -181,14 +201,16 @@ def build_coverage_asset(datasets: Sequence[Dataset]) -> dg.AssetsDefinition:
         counts = status_counts(ledger)
         totals = {s: int(counts[s].sum()) for s in STATUSES} if counts.height else dict.fromkeys(STATUSES, 0)
         context.log.info(f"coverage: {totals}")
-        return dg.MaterializeResult(metadata={
-            "summary": dg.MetadataValue.md(markdown_table(counts)),
-            "chart": dg.MetadataValue.md(f"```\n{strips(ledger)}\n```"),
-            "problems": dg.MetadataValue.md(markdown_table(problems(ledger))),
-            **{f"{status}_sessions": dg.MetadataValue.int(n) for status, n in totals.items()},
-            "path": dg.MetadataValue.path(str(path)),
-            "dagster/row_count": dg.MetadataValue.int(ledger.height),
-        })  # fmt: skip
+        return dg.MaterializeResult(
+            metadata={
+                "summary": dg.MetadataValue.md(markdown_table(counts)),
+                "chart": dg.MetadataValue.md(f"```\n{strips(ledger)}\n```"),
+                "problems": dg.MetadataValue.md(markdown_table(problems(ledger))),
+                **{f"{status}_sessions": dg.MetadataValue.int(n) for status, n in totals.items()},
+                "path": dg.MetadataValue.path(str(path)),
+                "dagster/row_count": dg.MetadataValue.int(ledger.height),
+            }
+        )
 
     return coverage
 
@@ -203,22 +225,38 @@ def quality_defs(datasets: Sequence[Dataset], deadline: dt.time) -> tuple[dg.Def
         minute = DATASETS.get(f"{dataset.asset_class}_minute")
         if dataset.frequency == "day" and minute in datasets and "volume" in dataset.header:
             checks.append(build_reconciliation_check(dataset, minute))
-    freshness_job = dg.define_asset_job("freshness_checks", selection=dg.AssetSelection.checks(*fresh),
-                                        description="Flag lake datasets whose newest due session is missing.")  # fmt: skip
-    coverage_job = dg.define_asset_job("refresh_coverage", selection=["coverage"],
-                                       description="Rebuild the coverage ledger from the source, raw zone and lake.")  # fmt: skip
+    freshness_job = dg.define_asset_job(
+        "freshness_checks",
+        selection=dg.AssetSelection.checks(*fresh),
+        description="Flag lake datasets whose newest due session is missing.",
+    )
+    coverage_job = dg.define_asset_job(
+        "refresh_coverage",
+        selection=["coverage"],
+        description="Rebuild the coverage ledger from the source, raw zone and lake.",
+    )
     schedules = [
         dg.ScheduleDefinition(
-            name="freshness_checks_hourly", job=freshness_job, cron_schedule="5 * * * *",
-            execution_timezone=SCHEDULE_ZONE, default_status=dg.DefaultScheduleStatus.STOPPED,
+            name="freshness_checks_hourly",
+            job=freshness_job,
+            cron_schedule="5 * * * *",
+            execution_timezone=SCHEDULE_ZONE,
+            default_status=dg.DefaultScheduleStatus.STOPPED,
             description="Runs the freshness checks every hour.",
         ),
         dg.ScheduleDefinition(
-            name="refresh_coverage_daily", job=coverage_job, cron_schedule="30 12 * * *",
-            execution_timezone=SCHEDULE_ZONE, default_status=dg.DefaultScheduleStatus.STOPPED,
+            name="refresh_coverage_daily",
+            job=coverage_job,
+            cron_schedule="30 12 * * *",
+            execution_timezone=SCHEDULE_ZONE,
+            default_status=dg.DefaultScheduleStatus.STOPPED,
             description="Rebuilds the coverage ledger after the daily ingests (12:30 New York).",
         ),
-    ]  # fmt: skip
-    defs = dg.Definitions(assets=[build_coverage_asset(datasets)], asset_checks=[*checks, *fresh],
-                          jobs=[freshness_job, coverage_job], schedules=schedules)  # fmt: skip
+    ]
+    defs = dg.Definitions(
+        assets=[build_coverage_asset(datasets)],
+        asset_checks=[*checks, *fresh],
+        jobs=[freshness_job, coverage_job],
+        schedules=schedules,
+    )
     return defs, fresh

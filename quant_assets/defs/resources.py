@@ -1,7 +1,6 @@
 """The resources every layer shares: where the zones live and which tickers the lake keeps (`zones`), the quality
 thresholds (`quality`), and the flat-file source (`flatfiles`), built from the settings."""
 
-
 from pathlib import Path
 
 import dagster as dg
@@ -57,7 +56,8 @@ class QualitySettings(dg.ConfigurableResource):
         "partition is rejected (all rows quarantined, lake untouched, downstream not materialised).",
     )
     max_volume_drop: float = Field(
-        default=DEFAULT_MAX_VOLUME_DROP, description="Warn when a session's rows or tickers fall this share below the trailing median."
+        default=DEFAULT_MAX_VOLUME_DROP,
+        description="Warn when a session's rows or tickers fall this share below the trailing median.",
     )
     anomaly_window: int = Field(default=20, description="Earlier sessions in the trailing median.")
     price_tolerance: float = Field(
@@ -83,6 +83,7 @@ def resources_from(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "flatfiles": source,
         "zones": DataZones(root=settings.data, tickers=settings.tickers, batch_mb=settings.batch_mb),
-        "quality": QualitySettings(max_failure_share=settings.max_failure_share,
-                                   max_volume_drop=settings.max_volume_drop),  # fmt: skip
+        "quality": QualitySettings(
+            max_failure_share=settings.max_failure_share, max_volume_drop=settings.max_volume_drop
+        ),
     }

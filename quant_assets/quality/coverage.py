@@ -33,19 +33,39 @@ from quant_assets.sessions import sessions
 from quant_assets.tables import markdown_table
 
 STATUSES = ("present", "quarantined", "missing", "rejected", "failed", "stale", "pending", "replaced", "unexpected")
-SYMBOLS = {"present": "█", "quarantined": "Q", "missing": "·", "rejected": "X", "failed": "F", "stale": "S",
-           "pending": "P", "replaced": "R", "unexpected": "U"}  # fmt: skip
+SYMBOLS = {
+    "present": "█",
+    "quarantined": "Q",
+    "missing": "·",
+    "rejected": "X",
+    "failed": "F",
+    "stale": "S",
+    "pending": "P",
+    "replaced": "R",
+    "unexpected": "U",
+}
 LEDGER_SCHEMA = {
-    "dataset": pl.String, "session": pl.Date, "status": pl.String, "key": pl.String, "source_etag": pl.String,
-    "landed_etag": pl.String, "ingested": pl.Boolean, "lake_rows": pl.Int64, "quarantined_rows": pl.Int64,
+    "dataset": pl.String,
+    "session": pl.Date,
+    "status": pl.String,
+    "key": pl.String,
+    "source_etag": pl.String,
+    "landed_etag": pl.String,
+    "ingested": pl.Boolean,
+    "lake_rows": pl.Int64,
+    "quarantined_rows": pl.Int64,
     "error": pl.String,
-}  # fmt: skip
+}
 
 
 def session_status(
-    expected: bool, info: ObjectInfo | None, landed, lake: dict | None, raw_failure: dict | None,
+    expected: bool,
+    info: ObjectInfo | None,
+    landed,
+    lake: dict | None,
+    raw_failure: dict | None,
     lake_failure: dict | None,
-) -> str:  # fmt: skip
+) -> str:
     """The one status of a dataset x session (see the module docstring), in order of what needs attention."""
     if info is None:
         return "missing"
@@ -87,12 +107,20 @@ def dataset_ledger(
         lake_failure = failed.get((session, f"lake_{dataset.name}"))
         status = session_status(session in expected, info, landed, lake, raw_failure, lake_failure)
         error = (raw_failure or lake_failure or {}).get("error") if status in ("failed", "rejected") else None
-        rows.append({
-            "dataset": dataset.name, "session": session, "status": status, "key": info.key if info else None,
-            "source_etag": info.etag if info else None, "landed_etag": landed.etag if landed else None,
-            "ingested": lake is not None, "lake_rows": int(lake["rows"]) if lake and "rows" in lake else None,
-            "quarantined_rows": _quarantined_rows(quarantine_root, dataset, session, lake), "error": error,
-        })  # fmt: skip
+        rows.append(
+            {
+                "dataset": dataset.name,
+                "session": session,
+                "status": status,
+                "key": info.key if info else None,
+                "source_etag": info.etag if info else None,
+                "landed_etag": landed.etag if landed else None,
+                "ingested": lake is not None,
+                "lake_rows": int(lake["rows"]) if lake and "rows" in lake else None,
+                "quarantined_rows": _quarantined_rows(quarantine_root, dataset, session, lake),
+                "error": error,
+            }
+        )
     return pl.DataFrame(rows, schema=LEDGER_SCHEMA)
 
 

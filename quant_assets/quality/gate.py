@@ -111,8 +111,9 @@ class Gate:
             rules=pl.concat_list([pl.when(~pl.col(n)).then(pl.lit(n)) for n in names]).list.drop_nulls(),
             reason=pl.concat_list(reasons).list.drop_nulls().list.join("; "),
         )
-        bad = pl.concat([frame.filter(failed).with_columns(vendor_row=vendor_rows.filter(failed)), why],
-                        how="horizontal")  # fmt: skip
+        bad = pl.concat(
+            [frame.filter(failed).with_columns(vendor_row=vendor_rows.filter(failed)), why], how="horizontal"
+        )
         bad = bad.select("vendor_row", *frame.columns, "reason", "rules")
         self._remember(bad)
         self.summary.quarantined += bad.height

@@ -14,12 +14,16 @@ PROBLEMS = {
 def reconcile(minute: pl.DataFrame, day: pl.DataFrame, volume_tolerance: float, price_tolerance: float) -> pl.DataFrame:
     """One row per ticker in both files whose minute bars disagree with its day bar: the values compared and a
     `problems` list (keys of PROBLEMS). Tolerances are relative."""
-    bars = minute.sort("ticker", "window_start").group_by("ticker").agg(
-        minute_volume=pl.col("volume").sum(),
-        minute_high=pl.col("high").max(),
-        minute_low=pl.col("low").min(),
-        first_open=pl.col("open").first(),
-        last_close=pl.col("close").last(),
+    bars = (
+        minute.sort("ticker", "window_start")
+        .group_by("ticker")
+        .agg(
+            minute_volume=pl.col("volume").sum(),
+            minute_high=pl.col("high").max(),
+            minute_low=pl.col("low").min(),
+            first_open=pl.col("open").first(),
+            last_close=pl.col("close").last(),
+        )
     )
     joined = day.select("ticker", "volume", "open", "close", "high", "low").join(bars, on="ticker", how="inner")
     tiny = 1e-9  # float noise in sums of 6-decimal volumes

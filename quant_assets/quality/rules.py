@@ -97,9 +97,11 @@ def _first_within(keys: pl.DataFrame, runs: pl.Series, time: str) -> np.ndarray:
         ordered = pl.DataFrame({"ticker": run_ticker[run_id[rows]], "time": stamps[rows], "row": rows}).sort(
             "ticker", "time", "row"
         )
-        repeat = ordered.select(
-            (pl.col("ticker") == pl.col("ticker").shift()) & (pl.col("time") == pl.col("time").shift())
-        ).to_series().fill_null(False)
+        repeat = (
+            ordered.select((pl.col("ticker") == pl.col("ticker").shift()) & (pl.col("time") == pl.col("time").shift()))
+            .to_series()
+            .fill_null(False)
+        )
         valid[ordered["row"].filter(repeat).to_numpy()] = False
     return valid
 
@@ -119,35 +121,71 @@ def rules_for(dataset: Dataset, session: dt.date) -> list[Rule]:
     names = set(dataset.header)
     time = dataset.time_column
     # A value that is empty, missing or does not parse is read as null; the reader says which and why.
-    rules = [Rule(COMPLETE_VALUES, "a required value is empty, missing or not a number",
-                  pl.all_horizontal([pl.col(c).is_not_null() for c in dataset.required]))]  # fmt: skip
+    rules = [
+        Rule(
+            COMPLETE_VALUES,
+            "a required value is empty, missing or not a number",
+            pl.all_horizontal([pl.col(c).is_not_null() for c in dataset.required]),
+        )
+    ]
     prices = [p for p in PRICES if p in names]
     if prices:
-        rules.append(Rule("positive_prices", "price is zero, negative or NaN",
-                          pl.all_horizontal([_finite_positive(p) for p in prices])))  # fmt: skip
+        rules.append(
+            Rule(
+                "positive_prices",
+                "price is zero, negative or NaN",
+                pl.all_horizontal([_finite_positive(p) for p in prices]),
+            )
+        )
     for column in ("price", "value"):
         if column in names:
             rules.append(Rule(f"positive_{column}", f"{column} is zero, negative or NaN", _finite_positive(column)))
-    volumes = [c for c, kind in dataset.columns if kind is Kind.FLOAT and c in ("volume", "size", "ask_size", "bid_size")]
+    volumes = [
+        c for c, kind in dataset.columns if kind is Kind.FLOAT and c in ("volume", "size", "ask_size", "bid_size")
+    ]
     if volumes:
-        rules.append(Rule("non_negative_volume", f"{'/'.join(volumes)} is negative or NaN",
-                          pl.all_horizontal([pl.col(v).is_finite() & (pl.col(v) >= 0) for v in volumes])))  # fmt: skip
+        rules.append(
+            Rule(
+                "non_negative_volume",
+                f"{'/'.join(volumes)} is negative or NaN",
+                pl.all_horizontal([pl.col(v).is_finite() & (pl.col(v) >= 0) for v in volumes]),
+            )
+        )
     if set(PRICES) <= names:
-        rules.append(Rule(
-            "high_low_consistent", "high below max(open, close) or low above min(open, close)",
-            (pl.col("high") >= pl.max_horizontal("open", "close")) & (pl.col("low") <= pl.min_horizontal("open", "close")),
-        ))  # fmt: skip
+        rules.append(
+            Rule(
+                "high_low_consistent",
+                "high below max(open, close) or low above min(open, close)",
+                (pl.col("high") >= pl.max_horizontal("open", "close"))
+                & (pl.col("low") <= pl.min_horizontal("open", "close")),
+            )
+        )
     if dataset.is_aggregate:
         rules.append(Rule("unique_ticker_time", f"duplicate (ticker, {time})", FirstOfEachKey(time)))
     stamps = pl.col(time).dt.epoch("ns")
-    rules.append(Rule("nanosecond_timestamps", f"{time} is not in nanoseconds (fewer than 19 digits)",
-                      stamps.abs() >= NS_MIN_DIGITS))  # fmt: skip
+    rules.append(
+        Rule(
+            "nanosecond_timestamps",
+            f"{time} is not in nanoseconds (fewer than 19 digits)",
+            stamps.abs() >= NS_MIN_DIGITS,
+        )
+    )
     if dataset.frequency == "day":
         midnight = session_midnight(dataset.calendar, session)
-        rules.append(Rule("in_session", f"{time} is not 00:00 of session {session} ({midnight:%H:%M} UTC)",
-                          pl.col(time) == pl.lit(midnight)))  # fmt: skip
+        rules.append(
+            Rule(
+                "in_session",
+                f"{time} is not 00:00 of session {session} ({midnight:%H:%M} UTC)",
+                pl.col(time) == pl.lit(midnight),
+            )
+        )
     else:
         start, end = extended_hours(dataset.calendar, session)
-        rules.append(Rule("in_session", f"{time} is outside session {session} ({start:%H:%M}-{end:%H:%M} UTC)",
-                          pl.col(time).is_between(pl.lit(start), pl.lit(end), closed="left")))  # fmt: skip
+        rules.append(
+            Rule(
+                "in_session",
+                f"{time} is outside session {session} ({start:%H:%M}-{end:%H:%M} UTC)",
+                pl.col(time).is_between(pl.lit(start), pl.lit(end), closed="left"),
+            )
+        )
     return rules

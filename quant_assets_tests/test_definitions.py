@@ -1,0 +1,109 @@
+"""The code location in process: what `definitions.py` assembles from the settings, the schedules' requests, the
+settings' parsing, and that pure modules stay free of Dagster."""
+
+import datetime as dt
+import subprocess
+import sys
+
+import dagster as dg
+import pytest
+
+from quant_assets.datasets import DATASETS, parse_dataset_names
+from quant_assets.definitions import build_definitions
+from quant_assets.settings import Settings, from_env
+
+
+def definitions(env: dict) -> dg.Definitions:
+    settings = from_env(env)
+    return build_definitions(parse_dataset_names(settings.datasets), settings)
+
+
+def test_the_default_code_location():
+    defs = definitions({})
+    assert defs.resources["zones"].root == "data" and defs.resources["flatfiles"].root == "data/vendor"
+    repo = defs.get_repository_def()
+    keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    assert keys == {"coverage"} | {
+        f"{layer}_{d}"
+        for d in ("stocks_daily", "stocks_minute", "options_daily", "options_minute")
+        for layer in ("raw", "lake")
+    }
+    assert {j.name for j in repo.get_all_jobs()} >= {"ingest_us_equities", "freshness_checks", "refresh_coverage"}
+    assert {s.name for s in repo.schedule_defs} == {
+        "ingest_us_equities_daily",
+        "freshness_checks_hourly",
+        "refresh_coverage_daily",
+    }
+    job = repo.get_job("ingest_us_equities")
+    checks = {k.name for k in job.asset_layer.asset_graph.asset_check_keys}
+    assert "fresh" not in checks and {"in_session", "complete_values", "reconciles_with_stocks_minute"} <= checks
+    assert {n.name for n in job.graph.node_defs} == {
+        "us_equities_sessions",
+        "lake_stocks_daily_reconciles_with_stocks_minute",
+        "lake_options_daily_reconciles_with_options_minute",
+    }
+
+
+def test_every_dataset_and_the_s3_source():
+    defs = definitions({"QUANT_ASSETS_DATASETS": "all", "QUANT_ASSETS_SOURCE": "s3", "MASSIVE_S3_BUCKET": "b"})
+    repo = defs.get_repository_def()
+    assert {j.name for j in repo.get_all_jobs()} >= {
+        "ingest_us_equities",
+        "ingest_crypto",
+        "ingest_forex",
+        "ingest_indices",
+    }
+    assert len(repo.asset_graph.get_all_asset_keys()) == 2 * len(DATASETS) + 1
+    source = defs.resources["flatfiles"]
+    assert source.bucket == "b" and "MASSIVE_S3_SECRET_ACCESS_KEY" not in repr(source)
+
+
+def test_the_daily_schedule_requests_the_previous_session():
+    repo = definitions({}).get_repository_def()
+    schedule = repo.get_schedule_def("ingest_us_equities_daily")
+    # Tuesday 17 February 2026 at noon: Monday was Presidents' Day, so the previous session is Friday the 13th.
+    when = dt.datetime(2026, 2, 17, 12, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    with dg.instance_for_test() as instance:
+        [request] = schedule.evaluate_tick(
+            dg.build_schedule_context(instance, scheduled_execution_time=when, repository_def=repo)
+        ).run_requests
+    assert request.partition_key == "2026-02-13" and request.run_key == "2026-02-13"
+    assert schedule.cron_schedule == "0 12 * * *" and schedule.execution_timezone == "America/New_York"
+
+
+def test_settings_are_read_in_one_place_with_clear_errors():
+    settings = from_env({"QUANT_ASSETS_TICKERS": "AAPL, BRK.B,,O:SPY*", "QUANT_ASSETS_MAX_FAILURE_SHARE": "0.05"})
+    assert settings.tickers == ["AAPL", "BRK.B", "O:SPY*"] and settings.max_failure_share == 0.05
+    assert from_env({}) == Settings()
+    with pytest.raises(ValueError, match="QUANT_ASSETS_SOURCE must be 'local' or 's3', not 'ftp'"):
+        from_env({"QUANT_ASSETS_SOURCE": "ftp"})
+    with pytest.raises(ValueError, match="QUANT_ASSETS_MAX_FAILURE_SHARE must be a number, not 'lots'"):
+        from_env({"QUANT_ASSETS_MAX_FAILURE_SHARE": "lots"})
+
+
+PURE = [
+    "sessions",
+    "settings",
+    "datasets",
+    "errors",
+    "flatfiles",
+    "lake",
+    "raw",
+    "ingest",
+    "outcomes",
+    "tables",
+    "quality.rules",
+    "quality.gate",
+    "quality.coverage",
+    "quality.anomaly",
+    "quality.reconcile",
+    "quality.freshness",
+    "quality.schemas",
+    "status",
+]
+
+
+def test_pure_modules_do_not_import_dagster():
+    code = f"import sys\nfor m in {PURE!r}: __import__('quant_assets.' + m)\nprint('dagster' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
