@@ -39,15 +39,17 @@ demo: setup
 		| grep -v -e ' - DEBUG - ' -e 'Warning: ' -e 'return callback'
 	$(BIN)/quant-assets status
 
-## test: the whole suite (pytest, two workers)
+## test: formatting and lint (ruff), then the whole suite (pytest, two workers)
 test: setup
+	$(BIN)/ruff format --check quant_assets quant_assets_tests
+	$(BIN)/ruff check quant_assets quant_assets_tests
 	$(BIN)/pytest -n 2 -q
 
 ## dev: the Dagster UI on http://127.0.0.1:3000
 dev: setup
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-## bench: raw -> lake on one full-size day, as a ratio to gzip -dc
+## bench: raw -> lake on full-size files, as ratios to gzip -dc; a Dagster range of 1 and 10 sessions; ticks
 bench: setup
 	$(BIN)/quant-assets bench ingest
 

@@ -135,11 +135,24 @@ def test_a_backfill_from_the_ui_is_one_run(dagster_dev):
         assert len(list((data / "lake" / name).glob("date=*/part-0.parquet"))) == 19
 
 
+PARTITIONS = """
+query($path: [String!]!) {
+  assetNodeOrError(assetKey: {path: $path}) {
+    ... on AssetNode { partitionStats { numMaterialized numFailed numPartitions } }
+  }
+}"""
+
+
 def test_a_rejected_partition_shows_its_failed_check_with_sample_rows(dagster_dev):
     url, data = dagster_dev
-    state = backfill(url, ["raw_stocks_daily", "lake_stocks_daily"], "2026-03-02", "2026-03-02")
+    # The 27th is good, the 2nd of March is rejected: one run, the good session built in both layers.
+    state = backfill(url, ["raw_stocks_daily", "lake_stocks_daily"], "2026-02-27", "2026-03-02")
     runs = state["runsOrError"]["results"]
     assert len(runs) == 1 and runs[0]["status"] == "FAILURE"
+    stats = graphql(url, PARTITIONS, {"path": ["lake_stocks_daily"]})["assetNodeOrError"]["partitionStats"]
+    assert stats["numFailed"] == 1, stats  # the rejected session shows as failed, not as missing or materialised
+    raw_stats = graphql(url, PARTITIONS, {"path": ["raw_stocks_daily"]})["assetNodeOrError"]["partitionStats"]
+    assert raw_stats["numFailed"] == 0 and raw_stats["numMaterialized"] == 20, raw_stats
     [execution] = graphql(url, CHECK, {"name": "in_session"})["assetCheckExecutions"]
     evaluation = execution["evaluation"]
     assert evaluation["success"] is False and evaluation["severity"] == "ERROR"
