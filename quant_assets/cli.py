@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample = commands.add_parser(
         "sample",
         help="write synthetic vendor files (gzip CSV, the vendor's key layout and headers)",
-        description="Write deterministic synthetic day and minute aggregates in the vendor's exact format, "
-        "to a folder (default data/vendor, the local source) or to an S3 endpoint.",
+        description="Write deterministic synthetic vendor files in the vendor's exact format (day and minute "
+        "aggregates, and trades, quotes and index values for the tick datasets), streamed, to a folder (default "
+        "data/vendor, the local source) or to an S3 endpoint.",
     )
     sample.add_argument("--start", type=_date, required=True, help="first date, YYYY-MM-DD")
     sample.add_argument("--end", type=_date, required=True, help="last date, YYYY-MM-DD (included)")
@@ -118,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--size",
         choices=["small", "full"],
         default="small",
-        help="small: ~60 stocks; full: the vendor's real size, ~12k stocks and ~2M minute rows a day (default: small)",
+        help="small: ~60 stocks; full: the vendor's real size, ~12k stocks, ~2M minute rows and ~25M stock trades "
+        "a day (default: small)",
     )
     sample.set_defaults(func=cmd_sample)
 

@@ -32,6 +32,11 @@ class FlatFileError(SessionError):
     """A vendor file that cannot be landed or read as it is (a file-level defect, or a source failure)."""
 
 
+class CorruptFile(FlatFileError):
+    """The bytes are not a whole gzip stream (empty, not gzip, truncated, bad CRC): a landed copy like this is
+    fetched again on the next landing."""
+
+
 class FlatFileMissing(FlatFileError):
     """The calendar expects a file for the session but the source has none."""
 
@@ -126,8 +131,8 @@ class Batch:
 def _inflate(path: Path, dataset: Dataset, session: dt.date, key: str) -> Iterator[bytes]:
     """The file's text, inflated a block at a time (all gzip members); the CRC of each member is checked."""
 
-    def error(problem: str) -> FlatFileError:
-        return FlatFileError(dataset.name, session, key, problem)
+    def error(problem: str) -> CorruptFile:
+        return CorruptFile(dataset.name, session, key, problem)
 
     with open(path, "rb") as stream:
         pending = stream.read(READ_CHUNK)
@@ -210,13 +215,26 @@ def text_blocks(
             )
         pieces.append(text)
         pending += len(text)
-        if pending >= batch_bytes:
-            cut = text.rfind(b"\n") + 1
-            if not cut:  # no line end in the last piece: wait for one
-                continue
-            pieces[-1] = text[:cut]
-            yield b"".join(pieces)
-            pieces, pending = ([text[cut:]], len(text) - cut) if cut < len(text) else ([], 0)
+        if pending < batch_bytes:
+            continue
+        if pending < 2 * batch_bytes:  # one block: cut the last piece at its last line end (one copy, the join)
+            last = pieces[-1]
+            cut = last.rfind(b"\n") + 1
+            if cut:
+                pieces[-1] = last[:cut]
+                yield b"".join(pieces)
+                pieces, pending = ([last[cut:]], len(last) - cut) if cut < len(last) else ([], 0)
+            continue
+        buffer = b"".join(pieces)  # pieces larger than a batch (small batches): cut into several blocks
+        start = 0
+        while len(buffer) - start >= batch_bytes:  # whole lines, about batch_bytes each
+            cut = buffer.rfind(b"\n", start, start + batch_bytes) + 1 or buffer.find(b"\n", start + batch_bytes) + 1
+            if not cut:  # no line end yet: wait for more text
+                break
+            yield buffer[start:cut]
+            start = cut
+        pieces = [buffer[start:]] if start < len(buffer) else []
+        pending = len(buffer) - start
     if pieces:
         yield b"".join(pieces)
 

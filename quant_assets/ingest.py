@@ -21,13 +21,16 @@ from quant_assets.datasets import Dataset
 from quant_assets.flatfiles import DEFAULT_BATCH_BYTES, ReadLimits, read_batches
 from quant_assets.lake import (
     PartitionWriter,
+    partition_dir,
     partition_path,
     partition_provenance,
     provenance_metadata,
     remove_partition,
     sink_partition,
+    sweep_temporaries,
     ticker_filter,
 )
+from quant_assets.locks import locked
 from quant_assets.quality.gate import Gate, GateSummary, QualityGateError
 from quant_assets.raw import LandedFile
 from quant_assets.settings import DEFAULT_MAX_FAILURE_SHARE
@@ -83,15 +86,53 @@ def build_partition(
     validate: bool = True,
     limits: ReadLimits = ReadLimits(),
     batch_bytes: int = DEFAULT_BATCH_BYTES,
-) -> PartitionStats:
+    force: bool = True,
+) -> PartitionStats | None:
     """Stream a landed vendor file (rows of `tickers` only, if given) through the quality gate, and replace the
     session's lake partition with the rows that pass and its quarantine partition with those that do not.
 
-    A file defect raises a FlatFileError; a failing share above `max_failure_share` raises a QualityGateError
-    after sending every row to the quarantine. Either way the lake partition is left as it was. `validate=False`
-    skips the gate (the benchmark uses it to measure what the checks cost).
+    Runs of the same session take turns (a lock beside the partition folder); under the lock, temporary files that
+    killed runs left are removed first. With `force=False`, a partition already built from this raw file by this
+    code with this ticker filter is left alone and None is returned. A file defect raises a FlatFileError; a
+    failing share above `max_failure_share` raises a QualityGateError after sending every row to the quarantine.
+    Either way the lake partition is left as it was. `validate=False` skips the gate (the benchmark uses it to
+    measure what the checks cost).
     """
     started = time.perf_counter()
+    target = partition_path(lake_root, dataset.name, session)
+    with locked(target.parent):
+        sweep_temporaries(target.parent, older_than=0)
+        sweep_temporaries(partition_dir(quarantine_root, dataset.name, session), older_than=0)
+        if not force and is_current(lake_root, dataset, landed, session, tickers):
+            return None
+        return _build(
+            landed,
+            dataset,
+            session,
+            lake_root,
+            quarantine_root,
+            tickers,
+            max_failure_share,
+            validate,
+            limits,
+            batch_bytes,
+            started,
+        )
+
+
+def _build(
+    landed,
+    dataset,
+    session,
+    lake_root,
+    quarantine_root,
+    tickers,
+    max_failure_share,
+    validate,
+    limits,
+    batch_bytes,
+    started,
+) -> PartitionStats:
     gate = Gate(dataset, session)
     quarantine = PartitionWriter(partition_path(quarantine_root, dataset.name, session), quarantine_schema(dataset))
     seen = {"rows": 0, "tickers": set(), "first": None, "last": None}

@@ -160,15 +160,16 @@ def remove_leftovers(path: Path) -> None:
     sweep_temporaries(path.parent, path.name)
 
 
-def sweep_temporaries(folder: Path, name: str = "") -> int:
-    """Remove temporary files (`.<name>.tmp-*`) that killed runs left in `folder`; one younger than a day may be a
-    concurrent writer's and is kept. Returns how many were removed."""
+def sweep_temporaries(folder: Path, name: str = "", older_than: float = STALE_TMP_SECONDS) -> int:
+    """Remove temporary files (`.<name>.tmp-*`) that killed runs left in `folder`. Without the file's lock, one
+    younger than `older_than` may be a concurrent writer's and is kept; with it (`older_than=0`), every one is a
+    dead run's. Returns how many were removed."""
     if not folder.is_dir():
         return 0
     removed, now = 0, time.time()
     for tmp in folder.glob(f".{name}*.tmp-*"):
         try:
-            if now - tmp.stat().st_mtime > STALE_TMP_SECONDS:
+            if now - tmp.stat().st_mtime >= older_than:
                 tmp.unlink()
                 removed += 1
         except FileNotFoundError:

@@ -1,7 +1,9 @@
 """A deterministic generator of synthetic vendor files, in the vendor's exact format.
 
 It writes day and minute aggregates for every asset class under the real key layout
-(`<prefix>/<dataset>/<YYYY>/<MM>/<YYYY-MM-DD>.csv.gz`) with the real headers, to a folder or to an S3 endpoint.
+(`<prefix>/<dataset>/<YYYY>/<MM>/<YYYY-MM-DD>.csv.gz`) with the real headers, to a folder or to an S3 endpoint, and
+the tick datasets (trades, quotes, index values) through `sample_ticks.py`, streamed so a full-size day never sits in
+memory.
 The data has the structure of the real files: a stable universe with awkward tickers (`BApA`, `BRK.B`, `NA`, test
 tickers), tickers that list and delist, OCC option contracts, minute bars only in minutes with trades (pre- and
 post-market included, early closes respected), day bars that aggregate the minute bars, 6-decimal formatting and
@@ -17,7 +19,8 @@ import datetime as dt
 import hashlib
 import os
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -35,13 +38,28 @@ FIXED_DECIMALS_FROM = dt.date(2026, 2, 23)  # stock prices/volumes written as `1
 def fixed_decimals(dataset: Dataset, session: dt.date) -> bool:
     """Whether the vendor writes this file's numbers with 6 fixed decimals (US stocks from 2026-02-23)."""
     return dataset.prefix == "us_stocks_sip" and session >= FIXED_DECIMALS_FROM
+
+
 NS_PER_MINUTE = 60_000_000_000
 
 # Real tickers that break naive readers: case-sensitive pairs, dots, warrants, test symbols, null-like names.
 AWKWARD_TICKERS = (
-    "BApA", "BAPA", "BCpC", "BCPC", "BRK.B", "NE.WS.A", "NMCOr", "BCATrw", "KPLTW",
-    "ZTST", "ZZZTA", "ZVZZT", "ZXIET", "NA", "NULL",
-)  # fmt: skip
+    "BApA",
+    "BAPA",
+    "BCpC",
+    "BCPC",
+    "BRK.B",
+    "NE.WS.A",
+    "NMCOr",
+    "BCATrw",
+    "KPLTW",
+    "ZTST",
+    "ZZZTA",
+    "ZVZZT",
+    "ZXIET",
+    "NA",
+    "NULL",
+)
 OPTION_UNDERLYINGS = ("SPY", "AAPL", "BRK.B")
 CRYPTO_TICKERS = ("X:BTC-USD", "X:ETH-USD", "X:SOL-USD", "X:DOGE-USD", "X:LTC-USD")
 FOREX_TICKERS = ("C:EUR-USD", "C:USD-JPY", "C:GBP-USD", "C:AUD-USD", "C:USD-CHF", "C:EUR-GBP")
@@ -57,12 +75,27 @@ class SampleSize:
     activity: float  # mean share of extended-hours minutes in which a stock trades
     strikes: int  # strikes each side of the money, per expiration
     expirations: int  # weekly expirations listed per underlying
+    # Tick files only (`sample_ticks.py`); the aggregates do not read these.
+    trades_per_active_minute: float = 2.0  # mean trades of an average stock in a regular-hours minute it trades in
+    quotes_per_active_minute: float = 2.5  # the same for quote updates
+    index_value_seconds: int = 5  # seconds between two values of an index
 
 
 SIZES = {
     "small": SampleSize("small", stocks=60, activity=0.08, strikes=2, expirations=2),
-    # About the real volume: ~12k tickers in day aggregates and ~2M rows in one day of minute aggregates.
-    "full": SampleSize("full", stocks=12_000, activity=0.21, strikes=10, expirations=4),
+    # About the real volume: ~12k tickers in day aggregates and ~2M rows in one day of minute aggregates; ~25M stock
+    # trades a day (the vendor has ~70M). Quotes are kept at about the trades' count (the vendor's ~400M would not
+    # fit a test machine).
+    "full": SampleSize(
+        "full",
+        stocks=12_000,
+        activity=0.21,
+        strikes=10,
+        expirations=4,
+        trades_per_active_minute=10.0,
+        quotes_per_active_minute=10.0,
+        index_value_seconds=1,
+    ),
 }
 
 
@@ -227,9 +260,10 @@ def _instruments(dataset: Dataset, session: dt.date, universe: Universe) -> list
                         premium = intrinsic + spot * 0.02 * np.sqrt(week + 1) * np.exp(-abs(k) * 0.3)
                         activity = 0.25 * np.exp(-abs(k) * 0.4) / (week + 1)
                         out.append(
-                            _Instrument(_occ_ticker(root, expiration, right, strike), max(premium, 0.01),
-                                        activity, 20.0, 2)
-                        )  # fmt: skip
+                            _Instrument(
+                                _occ_ticker(root, expiration, right, strike), max(premium, 0.01), activity, 20.0, 2
+                            )
+                        )
         return out
     tickers, base, decimals, activity = {
         "crypto": (CRYPTO_TICKERS, 2000.0, 2, 0.9),
@@ -325,15 +359,16 @@ def _shuffle_a_little(frame: pl.DataFrame, rng: np.random.Generator) -> pl.DataF
     return frame[order]
 
 
-def format_csv(frame: pl.DataFrame, dataset: Dataset, session: dt.date) -> bytes:
-    """The vendor's CSV text for `frame`: its header order, and its number formatting for that date."""
+def format_csv(frame: pl.DataFrame, dataset: Dataset, session: dt.date, header: bool = True) -> bytes:
+    """The vendor's CSV text for `frame`: its header order (the header line only if `header`), and its number
+    formatting for that date."""
     frame = frame.select(dataset.header)
     floats = [name for name, dtype in frame.schema.items() if dtype == pl.Float64]
     if fixed_decimals(dataset, session):
-        return frame.write_csv(float_precision=6).encode()
+        return frame.write_csv(float_precision=6, include_header=header).encode()
     # Before the switch: shortest form, `21` for a whole number and `0.1952` otherwise.
     shortest = [pl.col(c).cast(pl.String).str.replace(r"\.0$", "").alias(c) for c in floats]
-    return frame.with_columns(shortest).write_csv().encode()
+    return frame.with_columns(shortest).write_csv(include_header=header).encode()
 
 
 def session_files(dataset: Dataset, session: dt.date, universe: Universe) -> bytes:
@@ -360,49 +395,135 @@ def gzip_bytes(data: bytes, level: int = 6) -> bytes:
     return compressor.compress(data) + compressor.flush()
 
 
+def gzip_chunks(text_chunks: Iterable[bytes], level: int = 1) -> Iterator[bytes]:
+    """`gzip_bytes` of the concatenated `text_chunks`, streamed: one gzip member with the same fixed header, yielded
+    piece by piece as the text arrives (so the same text gives the same bytes however it is split)."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+    for text in text_chunks:
+        if out := compressor.compress(text):  # zlib buffers small inputs; an empty piece is no piece
+            yield out
+    yield compressor.flush()
+
+
+# What a writer receives: the key and the file's gzip bytes as an iterable of pieces (a big file never sits whole in
+# memory). A writer also accepts plain bytes, the protocol before tick files.
+Writer = Callable[[str, Iterable[bytes]], None]
+
+
+def session_chunks(dataset: Dataset, session: dt.date, universe: Universe) -> Iterator[bytes]:
+    """One session's gzip CSV for any dataset, as pieces: aggregates in one piece (`session_files`), tick files
+    streamed from `sample_ticks.tick_text_chunks` at compression level 1 (a tick day is gigabytes at full size)."""
+    if dataset.is_aggregate:
+        return iter([session_files(dataset, session, universe)])
+    from quant_assets.sample_ticks import tick_text_chunks  # here, not at the top: sample_ticks builds on this module
+
+    return gzip_chunks(_read_ahead(tick_text_chunks(dataset, session, universe)), level=1)
+
+
+def _read_ahead(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """`pieces`, the next one made in a worker thread while the caller compresses and writes this one (numpy,
+    polars and zlib release the GIL, so both cores work). Same pieces, same order; errors reach the caller."""
+    iterator = iter(pieces)
+    with ThreadPoolExecutor(1) as worker:
+        ahead = worker.submit(next, iterator, None)
+        while (piece := ahead.result()) is not None:
+            ahead = worker.submit(next, iterator, None)
+            yield piece
+
+
 def generate(
     datasets: Iterable[Dataset],
     start: dt.date,
     end: dt.date,
-    write: Callable[[str, bytes], None],
+    write: Writer,
     seed: int = 7,
     size: str = "small",
 ) -> list[str]:
-    """Write every session file of `datasets` from `start` to `end` through `write(key, data)`; return the keys."""
+    """Write every session file of `datasets` from `start` to `end` through `write(key, chunks)`, where `chunks`
+    are the file's gzip bytes in pieces; return the keys."""
     universe = Universe(seed, SIZES[size])
     keys = []
     for dataset in datasets:
-        if not dataset.is_aggregate:
-            raise ValueError(f"the generator writes aggregates only; {dataset.name} is a {dataset.frequency} dataset")
         for session in sessions(dataset.calendar, start, end):
             key = vendor_key(dataset, session)
-            write(key, session_files(dataset, session, universe))
+            write(key, session_chunks(dataset, session, universe))
             keys.append(key)
     return keys
 
 
-def folder_writer(root: str | os.PathLike) -> Callable[[str, bytes], None]:
-    """A `write(key, data)` that mirrors the vendor's key layout under `root`, each file written atomically and
-    only when its bytes change."""
+def _pieces(chunks: Iterable[bytes] | bytes) -> Iterable[bytes]:
+    # Iterating bytes would give ints: whole bytes are one piece.
+    return [chunks] if isinstance(chunks, (bytes, bytearray, memoryview)) else chunks
+
+
+def folder_writer(root: str | os.PathLike) -> Writer:
+    """A `write(key, chunks)` that mirrors the vendor's key layout under `root`: each file is streamed to a temporary
+    file in its folder and moved into place atomically, and only when its bytes change."""
     root = Path(root)
 
-    def write(key: str, data: bytes) -> None:
+    def write(key: str, chunks: Iterable[bytes]) -> None:
         path = root / key
-        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
-            return  # unchanged: keep its mtime, which is the local source's ETag
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        try:
+            with tmp.open("wb") as out:
+                for piece in _pieces(chunks):
+                    out.write(piece)
+            if path.is_file() and _same_bytes(tmp, path):
+                tmp.unlink()  # unchanged: keep the old file (and its mtime) as it is
+                return
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     return write
 
 
-def s3_writer(client, bucket: str) -> Callable[[str, bytes], None]:
-    """A `write(key, data)` that uploads to `bucket` through a boto3 S3 client."""
+def _same_bytes(a: Path, b: Path, block: int = 1 << 20) -> bool:
+    """Whether two files hold the same bytes, read a block at a time (tick files are gigabytes)."""
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    with a.open("rb") as fa, b.open("rb") as fb:
+        while True:
+            x, y = fa.read(block), fb.read(block)
+            if x != y:
+                return False
+            if not x:
+                return True
 
-    def write(key: str, data: bytes) -> None:
-        client.put_object(Bucket=bucket, Key=key, Body=data)
+
+class _ChunkReader:
+    """A read-only file over an iterator of byte pieces. `read(n)` returns exactly `n` bytes until the end: boto3
+    cuts multipart parts at what one read returns, and every part but the last must be at least 5 MB."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self._chunks = iter(_pieces(chunks))
+        self._buffer = bytearray()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            piece = next(self._chunks, None)
+            if piece is None:
+                break
+            self._buffer += piece
+        size = len(self._buffer) if size < 0 else min(size, len(self._buffer))
+        out = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return out
+
+
+def s3_writer(client, bucket: str) -> Writer:
+    """A `write(key, chunks)` that streams to `bucket` through a boto3 S3 client (one PUT for a small file, a
+    multipart upload for a big one; memory is bounded by boto3's part buffers, not by the file)."""
+
+    def write(key: str, chunks: Iterable[bytes]) -> None:
+        client.upload_fileobj(_ChunkReader(chunks), bucket, key)
 
     return write
-

@@ -6,11 +6,13 @@ heads one (ETag and size) and streams one to a local file; `raw.land` builds on 
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import shutil
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import boto3
@@ -45,32 +47,57 @@ class FlatFileSource(dg.ConfigurableResource, ABC):
 
 
 class LocalFlatFiles(FlatFileSource):
-    """Flat files in a local folder that mirrors the vendor's key layout (what `quant-assets sample` writes)."""
+    """Flat files in a local folder that mirrors the vendor's key layout (what `quant-assets sample` writes).
+
+    Only regular files inside the folder are served: a symbolic link (to `/etc/passwd`, or to a valid file
+    elsewhere) and a key that climbs out of the folder are refused. The ETag is the MD5 of the content, as S3 gives
+    for a single-part upload, so a `touch` or a copy of the folder is not mistaken for a vendor replacement.
+    """
 
     root: str = Field(default=DEFAULT_VENDOR_DIR, description="Folder holding <prefix>/<dataset>/YYYY/MM/*.csv.gz.")
 
     def describe(self) -> str:
         return f"local:{Path(self.root).resolve()}"
 
+    def _path(self, key: str) -> Path:
+        """The file of `key`, after checking that no part of it is a link and that it stays inside the root."""
+        root = Path(self.root).resolve()
+        parts = PurePosixPath(key).parts
+        if not parts or PurePosixPath(key).is_absolute() or ".." in parts:
+            raise SourceError(key, f"{key!r} is not a key inside the local source {root}")
+        current = root
+        for part in parts:
+            current = current / part
+            if current.is_symlink():
+                raise SourceError(
+                    key,
+                    f"{current} is a symbolic link: the local source serves only regular files "
+                    f"inside {root}, and never follows links",
+                )
+        return current
+
     def _info(self, path: Path, key: str) -> ObjectInfo:
         stat = path.stat()
-        # Like a web server's ETag: changes whenever the file is rewritten, without hashing it on every look.
-        return ObjectInfo(key=key, etag=f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"', size=stat.st_size)
+        return ObjectInfo(
+            key=key, etag=_content_etag(str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino), size=stat.st_size
+        )
 
     def list_objects(self, prefix: str) -> list[ObjectInfo]:
-        root = Path(self.root)
+        root = Path(self.root).resolve()
         base = root / prefix if prefix.endswith("/") else (root / prefix).parent
-        if not base.is_dir():
+        if not base.is_dir() or base.is_symlink():
             return []
         found = []
-        for path in base.rglob("*"):
-            key = path.relative_to(root).as_posix()
-            if path.is_file() and key.startswith(prefix) and not path.name.startswith("."):
-                found.append(self._info(path, key))
+        for folder, _, names in os.walk(base, followlinks=False):
+            for name in names:
+                path = Path(folder) / name
+                key = path.relative_to(root).as_posix()
+                if key.startswith(prefix) and not name.startswith(".") and not path.is_symlink() and path.is_file():
+                    found.append(self._info(path, key))
         return sorted(found, key=lambda info: info.key)
 
     def head(self, key: str) -> ObjectInfo:
-        path = Path(self.root) / key
+        path = self._path(key)
         if not path.is_file():
             raise ObjectMissing(key, f"no file {path}")
         if not os.access(path, os.R_OK):
@@ -78,12 +105,27 @@ class LocalFlatFiles(FlatFileSource):
         return self._info(path, key)
 
     def download(self, info: ObjectInfo, dest: Path) -> None:
+        path = self._path(info.key)
         try:
-            shutil.copyfile(Path(self.root) / info.key, dest)
+            # O_NOFOLLOW: a link swapped in after the check is refused too.
+            with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as source, open(dest, "wb") as target:
+                shutil.copyfileobj(source, target, 4 * 2**20)
         except FileNotFoundError:
-            raise ObjectMissing(info.key, f"no file {Path(self.root) / info.key}") from None
+            raise ObjectMissing(info.key, f"no file {path}") from None
         except PermissionError:
-            raise AccessDenied(info.key, f"no permission to read {Path(self.root) / info.key}") from None
+            raise AccessDenied(info.key, f"no permission to read {path}") from None
+        except OSError as exc:  # ELOOP: the file became a link
+            raise SourceError(info.key, f"cannot read {path}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _content_etag(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    """The quoted MD5 of a file's content, cached while its size, mtime and inode stay the same."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as stream:
+        while chunk := stream.read(4 * 2**20):
+            digest.update(chunk)
+    return f'"{digest.hexdigest()}"'
 
 
 class S3FlatFiles(FlatFileSource):

@@ -3,7 +3,6 @@
 import csv
 import datetime as dt
 import gzip
-import os
 import shutil
 
 import dagster as dg
@@ -96,13 +95,16 @@ def test_rematerialising_is_idempotent(february, tmp_path):
     assert second.equals(first)
     assert second.height == second.unique(["ticker", "window_start"]).height  # no duplicates
     assert sorted(p.name for p in path.parent.iterdir()) == ["part-0.parquet"]
-    # A temporary file a killed run left a day ago is cleaned up; one being written right now is not.
-    killed, live = path.parent / ".part-0.parquet.tmp-killed", path.parent / ".part-0.parquet.tmp-live"
+    # Temporary files that killed runs left are removed by the next run of the session, even one that skips it:
+    # under the session's lock no live writer can own them.
+    killed = path.parent / ".part-0.parquet.tmp-killed"
     killed.write_bytes(b"x")
-    live.write_bytes(b"x")
-    os.utime(killed, (killed.stat().st_atime, killed.stat().st_mtime - 2 * 86400))
-    run([MINUTE], source, tmp_path, partition_key="2026-02-20")
-    assert sorted(p.name for p in path.parent.iterdir()) == [live.name, "part-0.parquet"]
+    raw_leftover = (tmp_path / "raw" / vendor_key(MINUTE, SESSION)).with_name(".2026-02-20.csv.gz.tmp-killed")
+    raw_leftover.write_bytes(b"x" * 1000)
+    third = run([MINUTE], source, tmp_path, partition_key="2026-02-20")
+    assert metadata(third, "lake_stocks_minute", "2026-02-20")["skipped"] is True
+    assert sorted(p.name for p in path.parent.iterdir()) == ["part-0.parquet"]
+    assert not raw_leftover.exists()
 
 
 def test_ticker_filter_keeps_only_the_chosen_tickers(february, tmp_path):
@@ -160,8 +162,8 @@ def corrupt(path, how: str):
 @pytest.mark.parametrize(
     "how, problem",
     [
-        ("truncated", "the gzip stream is truncated"),
-        ("empty", "the file is empty (0 bytes)"),
+        ("truncated", "the download is corrupt: the gzip stream is truncated"),
+        ("empty", "the download is corrupt: the file is empty (0 bytes)"),
         ("header", "header does not match stocks_daily"),
     ],
 )
@@ -179,7 +181,12 @@ def test_bad_files_fail_clearly_and_leave_no_lake_partition(vendor_copy, tmp_pat
     message = failure_message(result)
     assert f"stocks_daily 2026-02-20: {key}: {problem}" in message
     assert not (tmp_path / "data" / "lake" / "stocks_daily" / "date=2026-02-20").exists()
-    assert (tmp_path / "data" / "raw" / key).read_bytes() == (vendor_copy / key).read_bytes()  # raw kept
+    if how == "header":  # a whole gzip stream: landed, then refused by the lake
+        assert (tmp_path / "data" / "raw" / key).read_bytes() == (vendor_copy / key).read_bytes()
+    else:  # not a whole gzip stream: never landed, but the bytes are kept
+        assert not (tmp_path / "data" / "raw" / key).exists()
+        [kept] = (tmp_path / "data" / "raw" / "_rejected").rglob("*.csv.gz")
+        assert kept.read_bytes() == (vendor_copy / key).read_bytes()
 
 
 def test_a_replaced_bad_file_keeps_the_good_partition(vendor_copy, tmp_path):
@@ -189,7 +196,12 @@ def test_a_replaced_bad_file_keeps_the_good_partition(vendor_copy, tmp_path):
     corrupt(vendor_copy / vendor_key(DAY, SESSION), "truncated")
     assert not run([DAY], source, data, raise_on_error=False, partition_key="2026-02-20").success
     assert pl.read_parquet(partition_path(data / "lake", "stocks_daily", SESSION)).equals(good)
-    assert list((data / "raw" / "_replaced").rglob("*.csv.gz"))  # the good raw version is kept too
+    # The good raw version stays landed; the corrupt replacement is kept aside, not landed.
+    assert (
+        sha256_of(data / "raw" / vendor_key(DAY, SESSION))
+        == read_provenance(partition_path(data / "lake", "stocks_daily", SESSION))["sha256"]
+    )
+    assert list((data / "raw" / "_rejected").rglob("*.csv.gz")) and not list((data / "raw" / "_replaced").rglob("*"))
 
 
 def test_a_range_gets_past_bad_sessions_and_a_second_run_skips_finished_work(february, tmp_path):
@@ -215,7 +227,10 @@ def test_a_range_gets_past_bad_sessions_and_a_second_run_skips_finished_work(feb
         assert not first.success  # nobody can mistake it for full success
         message = failure_message(first)
         assert f"stocks_minute 2026-02-10: {vendor_key(MINUTE, missing)}: the source has no file" in message
-        assert f"stocks_minute 2026-02-11: {vendor_key(MINUTE, truncated)}: the gzip stream is truncated" in message
+        assert (
+            f"stocks_minute 2026-02-11: {vendor_key(MINUTE, truncated)}: the download is corrupt: the gzip "
+            "stream is truncated"
+        ) in message
         assert "2026-02-12" not in message
         # Every other session went through both layers, in the same run.
         assert sorted(m.partition for m in materializations(first, "lake_stocks_minute")) == good
@@ -240,9 +255,9 @@ def test_a_range_gets_past_bad_sessions_and_a_second_run_skips_finished_work(feb
             env={"QUANT_ASSETS_VENDOR_DIR": str(vendor)},
         ).stdout
         status = dict(zip(read_ledger(data / "lake")["session"].cast(pl.String), read_ledger(data / "lake")["status"]))
-        assert status["2026-02-10"] == "missing" and status["2026-02-11"] == "rejected"
+        assert status["2026-02-10"] == "missing" and status["2026-02-11"] == "failed"  # never landed
         assert status["2026-02-12"] == "quarantined" and status["2026-02-13"] == "present"
-        assert "| stocks_minute | 2026-02-11 | rejected |" in ledger and "the gzip stream is truncated" in ledger
+        assert "| stocks_minute | 2026-02-11 | failed |" in ledger and "the gzip stream is truncated" in ledger
 
         second = run(
             [MINUTE], LocalFlatFiles(root=str(vendor)), data, raise_on_error=False, tags=tags, instance=instance

@@ -112,10 +112,18 @@ def test_early_close_day_ends_post_market_at_17(tmp_path):
 def test_day_bars_aggregate_the_minute_bars(february):
     for session in (D(2026, 2, 20), D(2026, 2, 23)):
         minutes = lake(february, "stocks_minute", session).sort("ticker", "window_start")
-        expected = minutes.group_by("ticker").agg(
-            pl.col("open").first(), pl.col("close").last(), pl.col("high").max(), pl.col("low").min(),
-            pl.col("volume").sum(), pl.col("transactions").sum(),
-        ).sort("ticker")  # fmt: skip
+        expected = (
+            minutes.group_by("ticker")
+            .agg(
+                pl.col("open").first(),
+                pl.col("close").last(),
+                pl.col("high").max(),
+                pl.col("low").min(),
+                pl.col("volume").sum(),
+                pl.col("transactions").sum(),
+            )
+            .sort("ticker")
+        )
         day = lake(february, "stocks_daily", session).sort("ticker")
         assert day["ticker"].to_list() == expected["ticker"].to_list()
         for column in ("open", "close", "high", "low", "transactions"):

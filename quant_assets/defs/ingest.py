@@ -16,12 +16,12 @@ from quant_assets.defs.chain import SKIPPED, Built, ChainContext, SessionLayer, 
 from quant_assets.defs.partitions import session_partitions
 from quant_assets.defs.quality import anomaly_check_result, quality_check_specs, rule_check_results
 from quant_assets.errors import SessionError
-from quant_assets.flatfiles import ReadLimits, vendor_key
-from quant_assets.ingest import LAKE_CODE_VERSION, build_partition, is_current
-from quant_assets.lake import partition_counts, partition_dir, partition_path, sweep_temporaries
+from quant_assets.flatfiles import CorruptFile, ReadLimits, vendor_key
+from quant_assets.ingest import LAKE_CODE_VERSION, build_partition
+from quant_assets.lake import partition_counts, partition_path
 from quant_assets.quality.anomaly import volume_anomalies
 from quant_assets.quality.gate import GateSummary
-from quant_assets.raw import land, read_landed
+from quant_assets.raw import land, mark_corrupt, read_landed
 from quant_assets.sessions import sessions
 
 JOB_NAMES = {
@@ -101,13 +101,29 @@ def lake_layer(dataset: Dataset) -> SessionLayer:
                 vendor_key(dataset, session),
                 f"not landed in the raw zone; materialize raw_{dataset.name} for {session} first",
             )
-        sweep_temporaries(partition_dir(zones.lake_root, dataset.name, session))
-        if not chain.force and is_current(zones.lake_root, dataset, landed, session, zones.tickers):
+        try:
+            stats = build_partition(
+                landed,
+                dataset,
+                session,
+                zones.lake_root,
+                zones.quarantine_root,
+                zones.tickers,
+                quality.max_failure_share,
+                limits=ReadLimits(),
+                batch_bytes=zones.batch_mb * 2**20,
+                force=chain.force,
+            )
+        except CorruptFile as error:  # landed by an older version, or damaged on disk since: fetch it again
+            mark_corrupt(zones.raw_root, dataset, session, error.problem)
+            raise
+        if stats is None:
             rows, tickers = partition_counts(zones.lake_root, dataset.name, session)
             chain.log.info(
                 f"{dataset.name} {session}: already built from this raw file (sha256 "
                 f"{landed.sha256[:12]}) by lake code version {LAKE_CODE_VERSION}; skipped"
             )
+            path = partition_path(zones.lake_root, dataset.name, session)
             return Built(
                 {
                     SKIPPED: True,
@@ -115,20 +131,9 @@ def lake_layer(dataset: Dataset) -> SessionLayer:
                     "tickers": dg.MetadataValue.int(tickers),
                     "source_sha256": landed.sha256,
                     "dagster/row_count": dg.MetadataValue.int(rows),
-                    "path": dg.MetadataValue.path(str(partition_path(zones.lake_root, dataset.name, session))),
+                    "path": dg.MetadataValue.path(str(path)),
                 }
             )
-        stats = build_partition(
-            landed,
-            dataset,
-            session,
-            zones.lake_root,
-            zones.quarantine_root,
-            zones.tickers,
-            quality.max_failure_share,
-            limits=ReadLimits(),
-            batch_bytes=zones.batch_mb * 2**20,
-        )
         anomaly = volume_anomalies(
             zones.lake_root,
             dataset,
