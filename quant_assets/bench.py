@@ -50,11 +50,12 @@ def ingest_once(
     path: Path, lake_root: Path, dataset: Dataset = MINUTE, session: dt.date = BENCH_SESSION, validate: bool = True
 ):
     """raw -> lake as the lake asset runs it: stream, quality gate (quarantine), write, metadata."""
-    from quant_assets.ingest import build_partition
+    from quant_assets.ingest import IngestOptions, build_partition
     from quant_assets.raw import LandedFile
 
     landed = LandedFile.of(path, vendor_key(dataset, session), source="bench")
-    return build_partition(landed, dataset, session, lake_root, lake_root / "quarantine", validate=validate)
+    options = IngestOptions(validate=validate)
+    return build_partition(landed, dataset, session, lake_root, lake_root / "quarantine", options)
 
 
 def _gzip_seconds(path: Path) -> float:

@@ -100,15 +100,35 @@ _large_blocks_to_the_os()
 # thousandfold (a gzip bomb) still only grows memory by a block at a time.
 READ_CHUNK = 256 * 2**10
 INFLATE_CHUNK = 8 * 2**20
-DEFAULT_BATCH_BYTES = DEFAULT_BATCH_MB * 2**20  # inflated text per batch: ~200k rows of minute bars
+DEFAULT_BATCH_BYTES = DEFAULT_BATCH_MB * 2**20  # inflated text per batch: ~400k rows of minute bars
 
 
 @dataclass(frozen=True)
 class ReadLimits:
-    """Caps on what one file may inflate to; None is no cap. A file beyond either fails as a whole."""
+    """Caps on what one file may inflate to; None is no cap. A file beyond either fails as a whole (a gzip bomb,
+    a runaway file), leaving no partial partition."""
 
     max_inflated_bytes: int | None = None
     max_rows: int | None = None
+
+
+# Per frequency: several times the largest real file (stock minute aggregates: ~2.2M rows, ~170 MB of text;
+# option quotes: 100+ GB of gzip). The duplicate rule of aggregates keeps 16 bytes per row, so their row cap
+# also bounds its memory (800 MB at 50M rows).
+DEFAULT_LIMITS = {
+    "day": ReadLimits(max_inflated_bytes=2 * 2**30, max_rows=10_000_000),
+    "minute": ReadLimits(max_inflated_bytes=8 * 2**30, max_rows=50_000_000),
+    "tick": ReadLimits(max_inflated_bytes=2**40, max_rows=20_000_000_000),
+}
+
+
+def limits_for(dataset: Dataset, max_rows: int = 0, max_inflated_gb: float = 0) -> ReadLimits:
+    """The caps of `dataset`'s files: the configured ones where given (non-zero), else its frequency's defaults."""
+    default = DEFAULT_LIMITS[dataset.frequency]
+    return ReadLimits(
+        max_inflated_bytes=int(max_inflated_gb * 2**30) if max_inflated_gb else default.max_inflated_bytes,
+        max_rows=max_rows or default.max_rows,
+    )
 
 
 @dataclass(frozen=True)
@@ -210,8 +230,8 @@ def text_blocks(
                 dataset.name,
                 session,
                 key,
-                f"the file inflates to more than "
-                f"{limits.max_inflated_bytes:,} bytes, the configured cap (max_inflated_bytes)",
+                f"the file inflates to more than {limits.max_inflated_bytes:,} bytes, the cap for {dataset.name} "
+                "(QUANT_ASSETS_MAX_INFLATED_GB); nothing was written, the raw file is kept",
             )
         pieces.append(text)
         pending += len(text)
@@ -304,7 +324,8 @@ def read_batches(
                 dataset.name,
                 session,
                 key,
-                f"the file has more than {limits.max_rows:,} rows, the configured cap (max_rows)",
+                f"the file has more than {limits.max_rows:,} rows, the cap for {dataset.name} (QUANT_ASSETS_MAX_ROWS); "
+                "nothing was written, the raw file is kept",
             )
         yield batch
     if schema is None:
@@ -379,11 +400,11 @@ def to_lake_frame(frame: pl.DataFrame, dataset: Dataset) -> pl.DataFrame:
         if kind is Kind.TIMESTAMP:
             exprs.append(pl.col(name).cast(pl.Datetime("ns", "UTC")))
         elif kind is Kind.CODES:
-            codes = pl.col(name).str.strip_chars()
+            codes = pl.col(name)
             exprs.append(
                 pl.when(codes.is_null() | (codes == ""))
                 .then(pl.lit([], dtype=pl.List(pl.Int32)))
-                .otherwise(codes.str.split(",").list.eval(pl.element().str.strip_chars().cast(pl.Int32, strict=False)))
+                .otherwise(codes.str.split(",").cast(pl.List(pl.Int32), strict=False))
                 .alias(name)
             )
         else:

@@ -33,7 +33,7 @@ from quant_assets.lake import (
 from quant_assets.locks import locked
 from quant_assets.quality.gate import Gate, GateSummary, QualityGateError
 from quant_assets.raw import LandedFile
-from quant_assets.settings import DEFAULT_MAX_FAILURE_SHARE
+from quant_assets.settings import DEFAULT_MAX_FAILURE_SHARE, DEFAULT_MAX_TICKER_LENGTH
 
 # Bump when the lake content built from the same raw file changes (parsing, types, rules): partitions built by an
 # older version are then rebuilt instead of skipped.
@@ -75,71 +75,58 @@ def quarantine_schema(dataset: Dataset) -> dict[str, pl.DataType]:
     return {"vendor_row": pl.UInt32(), **dataset.lake_schema(), "reason": pl.String()}
 
 
+@dataclass(frozen=True)
+class IngestOptions:
+    """How a session is read and checked."""
+
+    tickers: Sequence[str] = ()  # keep only these tickers (exact, or `*`/`?` globs); empty keeps all
+    max_failure_share: float = DEFAULT_MAX_FAILURE_SHARE
+    max_ticker_length: int = DEFAULT_MAX_TICKER_LENGTH
+    limits: ReadLimits = ReadLimits()
+    batch_bytes: int = DEFAULT_BATCH_BYTES
+    validate: bool = True  # False skips the gate (the benchmark measures what the checks cost)
+
+    def gate(self, dataset: Dataset, session: dt.date) -> Gate:
+        return Gate(dataset, session, self.max_ticker_length)
+
+
 def build_partition(
     landed: LandedFile,
     dataset: Dataset,
     session: dt.date,
     lake_root: str | os.PathLike,
     quarantine_root: str | os.PathLike,
-    tickers: Sequence[str] = (),
-    max_failure_share: float = DEFAULT_MAX_FAILURE_SHARE,
-    validate: bool = True,
-    limits: ReadLimits = ReadLimits(),
-    batch_bytes: int = DEFAULT_BATCH_BYTES,
+    options: IngestOptions = IngestOptions(),
     force: bool = True,
 ) -> PartitionStats | None:
-    """Stream a landed vendor file (rows of `tickers` only, if given) through the quality gate, and replace the
-    session's lake partition with the rows that pass and its quarantine partition with those that do not.
+    """Stream a landed vendor file (rows of `options.tickers` only, if given) through the quality gate, and
+    replace the session's lake partition with the rows that pass and its quarantine partition with those that do
+    not.
 
     Runs of the same session take turns (a lock beside the partition folder); under the lock, temporary files that
     killed runs left are removed first. With `force=False`, a partition already built from this raw file by this
     code with this ticker filter is left alone and None is returned. A file defect raises a FlatFileError; a
-    failing share above `max_failure_share` raises a QualityGateError after sending every row to the quarantine.
-    Either way the lake partition is left as it was. `validate=False` skips the gate (the benchmark uses it to
-    measure what the checks cost).
+    failing share above `options.max_failure_share` raises a QualityGateError after sending every row to the
+    quarantine. Either way the lake partition is left as it was.
     """
     started = time.perf_counter()
     target = partition_path(lake_root, dataset.name, session)
     with locked(target.parent):
         sweep_temporaries(target.parent, older_than=0)
         sweep_temporaries(partition_dir(quarantine_root, dataset.name, session), older_than=0)
-        if not force and is_current(lake_root, dataset, landed, session, tickers):
+        if not force and is_current(lake_root, dataset, landed, session, options.tickers):
             return None
-        return _build(
-            landed,
-            dataset,
-            session,
-            lake_root,
-            quarantine_root,
-            tickers,
-            max_failure_share,
-            validate,
-            limits,
-            batch_bytes,
-            started,
-        )
+        return _build(landed, dataset, session, lake_root, quarantine_root, options, started)
 
 
-def _build(
-    landed,
-    dataset,
-    session,
-    lake_root,
-    quarantine_root,
-    tickers,
-    max_failure_share,
-    validate,
-    limits,
-    batch_bytes,
-    started,
-) -> PartitionStats:
-    gate = Gate(dataset, session)
+def _build(landed, dataset, session, lake_root, quarantine_root, options: IngestOptions, started) -> PartitionStats:
+    gate = options.gate(dataset, session)
     quarantine = PartitionWriter(partition_path(quarantine_root, dataset.name, session), quarantine_schema(dataset))
     seen = {"rows": 0, "tickers": set(), "first": None, "last": None}
 
     def clean_batches() -> Iterator[pl.DataFrame]:
-        for frame, rows, defects in _batches(landed, dataset, session, tickers, limits, batch_bytes):
-            clean, bad = gate.check(frame, rows, defects) if validate else (frame, None)
+        for frame, rows, defects in _batches(landed, dataset, session, options):
+            clean, bad = gate.check(frame, rows, defects) if options.validate else (frame, None)
             if bad is not None:
                 quarantine.write(bad)
             if clean.height:
@@ -149,16 +136,16 @@ def _build(
                 seen["first"] = min(filter(None, (seen["first"], times.min())))
                 seen["last"] = max(filter(None, (seen["last"], times.max())))
             yield clean
-        if not validate:
+        if not options.validate:
             gate.summary.rows = seen["rows"]
-        reason = gate.summary.reject_reason(dataset, max_failure_share)
+        reason = gate.summary.reject_reason(dataset, options.max_failure_share)
         if reason:  # raised inside the sink, so that the staged lake file is dropped
             raise QualityGateError(dataset.name, session, landed.key, reason, gate.summary)
 
     def metadata() -> dict[str, str]:
         details = {
             **landed.provenance(),
-            **build_identity(landed, tickers),
+            **build_identity(landed, options.tickers),
             "rows": str(seen["rows"]),
             "tickers": str(len(seen["tickers"])),
             "quarantined": str(gate.summary.quarantined),
@@ -172,14 +159,7 @@ def _build(
     except QualityGateError as error:
         quarantine.discard()
         quarantine_everything(
-            landed,
-            dataset,
-            session,
-            quarantine_root,
-            tickers,
-            f"partition rejected: {error.problem}",
-            limits,
-            batch_bytes,
+            landed, dataset, session, quarantine_root, options, f"partition rejected: {error.problem}"
         )
         raise
     except BaseException:
@@ -205,11 +185,11 @@ def _build(
 
 
 def _batches(
-    landed: LandedFile, dataset: Dataset, session: dt.date, tickers: Sequence[str], limits: ReadLimits, batch_bytes: int
+    landed: LandedFile, dataset: Dataset, session: dt.date, options: IngestOptions
 ) -> Iterator[tuple[pl.DataFrame, pl.Series, pl.Series | None]]:
-    """(rows, their vendor row numbers, their defects) of each batch of the file, of `tickers` only if given."""
-    condition = ticker_filter(tickers)
-    for batch in read_batches(landed.path, dataset, session, landed.key, batch_bytes, limits):
+    """(rows, their vendor row numbers, their defects) of each batch of the file, of the chosen tickers only."""
+    condition = ticker_filter(options.tickers)
+    for batch in read_batches(landed.path, dataset, session, landed.key, options.batch_bytes, options.limits):
         frame, rows, defects = batch.frame, batch.vendor_rows, batch.defects
         if condition is not None:
             keep = frame.select(condition).to_series()
@@ -223,17 +203,15 @@ def quarantine_everything(
     dataset: Dataset,
     session: dt.date,
     quarantine_root: str | os.PathLike,
-    tickers: Sequence[str],
+    options: IngestOptions,
     reason: str,
-    limits: ReadLimits,
-    batch_bytes: int,
 ) -> None:
     """Replace the quarantine partition with every row of a rejected file, in file order: failing rows with their
     own reasons, the others with `reason`. A second streamed pass, so memory stays bounded on this path too."""
-    gate = Gate(dataset, session)
+    gate = options.gate(dataset, session)
     writer = PartitionWriter(partition_path(quarantine_root, dataset.name, session), quarantine_schema(dataset))
     try:
-        for frame, rows, defects in _batches(landed, dataset, session, tickers, limits, batch_bytes):
+        for frame, rows, defects in _batches(landed, dataset, session, options):
             clean, bad = gate.check(frame, rows, defects)
             passed = clean.with_columns(
                 vendor_row=rows.filter(~rows.is_in(bad["vendor_row"])) if bad is not None else rows,

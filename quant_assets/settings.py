@@ -12,7 +12,12 @@ them and the one place each default is defined, for the code location and the `q
     QUANT_ASSETS_MAX_VOLUME_DROP     warn when rows or tickers drop this share below the trailing median (0.5)
     QUANT_ASSETS_FRESHNESS_DEADLINE  a session is late if not in the lake by this time (New York) on the next
                                      session (12:00)
-    QUANT_ASSETS_BATCH_MB     inflated text read, checked and written per batch (16)
+    QUANT_ASSETS_BATCH_MB     inflated text read, checked and written per batch (32)
+    QUANT_ASSETS_MAX_ROWS     refuse a file with more rows than this (default per frequency: 10M day, 50M minute,
+                              20G tick; see flatfiles.DEFAULT_LIMITS)
+    QUANT_ASSETS_MAX_INFLATED_GB     refuse a file that inflates to more than this (default per frequency: 2 day,
+                                     8 minute, 1024 tick)
+    QUANT_ASSETS_MAX_TICKER_LENGTH   a longer ticker is a row defect (40)
     MASSIVE_S3_ENDPOINT       S3 endpoint (default: https://files.massive.com)
     MASSIVE_S3_BUCKET         S3 bucket (default: flatfiles)
     MASSIVE_S3_ACCESS_KEY_ID, MASSIVE_S3_SECRET_ACCESS_KEY
@@ -28,6 +33,7 @@ import datetime as dt
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 DEFAULT_DATA = "data"
 DEFAULT_VENDOR_DIR = "data/vendor"
@@ -35,7 +41,8 @@ DEFAULT_START = "2020-01-02"
 DEFAULT_MAX_FAILURE_SHARE = 0.01
 DEFAULT_MAX_VOLUME_DROP = 0.5
 DEFAULT_DEADLINE = dt.time(12, 0)
-DEFAULT_BATCH_MB = 16
+DEFAULT_BATCH_MB = 32
+DEFAULT_MAX_TICKER_LENGTH = 40  # OCC option tickers are 21 characters; a 100,000-character ticker is a defect
 DEFAULT_ENDPOINT = "https://files.massive.com"
 DEFAULT_BUCKET = "flatfiles"
 ACCESS_KEY_ENV = "MASSIVE_S3_ACCESS_KEY_ID"
@@ -56,6 +63,9 @@ class Settings:
     max_volume_drop: float = DEFAULT_MAX_VOLUME_DROP
     freshness_deadline: dt.time = DEFAULT_DEADLINE
     batch_mb: int = DEFAULT_BATCH_MB
+    max_rows: int = 0  # 0: the dataset's default
+    max_inflated_gb: float = 0
+    max_ticker_length: int = DEFAULT_MAX_TICKER_LENGTH
     s3_endpoint: str = DEFAULT_ENDPOINT
     s3_bucket: str = DEFAULT_BUCKET
 
@@ -76,6 +86,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         except ValueError:
             raise ValueError(f"{name} must be a number, not {text!r}") from None
 
+    endpoint = get("MASSIVE_S3_ENDPOINT", DEFAULT_ENDPOINT)
+    check_endpoint(endpoint)
     source = get("QUANT_ASSETS_SOURCE", "local").lower()
     if source not in ("local", "s3"):
         raise ValueError(f"QUANT_ASSETS_SOURCE must be 'local' or 's3', not {source!r}")
@@ -95,9 +107,23 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         max_volume_drop=number("QUANT_ASSETS_MAX_VOLUME_DROP", DEFAULT_MAX_VOLUME_DROP),
         freshness_deadline=freshness_deadline,
         batch_mb=number("QUANT_ASSETS_BATCH_MB", DEFAULT_BATCH_MB, int),
-        s3_endpoint=get("MASSIVE_S3_ENDPOINT", DEFAULT_ENDPOINT),
+        max_rows=number("QUANT_ASSETS_MAX_ROWS", 0, int),
+        max_inflated_gb=number("QUANT_ASSETS_MAX_INFLATED_GB", 0),
+        max_ticker_length=number("QUANT_ASSETS_MAX_TICKER_LENGTH", DEFAULT_MAX_TICKER_LENGTH, int),
+        s3_endpoint=endpoint,
         s3_bucket=get("MASSIVE_S3_BUCKET", DEFAULT_BUCKET),
     )
+
+
+def check_endpoint(url: str) -> None:
+    """Refuse an endpoint URL that carries credentials (`https://user:secret@host`): they would end up in logs,
+    metadata and provenance. The message never repeats them."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        raise ValueError(
+            f"the S3 endpoint must not carry credentials (user:password@ in the URL, host {parts.hostname!r}); set "
+            f"{ACCESS_KEY_ENV} and {SECRET_KEY_ENV} instead"
+        )
 
 
 def partitions_start() -> str:

@@ -11,7 +11,7 @@ import pytest
 from quant_assets.datasets import DATASETS
 from quant_assets.defs.partitions import session_partitions
 from quant_assets.flatfiles import FlatFileError, vendor_key
-from quant_assets.ingest import build_partition
+from quant_assets.ingest import IngestOptions, build_partition
 from quant_assets.lake import partition_path
 from quant_assets.quality.gate import QualityGateError
 from quant_assets.raw import LandedFile
@@ -55,8 +55,7 @@ def build(vendor, tmp_path, dataset=MINUTE, session=SESSION, share=0.01, **kwarg
         session,
         tmp_path / "lake",
         tmp_path / "quarantine",
-        max_failure_share=share,
-        **kwargs,
+        IngestOptions(max_failure_share=share, **kwargs),
     )
 
 

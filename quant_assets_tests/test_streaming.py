@@ -11,7 +11,7 @@ import pytest
 
 from quant_assets.datasets import DATASETS
 from quant_assets.flatfiles import read_batches, vendor_key
-from quant_assets.ingest import build_partition
+from quant_assets.ingest import IngestOptions, build_partition
 from quant_assets.lake import partition_path, read_provenance
 from quant_assets.quality.gate import QualityGateError
 from quant_assets.raw import LandedFile
@@ -41,9 +41,8 @@ def rewrite(path, change):
 
 def build(path, dataset, tmp_path, batch_bytes=SMALL_BATCH, session=SESSION):
     landed = LandedFile.of(path, vendor_key(dataset, session))
-    return build_partition(
-        landed, dataset, session, tmp_path / "lake", tmp_path / "quarantine", batch_bytes=batch_bytes
-    )
+    options = IngestOptions(batch_bytes=batch_bytes)
+    return build_partition(landed, dataset, session, tmp_path / "lake", tmp_path / "quarantine", options)
 
 
 def test_a_tick_file_is_read_in_many_batches_with_consecutive_row_numbers(tmp_path):

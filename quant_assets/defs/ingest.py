@@ -16,8 +16,8 @@ from quant_assets.defs.chain import SKIPPED, Built, ChainContext, SessionLayer, 
 from quant_assets.defs.partitions import session_partitions
 from quant_assets.defs.quality import anomaly_check_result, quality_check_specs, rule_check_results
 from quant_assets.errors import SessionError
-from quant_assets.flatfiles import CorruptFile, ReadLimits, vendor_key
-from quant_assets.ingest import LAKE_CODE_VERSION, build_partition
+from quant_assets.flatfiles import CorruptFile, limits_for, vendor_key
+from quant_assets.ingest import LAKE_CODE_VERSION, IngestOptions, build_partition
 from quant_assets.lake import partition_counts, partition_path
 from quant_assets.quality.anomaly import volume_anomalies
 from quant_assets.quality.gate import GateSummary
@@ -102,17 +102,15 @@ def lake_layer(dataset: Dataset) -> SessionLayer:
                 f"not landed in the raw zone; materialize raw_{dataset.name} for {session} first",
             )
         try:
-            stats = build_partition(
-                landed,
-                dataset,
-                session,
-                zones.lake_root,
-                zones.quarantine_root,
-                zones.tickers,
-                quality.max_failure_share,
-                limits=ReadLimits(),
+            options = IngestOptions(
+                tickers=zones.tickers,
+                max_failure_share=quality.max_failure_share,
+                max_ticker_length=quality.max_ticker_length,
+                limits=limits_for(dataset, quality.max_rows, quality.max_inflated_gb),
                 batch_bytes=zones.batch_mb * 2**20,
-                force=chain.force,
+            )
+            stats = build_partition(
+                landed, dataset, session, zones.lake_root, zones.quarantine_root, options, force=chain.force
             )
         except CorruptFile as error:  # landed by an older version, or damaged on disk since: fetch it again
             mark_corrupt(zones.raw_root, dataset, session, error.problem)

@@ -11,6 +11,7 @@ from quant_assets.settings import (
     DEFAULT_BATCH_MB,
     DEFAULT_DATA,
     DEFAULT_MAX_FAILURE_SHARE,
+    DEFAULT_MAX_TICKER_LENGTH,
     DEFAULT_MAX_VOLUME_DROP,
     SECRET_KEY_ENV,
     Settings,
@@ -59,6 +60,15 @@ class QualitySettings(dg.ConfigurableResource):
         default=DEFAULT_MAX_VOLUME_DROP,
         description="Warn when a session's rows or tickers fall this share below the trailing median.",
     )
+    max_rows: int = Field(
+        default=0, description="Refuse a file with more rows than this; 0 keeps the dataset's default (per frequency)."
+    )
+    max_inflated_gb: float = Field(
+        default=0, description="Refuse a file that inflates to more than this (GiB); 0 keeps the dataset's default."
+    )
+    max_ticker_length: int = Field(
+        default=DEFAULT_MAX_TICKER_LENGTH, description="A row whose ticker is longer than this is a row defect."
+    )
     anomaly_window: int = Field(default=20, description="Earlier sessions in the trailing median.")
     price_tolerance: float = Field(
         default=0.01, description="Relative tolerance between minute-derived and day open/close in reconciliation."
@@ -84,6 +94,10 @@ def resources_from(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "flatfiles": source,
         "zones": DataZones(root=settings.data, tickers=settings.tickers, batch_mb=settings.batch_mb),
         "quality": QualitySettings(
-            max_failure_share=settings.max_failure_share, max_volume_drop=settings.max_volume_drop
+            max_failure_share=settings.max_failure_share,
+            max_volume_drop=settings.max_volume_drop,
+            max_rows=settings.max_rows,
+            max_inflated_gb=settings.max_inflated_gb,
+            max_ticker_length=settings.max_ticker_length,
         ),
     }

@@ -19,6 +19,7 @@ import polars as pl
 from quant_assets.datasets import Dataset
 from quant_assets.errors import SessionError
 from quant_assets.quality.rules import COMPLETE_VALUES, Rule, rules_for
+from quant_assets.settings import DEFAULT_MAX_TICKER_LENGTH
 
 SAMPLE_ROWS = 10
 MAX_FAILING_DATES = 10
@@ -74,9 +75,9 @@ class Gate:
     only `complete_values`, whose reason is the reader's own description of the row's text.
     """
 
-    def __init__(self, dataset: Dataset, session: dt.date):
+    def __init__(self, dataset: Dataset, session: dt.date, max_ticker_length: int = DEFAULT_MAX_TICKER_LENGTH):
         self.dataset = dataset
-        self.rules: list[Rule] = rules_for(dataset, session)
+        self.rules: list[Rule] = rules_for(dataset, session, max_ticker_length)
         self.summary = GateSummary(reasons={rule.name: rule.reason for rule in self.rules})
 
     def check(

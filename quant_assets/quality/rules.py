@@ -13,6 +13,7 @@ import polars as pl
 
 from quant_assets.datasets import Dataset, Kind
 from quant_assets.sessions import extended_hours, session_midnight
+from quant_assets.settings import DEFAULT_MAX_TICKER_LENGTH
 
 PRICES = ("open", "high", "low", "close")
 COMPLETE_VALUES = "complete_values"
@@ -116,7 +117,7 @@ def rule_catalogue(dataset: Dataset) -> dict[str, str]:
     return {rule.name: rule.reason for rule in rules_for(dataset, dt.date(2026, 1, 2))}
 
 
-def rules_for(dataset: Dataset, session: dt.date) -> list[Rule]:
+def rules_for(dataset: Dataset, session: dt.date, max_ticker_length: int = DEFAULT_MAX_TICKER_LENGTH) -> list[Rule]:
     """The row rules of `dataset` for the partition of `session` (fresh ones: the duplicate rule has state)."""
     names = set(dataset.header)
     time = dataset.time_column
@@ -128,6 +129,13 @@ def rules_for(dataset: Dataset, session: dt.date) -> list[Rule]:
             pl.all_horizontal([pl.col(c).is_not_null() for c in dataset.required]),
         )
     ]
+    rules.append(
+        Rule(
+            "plausible_ticker",
+            f"ticker longer than {max_ticker_length} characters",
+            pl.col("ticker").str.len_chars() <= max_ticker_length,
+        )
+    )
     prices = [p for p in PRICES if p in names]
     if prices:
         rules.append(
