@@ -176,8 +176,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    """Run a command; a failure is one line on stderr naming the command (set QUANT_ASSETS_DEBUG=1 for the
+    traceback) and exit status 1."""
+    try:
+        parser = build_parser()
+    except ValueError as error:  # a malformed setting
+        print(f"quant-assets: {error}", file=sys.stderr)
+        return 1
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        if from_env().debug:
+            raise
+        print(f"quant-assets {args.command}: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -114,10 +114,10 @@ class ReadLimits:
 
 # Per frequency: several times the largest real file (stock minute aggregates: ~2.2M rows, ~170 MB of text;
 # option quotes: 100+ GB of gzip). The duplicate rule of aggregates keeps 16 bytes per row, so their row cap
-# also bounds its memory (800 MB at 50M rows).
+# also bounds its memory (320 MB at 20M rows).
 DEFAULT_LIMITS = {
     "day": ReadLimits(max_inflated_bytes=2 * 2**30, max_rows=10_000_000),
-    "minute": ReadLimits(max_inflated_bytes=8 * 2**30, max_rows=50_000_000),
+    "minute": ReadLimits(max_inflated_bytes=4 * 2**30, max_rows=20_000_000),
     "tick": ReadLimits(max_inflated_bytes=2**40, max_rows=20_000_000_000),
 }
 
@@ -345,7 +345,13 @@ def _parse_block(block: bytes, schema: dict, dataset: Dataset, session: dt.date,
         pass
     try:
         text = pl.read_csv(block, has_header=False, schema=dict.fromkeys(schema, pl.String), **_CSV_OPTIONS)
-    except pl.exceptions.PolarsError as exc:  # more fields than the header, an unclosed quote
+    except pl.exceptions.PolarsError as exc:  # invalid UTF-8, more fields than the header, an unclosed quote
+        for offset, line in enumerate(block.splitlines()):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                raise FlatFileError(dataset.name, session, key, f"invalid UTF-8 ({bad.reason} at byte {bad.start}): "
+                                    f"{line[:80]!r}", row=first_row + offset) from None  # fmt: skip
         last = first_row + block.count(b"\n") - 1
         raise FlatFileError(
             dataset.name, session, key, f"malformed CSV in rows {first_row:,}-{last:,}: {str(exc).splitlines()[0]}"

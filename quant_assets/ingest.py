@@ -72,7 +72,7 @@ def is_current(
 
 
 def quarantine_schema(dataset: Dataset) -> dict[str, pl.DataType]:
-    return {"vendor_row": pl.UInt32(), **dataset.lake_schema(), "reason": pl.String()}
+    return {"vendor_row": pl.UInt32(), **dataset.lake_schema(), "reason": pl.Categorical()}
 
 
 @dataclass(frozen=True)
@@ -122,13 +122,22 @@ def build_partition(
 def _build(landed, dataset, session, lake_root, quarantine_root, options: IngestOptions, started) -> PartitionStats:
     gate = options.gate(dataset, session)
     quarantine = PartitionWriter(partition_path(quarantine_root, dataset.name, session), quarantine_schema(dataset))
-    seen = {"rows": 0, "tickers": set(), "first": None, "last": None}
+    seen = {"rows": 0, "tickers": set(), "first": None, "last": None, "quarantine_dropped": False}
 
     def clean_batches() -> Iterator[pl.DataFrame]:
         for frame, rows, defects in _batches(landed, dataset, session, options):
-            clean, bad = gate.check(frame, rows, defects) if options.validate else (frame, None)
-            if bad is not None:
-                quarantine.write(bad)
+            if not options.validate:
+                clean, bad = frame, None
+            else:
+                clean, bad = gate.check(frame, rows, defects, keep_rows=not seen["quarantine_dropped"])
+            if bad is not None and not seen["quarantine_dropped"]:
+                if gate.summary.share > options.max_failure_share:
+                    # Likely rejected (a file stamped with the wrong day): stop copying rows that a second pass
+                    # writes anyway, so a rejected file costs no more memory than a clean one.
+                    quarantine.discard()
+                    seen["quarantine_dropped"] = True
+                else:
+                    quarantine.write(bad)
             if clean.height:
                 times = clean[dataset.time_column]
                 seen["rows"] += clean.height
@@ -158,14 +167,14 @@ def _build(landed, dataset, session, lake_root, quarantine_root, options: Ingest
         )
     except QualityGateError as error:
         quarantine.discard()
-        quarantine_everything(
-            landed, dataset, session, quarantine_root, options, f"partition rejected: {error.problem}"
-        )
+        rewrite_quarantine(landed, dataset, session, quarantine_root, options, f"partition rejected: {error.problem}")
         raise
     except BaseException:
         quarantine.discard()
         raise
-    if quarantine.rows:
+    if seen["quarantine_dropped"]:  # the share fell back under the limit: write the failing rows in a second pass
+        rewrite_quarantine(landed, dataset, session, quarantine_root, options, passing=None)
+    elif quarantine.rows:
         quarantine.commit()
     else:
         quarantine.discard()
@@ -198,29 +207,29 @@ def _batches(
         yield frame, rows, defects
 
 
-def quarantine_everything(
+def rewrite_quarantine(
     landed: LandedFile,
     dataset: Dataset,
     session: dt.date,
     quarantine_root: str | os.PathLike,
     options: IngestOptions,
-    reason: str,
+    passing: str | None,
 ) -> None:
-    """Replace the quarantine partition with every row of a rejected file, in file order: failing rows with their
-    own reasons, the others with `reason`. A second streamed pass, so memory stays bounded on this path too."""
+    """Replace the quarantine partition in a second streamed pass over the file, in file order: the failing rows
+    with their own reasons, and, if `passing` is a reason (a rejected partition), every other row with it. Written
+    by the same streaming sink as the lake, so memory stays that of a clean build."""
     gate = options.gate(dataset, session)
-    writer = PartitionWriter(partition_path(quarantine_root, dataset.name, session), quarantine_schema(dataset))
-    try:
-        for frame, rows, defects in _batches(landed, dataset, session, options):
-            clean, bad = gate.check(frame, rows, defects)
-            passed = clean.with_columns(
-                vendor_row=rows.filter(~rows.is_in(bad["vendor_row"])) if bad is not None else rows,
-                reason=pl.lit(reason),
-            )
-            passed = passed.select(bad.columns if bad is not None else ["vendor_row", *clean.columns, "reason"])
-            every = pl.concat([bad, passed]).sort("vendor_row") if bad is not None else passed
-            writer.write(every)
-        writer.commit()
-    except BaseException:
-        writer.discard()
-        raise
+
+    def rows() -> Iterator[pl.DataFrame]:
+        for frame, numbers, defects in _batches(landed, dataset, session, options):
+            clean, bad = gate.check(frame, numbers, defects)
+            if passing is not None:
+                kept = numbers.filter(~numbers.is_in(bad["vendor_row"].implode())) if bad is not None else numbers
+                clean = clean.with_columns(vendor_row=kept, reason=pl.lit(passing, dtype=pl.Categorical())).select(
+                    list(quarantine_schema(dataset))
+                )
+                bad = pl.concat([bad, clean]).sort("vendor_row") if bad is not None else clean
+            if bad is not None:
+                yield bad
+
+    sink_partition(rows(), partition_path(quarantine_root, dataset.name, session), quarantine_schema(dataset))

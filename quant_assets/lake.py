@@ -91,6 +91,7 @@ class PartitionWriter:
         if metadata:
             self._writer.add_key_value_metadata(metadata)
         self._writer.close()
+        pa.default_memory_pool().release_unused()  # arrow's pool would otherwise keep its peak for the process
         os.replace(self.tmp, self.path)
         remove_leftovers(self.path)
         return self.path
@@ -107,6 +108,7 @@ class PartitionWriter:
             except Exception:
                 pass
             self.tmp.unlink(missing_ok=True)
+            pa.default_memory_pool().release_unused()
         try:
             self.path.parent.rmdir()
         except OSError:  # not empty (an earlier partition, another writer's file) or never made

@@ -13,11 +13,12 @@ them and the one place each default is defined, for the code location and the `q
     QUANT_ASSETS_FRESHNESS_DEADLINE  a session is late if not in the lake by this time (New York) on the next
                                      session (12:00)
     QUANT_ASSETS_BATCH_MB     inflated text read, checked and written per batch (32)
-    QUANT_ASSETS_MAX_ROWS     refuse a file with more rows than this (default per frequency: 10M day, 50M minute,
+    QUANT_ASSETS_MAX_ROWS     refuse a file with more rows than this (default per frequency: 10M day, 20M minute,
                               20G tick; see flatfiles.DEFAULT_LIMITS)
     QUANT_ASSETS_MAX_INFLATED_GB     refuse a file that inflates to more than this (default per frequency: 2 day,
-                                     8 minute, 1024 tick)
+                                     4 minute, 1024 tick)
     QUANT_ASSETS_MAX_TICKER_LENGTH   a longer ticker is a row defect (40)
+    QUANT_ASSETS_DEBUG        1: the `quant-assets` command shows tracebacks instead of one line (default: off)
     MASSIVE_S3_ENDPOINT       S3 endpoint (default: https://files.massive.com)
     MASSIVE_S3_BUCKET         S3 bucket (default: flatfiles)
     MASSIVE_S3_ACCESS_KEY_ID, MASSIVE_S3_SECRET_ACCESS_KEY
@@ -66,6 +67,7 @@ class Settings:
     max_rows: int = 0  # 0: the dataset's default
     max_inflated_gb: float = 0
     max_ticker_length: int = DEFAULT_MAX_TICKER_LENGTH
+    debug: bool = False
     s3_endpoint: str = DEFAULT_ENDPOINT
     s3_bucket: str = DEFAULT_BUCKET
 
@@ -110,6 +112,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         max_rows=number("QUANT_ASSETS_MAX_ROWS", 0, int),
         max_inflated_gb=number("QUANT_ASSETS_MAX_INFLATED_GB", 0),
         max_ticker_length=number("QUANT_ASSETS_MAX_TICKER_LENGTH", DEFAULT_MAX_TICKER_LENGTH, int),
+        debug=get("QUANT_ASSETS_DEBUG", "") not in ("", "0"),
         s3_endpoint=endpoint,
         s3_bucket=get("MASSIVE_S3_BUCKET", DEFAULT_BUCKET),
     )

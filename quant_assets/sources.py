@@ -17,13 +17,23 @@ from typing import Any
 
 import boto3
 import dagster as dg
+from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
+from s3transfer.exceptions import RetriesExceededError as S3TransferError
+from s3transfer.exceptions import S3DownloadFailedError
 
 from quant_assets.flatfiles import AccessDenied, ObjectInfo, ObjectMissing, SourceError
-from quant_assets.settings import ACCESS_KEY_ENV, DEFAULT_BUCKET, DEFAULT_ENDPOINT, DEFAULT_VENDOR_DIR, SECRET_KEY_ENV
+from quant_assets.settings import (
+    ACCESS_KEY_ENV,
+    DEFAULT_BUCKET,
+    DEFAULT_ENDPOINT,
+    DEFAULT_VENDOR_DIR,
+    SECRET_KEY_ENV,
+    check_endpoint,
+)
 
 
 class FlatFileSource(dg.ConfigurableResource, ABC):
@@ -128,6 +138,21 @@ def _content_etag(path: str, size: int, mtime_ns: int, inode: int) -> str:
     return f'"{digest.hexdigest()}"'
 
 
+def _cause(error: BaseException) -> str:
+    """What went wrong, in words, from what boto3 and s3transfer raise (they wrap the real cause)."""
+    text = f"{type(error).__name__}: {error}"
+    if "PreconditionFailed" in text or "(412)" in text:
+        return "the ETag changed during the download (the vendor replaced the file); run the session again"
+    if "SlowDown" in text:
+        return f"throttled by the endpoint (503 SlowDown): {text}"
+    if any(s in text for s in ("IncompleteRead", "ResponseStreamingError", "Connection broken", "Connection reset")):
+        return f"the body was cut off before its end: {text}"
+    inner = getattr(error, "last_exception", None) or error.__cause__ or error.__context__
+    if inner is not None and inner is not error:
+        return _cause(inner)
+    return text
+
+
 class S3FlatFiles(FlatFileSource):
     """Flat files on an S3-compatible endpoint: Massive/Polygon's `files.massive.com` by default.
 
@@ -150,6 +175,14 @@ class S3FlatFiles(FlatFileSource):
     multipart_chunksize_mb: int = 8
 
     _client: Any = PrivateAttr(default=None)
+    # A validation error must not echo the value: an endpoint URL may carry a secret.
+    model_config = {**FlatFileSource.model_config, "hide_input_in_errors": True}
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _no_credentials_in_the_url(cls, value: str) -> str:
+        check_endpoint(value)
+        return value
 
     def __repr_args__(self):
         for name, value in super().__repr_args__():
@@ -194,13 +227,19 @@ class S3FlatFiles(FlatFileSource):
                 raise SourceError(key, f"the bucket {self.bucket!r} does not exist at {self.endpoint_url}") from None
             if status == 404 or code in ("404", "NoSuchKey", "NotFound"):
                 raise ObjectMissing(key, f"no object {where}") from None
+            if code in ("PreconditionFailed", "412") or status == 412:
+                raise SourceError(key, f"{_cause(error)} ({where})") from None
             raise SourceError(
                 key, f"{code or status} for {where} after {self.max_attempts} attempts: {error}"
             ) from None
         except BotoCoreError as error:  # connection failures, timeouts, cut-off bodies after every retry
-            raise SourceError(
-                key, f"{type(error).__name__} for {where} after {self.max_attempts} attempts: {error}"
-            ) from None
+            raise SourceError(key, f"{_cause(error)} for {where} after {self.max_attempts} attempts") from None
+        except (
+            Boto3Error,
+            S3TransferError,
+            S3DownloadFailedError,
+        ) as error:  # s3transfer's own: retries of a ranged GET used up, etc.
+            raise SourceError(key, f"{_cause(error)} for {where} after {self.max_attempts} attempts") from None
 
     def list_objects(self, prefix: str) -> list[ObjectInfo]:
         found = []

@@ -201,7 +201,11 @@ def plan_limited_s3(tmp_path_factory):
 
 class FaultyProxy:
     """A real HTTP proxy in front of an S3 server that answers the next requests with the faults queued in
-    `faults`: "503" (SlowDown), "500" (InternalError) or "reset" (the connection is dropped mid-request)."""
+    `faults`: "503" (SlowDown), "500" (InternalError) or "reset" (the connection is dropped mid-request); and the
+    next GETs (object bodies) with those in `get_faults`: "flip" (one byte of the body flipped, same length),
+    "short" (the body cut short, with a Content-Length that matches what is sent), "cutoff" (the full
+    Content-Length announced, half the body sent, the connection closed), "412" (PreconditionFailed: the ETag
+    changed) or "stall" (half the body, then a long silence)."""
 
     def __init__(self, upstream: str):
         import http.client
@@ -210,6 +214,8 @@ class FaultyProxy:
         from urllib.parse import urlparse
 
         self.faults: list[str] = []
+        self.get_faults: list[str] = []
+        self.stall_seconds = 120.0
         self.seen: list[str] = []
         target = urlparse(upstream)
         proxy = self
@@ -241,6 +247,17 @@ class FaultyProxy:
                     if self.command != "HEAD":
                         self.wfile.write(payload)
                     return
+                body_fault = None
+                if self.command == "GET" and "list-type" not in self.path and proxy.get_faults:
+                    body_fault = proxy.get_faults.pop(0)
+                if body_fault == "412":
+                    payload = b"<Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>"
+                    self.send_response(412)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
                 conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
                 headers["Host"] = self.headers.get("Host", target.netloc)
@@ -251,7 +268,21 @@ class FaultyProxy:
                 for k, v in response.getheaders():
                     if k.lower() not in ("transfer-encoding", "connection", "content-length"):
                         self.send_header(k, v)
+                if body_fault == "flip" and data:
+                    data = data[: len(data) // 2] + bytes([data[len(data) // 2] ^ 0x20]) + data[len(data) // 2 + 1 :]
+                elif body_fault == "short":
+                    data = data[: len(data) - max(1, len(data) // 3)]
                 length = response.getheader("Content-Length", "0") if self.command == "HEAD" else len(data)
+                if body_fault in ("cutoff", "stall"):
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    if body_fault == "stall":
+                        time.sleep(proxy.stall_seconds)
+                    self.close_connection = True
+                    conn.close()
+                    return
                 self.send_header("Content-Length", str(length))
                 self.end_headers()
                 if self.command != "HEAD":

@@ -39,6 +39,7 @@ CHAIN_NAMES = {
 # The vendor documents day T's files as ready by about 11:00 ET on T+1, for every asset class.
 SCHEDULE_HOUR = 12
 SCHEDULE_ZONE = "America/New_York"
+MAX_RUNTIME_SECONDS = 12 * 3600
 
 
 def raw_key(dataset: Dataset) -> dg.AssetKey:
@@ -233,6 +234,9 @@ def ingest_defs(
             - dg.AssetSelection.checks(*excluded_checks),
             partitions_def=session_partitions(calendar),
             description=f"Land and parse {', '.join(members)} for the selected sessions.",
+            # With run monitoring on (dagster.yaml), a run still going after this long is marked failed, so a
+            # killed run frees the run queue; a year of tick files fits well inside it.
+            tags={"dagster/max_runtime": str(MAX_RUNTIME_SECONDS)},
         )
         jobs.append(job)
         schedules.append(previous_session_schedule(job, calendar))

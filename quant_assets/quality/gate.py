@@ -81,9 +81,12 @@ class Gate:
         self.summary = GateSummary(reasons={rule.name: rule.reason for rule in self.rules})
 
     def check(
-        self, frame: pl.DataFrame, vendor_rows: pl.Series, defects: pl.Series | None = None
+        self, frame: pl.DataFrame, vendor_rows: pl.Series, defects: pl.Series | None = None, keep_rows: bool = True
     ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-        """(clean rows, quarantined rows or None) of one batch; quarantined rows carry vendor_row and reason."""
+        """(clean rows, quarantined rows or None) of one batch; quarantined rows carry vendor_row and reason.
+
+        With `keep_rows=False` the failing rows are counted and sampled but not returned (None): a caller that
+        will not write them saves their copy."""
         self.summary.rows += frame.height
         names = [rule.name for rule in self.rules]
         exprs = [rule.valid.fill_null(True).alias(rule.name) for rule in self.rules if isinstance(rule.valid, pl.Expr)]
@@ -97,37 +100,55 @@ class Gate:
             return frame, None
         failed = ~passed
         failing = checks.filter(failed)
-        for name in names:
-            count = failing.height - int(failing[name].sum())
+        counts = {name: failing.height - int(failing[name].sum()) for name in names}
+        for name, count in counts.items():
             if count:
                 self.summary.failures[name] = self.summary.failures.get(name, 0) + count
-        reasons = []
-        for rule in self.rules:
-            reason = pl.lit(rule.reason)
-            if rule.name == COMPLETE_VALUES and defects is not None:
-                reason = pl.col("_defect").fill_null(reason)
-            reasons.append(pl.when(~pl.col(rule.name)).then(reason))
-        extra = {"_defect": defects.filter(failed)} if defects is not None else {}
-        why = failing.with_columns(**extra).select(
-            rules=pl.concat_list([pl.when(~pl.col(n)).then(pl.lit(n)) for n in names]).list.drop_nulls(),
-            reason=pl.concat_list(reasons).list.drop_nulls().list.join("; "),
-        )
-        bad = pl.concat(
-            [frame.filter(failed).with_columns(vendor_row=vendor_rows.filter(failed)), why], how="horizontal"
-        )
-        bad = bad.select("vendor_row", *frame.columns, "reason", "rules")
-        self._remember(bad)
-        self.summary.quarantined += bad.height
-        return frame.filter(passed), bad.drop("rules")
+        self.summary.quarantined += failing.height
+        rows = frame.filter(failed)
+        numbers = vendor_rows.filter(failed)
+        reasons = self._reasons(failing, defects.filter(failed) if defects is not None else None)
+        self._remember(rows, numbers, reasons, failing, counts)
+        if not keep_rows:
+            return frame.filter(passed), None
+        # The reason as a categorical: a whole file failing one rule repeats one text millions of times.
+        reason = reasons.cast(pl.Categorical())
+        bad = rows.with_columns(vendor_row=numbers, reason=reason).select("vendor_row", *frame.columns, "reason")
+        return frame.filter(passed), bad
 
-    def _remember(self, bad: pl.DataFrame) -> None:
+    def _reasons(self, failing: pl.DataFrame, defects: pl.Series | None) -> pl.Series:
+        """Per failing row, the reasons of the rules it fails, in rule order, joined by "; ". Rows mostly fail the
+        same few combinations of rules, so each combination's text is built once and looked up; the reader's own
+        description replaces `complete_values`' generic reason where there is one."""
+        code = failing.select(
+            pl.sum_horizontal([(~pl.col(r.name)).cast(pl.UInt32) * (1 << i) for i, r in enumerate(self.rules)])
+        ).to_series()
+        combos = code.unique().to_list()
+        texts = ["; ".join(r.reason for i, r in enumerate(self.rules) if combo >> i & 1) for combo in combos]
+        reasons = code.replace_strict(combos, texts, return_dtype=pl.String).alias("reason")
+        if defects is not None and COMPLETE_VALUES in self.summary.reasons:
+            generic = self.summary.reasons[COMPLETE_VALUES]
+            with_defect = pl.DataFrame({"reason": reasons, "_defect": defects}).select(
+                pl.when(pl.col("_defect").is_not_null())
+                .then(pl.col("reason").str.replace(generic, pl.col("_defect"), literal=True))
+                .otherwise(pl.col("reason"))
+            )
+            reasons = with_defect.to_series().alias("reason")
+        return reasons
+
+    def _remember(
+        self, rows: pl.DataFrame, numbers: pl.Series, reasons: pl.Series, failing: pl.DataFrame, counts: dict
+    ) -> None:
         """Keep a few sample rows per rule and a few of the dates the failing rows are stamped with."""
-        for name in self.summary.failures:
+        for name, count in counts.items():
             have = self.summary.samples.get(name)
-            if have is not None and have.height >= SAMPLE_ROWS:
+            if not count or (have is not None and have.height >= SAMPLE_ROWS):
                 continue
-            more = bad.filter(pl.col("rules").list.contains(name)).head(SAMPLE_ROWS).drop("rules")
+            index = (~failing[name]).arg_true().head(SAMPLE_ROWS)
+            more = rows[index].with_columns(vendor_row=numbers.gather(index), reason=reasons.gather(index))
+            more = more.select("vendor_row", *rows.columns, "reason")
             self.summary.samples[name] = more if have is None else pl.concat([have, more]).head(SAMPLE_ROWS)
+        bad = rows
         if len(self.summary.failing_dates) < MAX_FAILING_DATES:
             stamps = bad[self.dataset.time_column].drop_nulls().dt.date().unique().sort().head(MAX_FAILING_DATES)
             self.summary.failing_dates.update(stamps.to_list())
