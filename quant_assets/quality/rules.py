@@ -52,7 +52,7 @@ class FirstOfEachKey:
 
     def __init__(self, time: str):
         self.time = time
-        self.batches: list[pl.DataFrame] = []  # (ticker hash, time) first seen in each earlier batch: 16 bytes each
+        self.batches: list[pl.DataFrame] = []  # (ticker, time) first seen in each earlier batch
         self.batches_of: dict[str, list[int]] = {}  # ticker -> the earlier batches that hold it
 
     def __call__(self, frame: pl.DataFrame) -> np.ndarray:
@@ -60,22 +60,21 @@ class FirstOfEachKey:
         runs = keys["ticker"].rle()  # runs of one ticker in file order: (len, value)
         valid = _first_within(keys, runs, self.time)
         tickers = runs.struct.field("value").unique().to_list()
-        compact = keys.select(pl.col("ticker").hash().alias("ticker"), pl.col(self.time).dt.epoch("ns").alias("time"))
         again = [t for t in tickers if t in self.batches_of]
         if again:
-            hashes = pl.Series(again, dtype=pl.String).hash()
+            wanted = pl.Series(again, dtype=pl.String).implode()
             earlier = pl.concat([self.batches[i] for i in sorted({i for t in again for i in self.batches_of[t]})])
-            earlier = earlier.filter(pl.col("ticker").is_in(hashes.implode())).unique()
-            mine = compact.with_row_index("row").filter(pl.col("ticker").is_in(hashes.implode()))
-            seen = mine.join(earlier, on=["ticker", "time"], how="semi")["row"]
+            earlier = earlier.filter(pl.col("ticker").is_in(wanted)).unique()
+            mine = keys.with_row_index("row").filter(pl.col("ticker").is_in(wanted))
+            seen = mine.join(earlier, on=["ticker", self.time], how="semi")["row"]
             valid[seen.to_numpy()] = False
         # Only first copies are kept: a later copy's key is already held, so memory grows with distinct keys, not
         # rows (a file of one day repeated a thousand times holds one day of keys).
-        kept = compact.filter(pl.Series(valid))
+        kept = keys if valid.all() else keys.filter(pl.Series(valid))
         if kept.height:
             index = len(self.batches)
             self.batches.append(kept)
-            for ticker in keys.filter(pl.Series(valid))["ticker"].unique().to_list() if not valid.all() else tickers:
+            for ticker in tickers if kept is keys else kept["ticker"].unique().to_list():
                 self.batches_of.setdefault(ticker, []).append(index)
         return valid
 
