@@ -350,8 +350,13 @@ def _parse_block(block: bytes, schema: dict, dataset: Dataset, session: dt.date,
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError as bad:
-                raise FlatFileError(dataset.name, session, key, f"invalid UTF-8 ({bad.reason} at byte {bad.start}): "
-                                    f"{line[:80]!r}", row=first_row + offset) from None  # fmt: skip
+                raise FlatFileError(
+                    dataset.name,
+                    session,
+                    key,
+                    f"invalid UTF-8 ({bad.reason} at byte {bad.start}): {line[:80]!r}",
+                    row=first_row + offset,
+                ) from None
         last = first_row + block.count(b"\n") - 1
         raise FlatFileError(
             dataset.name, session, key, f"malformed CSV in rows {first_row:,}-{last:,}: {str(exc).splitlines()[0]}"
