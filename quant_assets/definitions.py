@@ -10,6 +10,7 @@ import dagster as dg
 
 from quant_assets.datasets import Dataset, parse_dataset_names
 from quant_assets.defs.ingest import ingest_defs
+from quant_assets.defs.operations import operations_defs
 from quant_assets.defs.quality import quality_defs
 from quant_assets.defs.resources import resources_from
 from quant_assets.settings import Settings, from_env
@@ -22,6 +23,7 @@ def build_definitions(datasets: list[Dataset], settings: Settings) -> dg.Definit
     return dg.Definitions.merge(
         ingest_defs(datasets, excluded_checks=freshness_checks),
         quality,
+        operations_defs,
         dg.Definitions(
             resources=resources_from(settings),
             # One process per run: steps are polars-bound and use every core already, while a process per step

@@ -346,3 +346,48 @@ def test_the_command_prints_one_line_when_the_source_is_unreachable(s3_endpoint,
         line.startswith("quant-assets coverage: ")
         and f"the bucket 'no-such-bucket' does not exist at {s3_endpoint}" in line
     )
+
+
+SLOW_RUN = """
+import time
+import dagster as dg
+
+@dg.asset
+def slow():
+    time.sleep(300)
+
+dg.materialize([slow], instance=dg.DagsterInstance.get())
+"""
+
+
+def test_a_killed_run_is_marked_failed_and_frees_the_queue(tmp_path, monkeypatch):
+    import dagster as dg
+
+    from quant_assets.defs import operations
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", SLOW_RUN], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            runs = instance.get_runs()
+            if runs and runs[0].status == dg.DagsterRunStatus.STARTED and operations.run_pids(instance, runs[0].run_id):
+                break
+            time.sleep(0.2)
+        [run] = instance.get_runs()
+        assert operations.run_pids(instance, run.run_id) == [child.pid]
+        monkeypatch.setattr(operations, "GRACE_SECONDS", 0)
+        result = operations.dead_runs(dg.build_sensor_context(instance=instance))
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED  # alive: left alone
+        assert "no dead runs" in str(result)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        operations.dead_runs(dg.build_sensor_context(instance=instance))
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+        messages = [e.message for e in instance.all_logs(run.run_id) if e.message]
+        assert any(f"(pid {child.pid}) is no longer alive" in m for m in messages)
