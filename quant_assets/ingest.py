@@ -8,6 +8,7 @@ batch size, whatever the file inflates to.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import time
@@ -219,6 +220,9 @@ def rewrite_quarantine(
     with their own reasons, and, if `passing` is a reason (a rejected partition), every other row with it. Written
     by the same streaming sink as the lake, so memory stays that of a clean build."""
     gate = options.gate(dataset, session)
+    # Smaller batches than the first pass: every row here carries a reason too, and this pass must not need more
+    # memory than a clean build.
+    options = dataclasses.replace(options, batch_bytes=max(options.batch_bytes // 8, 2**20))
 
     def rows() -> Iterator[pl.DataFrame]:
         for frame, numbers, defects in _batches(landed, dataset, session, options):

@@ -227,6 +227,10 @@ class S3FlatFiles(FlatFileSource):
                 raise SourceError(key, f"the bucket {self.bucket!r} does not exist at {self.endpoint_url}") from None
             if status == 404 or code in ("404", "NoSuchKey", "NotFound"):
                 raise ObjectMissing(key, f"no object {where}") from None
+            if status == 503 or code in ("SlowDown", "503"):
+                raise SourceError(
+                    key, f"throttled by the endpoint (HTTP 503 {code}) for {where} after {self.max_attempts} attempts"
+                ) from None
             if code in ("PreconditionFailed", "412") or status == 412:
                 raise SourceError(key, f"{_cause(error)} ({where})") from None
             raise SourceError(

@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from quant_assets.datasets import DATASETS
-from quant_assets.flatfiles import FlatFileError, vendor_key
+from quant_assets.flatfiles import DEFAULT_BATCH_BYTES, FlatFileError, vendor_key
 from quant_assets.ingest import IngestOptions, build_partition
 from quant_assets.lake import partition_path
 from quant_assets.raw import land, raw_path, read_landed, replaced_path, sha256_of
@@ -70,6 +70,21 @@ def test_a_corrupt_download_never_lands(s3_endpoint, uploaded, faulty_proxy, tmp
     assert landed.downloaded and raw_path(tmp_path, DAY, SESSION).read_bytes() == (february / KEY).read_bytes()
 
 
+@pytest.mark.parametrize("fault", ["flip", "short"])
+def test_a_ranged_part_damaged_under_a_matching_length_never_lands(s3_endpoint, bucket, faulty_proxy, tmp_path, fault):
+    """A multipart download (parallel ranged GETs): one part comes back damaged, with headers that look right."""
+    text = b"".join(b"ROW%07d,1,1,1,1,1,1771563600000000000,1\n" % i for i in range(90_000))
+    body = gzip.compress(text, compresslevel=0)  # stored blocks: ~3.6 MB, four 1 MiB parts
+    s3_client(s3_endpoint).put_object(Bucket=bucket, Key=KEY, Body=body)
+    source = s3_source(faulty_proxy.endpoint, bucket, max_attempts=2, multipart_chunksize_mb=1, max_concurrency=2)
+    faulty_proxy.get_faults = [fault] * 8  # every ranged GET of this download
+    with pytest.raises(FlatFileError, match="the download is corrupt: ") as info:
+        land(source, DAY, SESSION, tmp_path)
+    assert "ETag" in str(info.value) or "gzip" in str(info.value) or "bytes, the source said" in str(info.value)
+    assert not raw_path(tmp_path, DAY, SESSION).exists() and leftovers(tmp_path) == []
+    assert sum(1 for request in faulty_proxy.seen if request.startswith("GET")) >= 4  # it was fetched in parts
+
+
 def test_a_single_part_etag_must_be_the_md5_of_the_bytes(tmp_path, february):
     class LyingSource(LocalFlatFiles):  # a real local source whose listing claims another version's ETag
         def head(self, key):
@@ -86,19 +101,23 @@ def test_a_single_part_etag_must_be_the_md5_of_the_bytes(tmp_path, february):
     [
         ("cutoff", "the body was cut off before its end"),
         ("412", "the ETag changed during the download (the vendor replaced the file)"),
+        ("503", "throttled by the endpoint (HTTP 503"),
     ],
 )
 def test_each_s3_failure_names_endpoint_key_attempts_and_cause(
     s3_endpoint, uploaded, faulty_proxy, tmp_path, fault, cause
 ):
     source = s3_source(faulty_proxy.endpoint, uploaded, max_attempts=2)
-    faulty_proxy.get_faults = [fault] * 10
+    if fault == "503":
+        faulty_proxy.faults = ["503"] * 10  # throttled on every request, the HEAD included
+    else:
+        faulty_proxy.get_faults = [fault] * 10
     with pytest.raises(FlatFileError) as info:
         land(source, DAY, SESSION, tmp_path)
     message = str(info.value)
     assert message.startswith(f"stocks_daily 2026-02-20: {KEY}: ") and cause in message
     assert f"s3://{uploaded}/{KEY} at {faulty_proxy.endpoint}" in message
-    if fault == "cutoff":
+    if fault != "412":  # a changed ETag is a fact, not retried
         assert "after 2 attempts" in message
     assert leftovers(tmp_path) == []
 
@@ -266,11 +285,11 @@ def big_minute_file(february, path: Path, copies: int, shift_days: int = 0) -> i
 
 def test_a_file_stamped_with_the_wrong_day_is_rejected_within_the_clean_files_memory(february, tmp_path):
     clean, shifted = tmp_path / "clean.csv.gz", tmp_path / "shifted.csv.gz"
-    rows = big_minute_file(february, clean, 200)
-    big_minute_file(february, shifted, 200, shift_days=1)
-    assert rows > 700_000
-    good = measure(clean, tmp_path / "a")
-    bad = measure(shifted, tmp_path / "b")
+    rows = big_minute_file(february, clean, 590)  # a full-size day: ~2.2M rows, ~170 MB of text
+    big_minute_file(february, shifted, 590, shift_days=1)
+    assert rows > 2_000_000
+    good = measure(clean, tmp_path / "a", batch=DEFAULT_BATCH_BYTES)  # as a run reads it
+    bad = measure(shifted, tmp_path / "b", batch=DEFAULT_BATCH_BYTES)
     assert good["error"] == ""
     assert f"quality gate: {rows:,} of {rows:,} rows (100.00%) failed checks" in bad["error"]
     assert bad["peak_mib"] <= 1.25 * good["peak_mib"], (good, bad)

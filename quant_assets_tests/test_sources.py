@@ -88,7 +88,7 @@ def test_retries_give_up_with_the_error(s3_endpoint, uploaded, tmp_path, faulty_
     with pytest.raises(FlatFileError) as info:
         land(source, DAY, S1, tmp_path)
     assert str(info.value).startswith(f"stocks_daily 2026-02-03: {vendor_key(DAY, S1)}: ")
-    assert "503 for s3://" in str(info.value) and "after 2 attempts" in str(info.value)
+    assert "throttled by the endpoint (HTTP 503" in str(info.value) and "after 2 attempts" in str(info.value)
     assert not (tmp_path / vendor_key(DAY, S1)).exists()
 
 
