@@ -262,3 +262,21 @@ def test_a_sudden_drop_in_rows_is_a_warning(vendor, tmp_path, february):
     check = evaluations(result)["volume_anomaly"]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert "2026-02-20: rows" in check.description and "below the median" in check.description
+
+
+def test_the_pandera_schema_flags_the_rows_the_gate_quarantines(vendor, tmp_path):
+    import pandera.errors
+
+    from quant_assets.flatfiles import read_flat_file
+    from quant_assets.quality.schemas import lake_schema
+
+    edit(vendor / vendor_key(MINUTE, SESSION), ROW_DEFECTS[0][1])  # high < low in row 6
+    edit(vendor / vendor_key(MINUTE, SESSION), ROW_DEFECTS[1][1])  # negative volume in row 8
+    build(vendor, tmp_path)
+    gate_rows = sorted(quarantine(tmp_path)["vendor_row"].to_list())
+    frame = read_flat_file(vendor / vendor_key(MINUTE, SESSION), MINUTE, SESSION, vendor_key(MINUTE, SESSION))
+    with pytest.raises(pandera.errors.SchemaErrors) as info:
+        lake_schema(MINUTE, SESSION).validate(frame, lazy=True)
+    cases = info.value.failure_cases.filter(pl.col("index").is_not_null())
+    assert sorted(set((cases["index"] + 1).to_list())) == gate_rows == [6, 8]
+    assert set(cases["check"].to_list()) == {ROW_DEFECTS[0][4], ROW_DEFECTS[1][4]}  # the rules' reasons
