@@ -23,7 +23,7 @@ def build_definitions(datasets: list[Dataset], settings: Settings) -> dg.Definit
     return dg.Definitions.merge(
         ingest_defs(datasets, excluded_checks=freshness_checks),
         quality,
-        operations_defs,
+        operations_defs(),
         dg.Definitions(
             resources=resources_from(settings),
             # One process per run: steps are polars-bound and use every core already, while a process per step

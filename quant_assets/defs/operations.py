@@ -60,4 +60,7 @@ def dead_runs(context: dg.SensorEvaluationContext):
     return dg.SkipReason(f"marked {len(failed)} dead runs as failed: {', '.join(failed)}")
 
 
-operations_defs = dg.Definitions(sensors=[dead_runs])
+def operations_defs() -> dg.Definitions:
+    """The instance-keeping sensors (a function, so that no second `Definitions` sits at the code location's module
+    scope)."""
+    return dg.Definitions(sensors=[dead_runs])
