@@ -7,7 +7,9 @@ memory.
 The data has the structure of the real files: a stable universe with awkward tickers (`BApA`, `BRK.B`, `NA`, test
 tickers), tickers that list and delist, OCC option contracts, minute bars only in minutes with trades (pre- and
 post-market included, early closes respected), day bars that aggregate the minute bars, 6-decimal formatting and
-fractional stock volumes from 2026-02-23, and splits that show as price jumps.
+fractional stock volumes from 2026-02-23, splits that show as price jumps, and quarterly cash dividends whose
+ex-dates drop the price by the dividend's yield. `sample_rest.py` serves the same splits and dividends over the
+vendor's REST API.
 
 Every session's files depend only on the seed, the size and the session, so generating one day or a whole year
 gives the same bytes for that day.
@@ -41,6 +43,8 @@ def fixed_decimals(dataset: Dataset, session: dt.date) -> bool:
 
 
 NS_PER_MINUTE = 60_000_000_000
+DIVIDEND_MONTHS = (2, 5, 8, 11)
+DIVIDEND_YIELD = 0.01  # per quarter
 
 # Real tickers that break naive readers: case-sensitive pairs, dots, warrants, test symbols, null-like names.
 AWKWARD_TICKERS = (
@@ -159,6 +163,45 @@ class Universe:
                     events.append((ticker, after, new / old))
         return sorted(events, key=lambda e: (e[1], e[0]))
 
+    @cached_property
+    def dividend_tickers(self) -> frozenset[str]:
+        """Tickers that pay a quarterly cash dividend (see `dividend_events`)."""
+        return frozenset(t for t in self.stock_tickers if _stable_int(self.seed, "dividend", t) % 10 == 0) | {"AAPL"}
+
+    def dividend_ex_dates(self, ticker: str, start: dt.date, end: dt.date) -> list[dt.date]:
+        """The ex-dividend dates of `ticker` in [start, end]: the first session on or after a ticker-specific day
+        of February, May, August and November."""
+        if ticker not in self.dividend_tickers:
+            return []
+        day = 2 + _stable_int(self.seed, "dividend-day", ticker) % 20
+        found = []
+        for year in range(start.year, end.year + 1):
+            for month in DIVIDEND_MONTHS:
+                first = dt.date(year, month, day)
+                ex_date = sessions(DATASETS["stocks_daily"].calendar, first, first + dt.timedelta(days=10))[0]
+                if start <= ex_date <= end:
+                    found.append(ex_date)
+        return found
+
+    def dividend_factor(self, ticker: str, session: dt.date) -> float:
+        """Price multiplier on `session`: the price drops by the dividend's yield on the ex-date and recovers at
+        the end of the next month, so that prices stay bounded however long the range."""
+        month_start = dt.date(session.year, session.month, 1)
+        window_start = (month_start - dt.timedelta(days=1)).replace(day=1)
+        return 1.0 - DIVIDEND_YIELD if self.dividend_ex_dates(ticker, window_start, session) else 1.0
+
+    def dividend_events(self, start: dt.date, end: dt.date) -> list[tuple[str, dt.date, float]]:
+        """(ticker, ex-dividend date, cash amount) for every dividend in [start, end]: the cash is the yield of
+        the price level before the ex-date, rounded to the cent."""
+        events = []
+        for ticker in sorted(self.dividend_tickers):
+            base = _stock_base(self.seed, ticker)
+            for ex_date in self.dividend_ex_dates(ticker, start, end):
+                before = ex_date - dt.timedelta(days=1)
+                level = _price_level(self.seed, ticker, before, base) * self.split_factor(ticker, before)
+                events.append((ticker, ex_date, max(0.01, round(level * DIVIDEND_YIELD, 2))))
+        return sorted(events, key=lambda e: (e[1], e[0]))
+
     @staticmethod
     def listing_ticker(year: int, month: int) -> str:
         """The ticker that lists on the 15th of `month` and delists on the 15th two months later."""
@@ -175,6 +218,11 @@ class Universe:
             if lists <= session < delists:
                 alive.append(self.listing_ticker(year, month))
         return self.stock_tickers + alive
+
+
+def _stock_base(seed: int, ticker: str) -> float:
+    """A stock's base price level."""
+    return float(np.exp(_rng(seed, "stock", ticker).normal(3.3, 1.2)))
 
 
 def _price_level(seed: int, ticker: str, session: dt.date, base: float) -> float:
@@ -237,6 +285,7 @@ def _instruments(dataset: Dataset, session: dt.date, universe: Universe) -> list
             rng = _rng(seed, "stock", ticker)
             base = float(np.exp(rng.normal(3.3, 1.2)))
             price = _price_level(seed, ticker, session, base) * universe.split_factor(ticker, session)
+            price *= universe.dividend_factor(ticker, session)
             activity = float(min(1.0, rng.beta(0.6, 0.6 / size.activity - 0.6) * 2))
             out.append(_Instrument(ticker, price, activity, float(rng.lognormal(6, 1.5)), 2 if price >= 1 else 4))
         return out

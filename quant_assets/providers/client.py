@@ -1,0 +1,377 @@
+"""The client every REST provider uses: one `ProviderClient` per provider and key.
+
+Each request goes through, in order:
+
+1. the provider's circuit breaker (pybreaker; state shared through `state.sqlite`): open means fail fast;
+2. the rate limits (pyrate-limiter; per second, minute and day, shared by every process): waits for a slot;
+3. the cost budget (`ProviderState.charge`): a request that would pass the day's budget raises `BudgetExhausted`
+   and is not sent;
+4. httpx with explicit timeouts; the key travels in the `Authorization` header, never in a URL;
+5. the audit trail: every response is landed as-is under `data/raw/providers/<provider>/YYYY/MM/DD/`, the body in
+   `<id>.body` and what was asked in `<id>.json` (request id, time, URL without the key, status, cost);
+6. retries (tenacity): timeouts, connection errors, 429 and 5xx only, with exponential backoff, jitter and a cap,
+   and `Retry-After` honoured.
+
+`pages` follows the vendor's `next_url`, re-attaching the key (the header) and only to the provider's own host.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
+
+import httpx
+import pybreaker
+import tenacity
+
+from quant_assets.providers.errors import (
+    BudgetExhausted,
+    CircuitOpen,
+    MalformedResponse,
+    ProviderError,
+    RequestFailed,
+)
+from quant_assets.providers.state import ProviderState, key_id, rate_limiter
+
+SECRET_PARAMS = frozenset({"apikey", "api_key", "token", "key", "access_token"})
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How hard a provider may be used, and how failures are handled."""
+
+    rates: tuple[tuple[int, float], ...] = ((5, 1.0), (100, 60.0), (50_000, 86_400.0))  # (requests, seconds)
+    cost_per_request: float = 0.0
+    daily_budget: float | None = None  # None: no budget
+    budget_timezone: str = "America/New_York"  # spending resets at midnight here
+    attempts: int = 5  # tries per request, the first included
+    backoff_initial: float = 0.5  # seconds before the first retry, doubled each time
+    backoff_max: float = 30.0  # cap of one wait
+    retry_after_max: float = 300.0  # a longer Retry-After is a failure, not a wait
+    timeout: float = 30.0  # seconds to connect, and between two reads
+    breaker_failures: int = 5  # consecutive failures that open the breaker
+    breaker_reset_seconds: float = 60.0  # open for this long, then one trial call (half-open)
+
+
+@dataclass
+class ClientStats:
+    """What one client did, for run metadata."""
+
+    requests: int = 0
+    retries: int = 0
+    cost: float = 0.0
+    waited_seconds: float = 0.0
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "retries": self.retries,
+            "cost": round(self.cost, 6),
+            "waited_seconds": round(self.waited_seconds, 3),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+        }
+
+
+def redact(url: str) -> str:
+    """`url` without credentials: secret-looking query parameters and any user:password@ are dropped."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in SECRET_PARAMS]
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), ""))
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """The wait a `Retry-After` header asks for: seconds, or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class _Retryable(ProviderError):
+    """An attempt that may succeed when tried again (a timeout, a reset, 429, 5xx)."""
+
+    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.status = status
+
+
+def _counts_against_breaker(error: BaseException) -> bool:
+    """Only the provider's own trouble opens the breaker; a 404, a bad request or a spent budget does not."""
+    return isinstance(error, _Retryable)
+
+
+class ProviderClient:
+    """GET JSON from one provider with one key, under `policy`, with state and audit files under `data_root`."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        api_key: str | None,
+        policy: Policy,
+        data_root: str | Path,
+        on_wait: Callable[[str], None] | None = None,
+    ):
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.policy = policy
+        self.data_root = Path(data_root)
+        self.audit_root = self.data_root / "raw" / "providers" / name
+        self.stats = ClientStats()
+        self._key_id = key_id(api_key)
+        self._state = ProviderState(self.data_root)
+        self._limiter = rate_limiter(self.data_root, name, self._key_id, policy.rates)
+        self._storage = self._state.breaker_storage(name)
+        self.breaker = pybreaker.CircuitBreaker(
+            fail_max=policy.breaker_failures,
+            reset_timeout=policy.breaker_reset_seconds,
+            exclude=[lambda error: not _counts_against_breaker(error)],
+            state_storage=self._storage,
+            name=name,
+        )
+        self._on_wait = on_wait or log.info
+        headers = {"Accept": "application/json", "User-Agent": "quant-assets"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        timeout = httpx.Timeout(policy.timeout, connect=min(policy.timeout, 10.0))
+        self._http = httpx.Client(headers=headers, timeout=timeout, follow_redirects=False)
+
+    def __repr__(self) -> str:  # never the key
+        return f"ProviderClient({self.name!r}, {self.base_url!r}, key_id={self._key_id!r})"
+
+    def close(self) -> None:
+        self._http.close()
+        self._state.close()
+
+    def __enter__(self) -> ProviderClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def breaker_state(self) -> dict[str, Any]:
+        """The breaker's state and counts, as the CLI and run metadata show them."""
+        opened = self._storage.opened_at
+        return {
+            "state": self._storage.state,
+            "consecutive_failures": self._storage.counter,
+            "opened_at": opened.isoformat() if opened else None,
+        }
+
+    def url(self, path: str, params: Mapping[str, Any] | None = None) -> str:
+        url = path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
+        if params:
+            url += ("&" if "?" in url else "?") + urlencode({k: v for k, v in params.items() if v is not None})
+        return url
+
+    def get_json(self, path: str, params: Mapping[str, Any] | None = None, endpoint: str | None = None) -> Any:
+        """The JSON of GET `path` (relative to the base URL, or a URL on the same host), after retries."""
+        url = self.url(path, params)
+        endpoint = endpoint or urlsplit(url).path
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.policy.attempts),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception_type(_Retryable),
+            before_sleep=self._before_sleep(endpoint),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, url, endpoint)
+        except _Retryable as error:
+            raise RequestFailed(
+                f"{self.name} {endpoint}: failed after {self.policy.attempts} attempts: {error}", error.status
+            ) from None
+
+    def pages(self, path: str, params: Mapping[str, Any] | None = None, endpoint: str | None = None) -> Iterator[Any]:
+        """Every page of a paginated endpoint, following `next_url` until the vendor gives none."""
+        endpoint = endpoint or path
+        url: str | None = self.url(path, params)
+        seen: set[str] = set()
+        while url:
+            page = self.get_json(url, endpoint=endpoint)
+            yield page
+            next_url = page.get("next_url") if isinstance(page, dict) else None
+            if not next_url:
+                return
+            url = self._own_url(redact(next_url), endpoint)
+            if url in seen:
+                raise MalformedResponse(f"{self.name} {endpoint}: next_url repeats a page already read ({url})")
+            seen.add(url)
+
+    def _own_url(self, url: str, endpoint: str) -> str:
+        """`url` if it is on the provider's own host: the key is never sent anywhere else."""
+        ours, theirs = urlsplit(self.base_url), urlsplit(url)
+        if (theirs.scheme, theirs.netloc) != (ours.scheme, ours.netloc):
+            raise MalformedResponse(
+                f"{self.name} {endpoint}: next_url points to another host ({theirs.scheme}://{theirs.netloc}, "
+                f"expected {ours.scheme}://{ours.netloc}); not followed"
+            )
+        return url
+
+    def _attempt(self, url: str, endpoint: str) -> Any:
+        try:
+            return self.breaker.call(self._send, url, endpoint)
+        except pybreaker.CircuitBreakerError:
+            opened = self._storage.opened_at
+            until = opened + dt.timedelta(seconds=self.policy.breaker_reset_seconds) if opened else None
+            last = self._storage.last_error
+            cause = f" (last: {last})" if last else ""
+            raise CircuitOpen(
+                f"{self.name} {endpoint}: circuit breaker open after {self.policy.breaker_failures} consecutive "
+                f"failures{cause}; calls fail fast until {until:%Y-%m-%d %H:%M:%S} UTC, then one trial call. "
+                f"`quant-assets providers reset {self.name}` closes it now"
+                if until
+                else f"{self.name} {endpoint}: circuit breaker open; `quant-assets providers reset {self.name}`"
+            ) from None
+
+    def _send(self, url: str, endpoint: str) -> Any:
+        started = time.monotonic()
+        self._limiter.try_acquire(f"{self.name}:{self._key_id}")
+        self.stats.waited_seconds += time.monotonic() - started
+        today = dt.datetime.now(ZoneInfo(self.policy.budget_timezone)).date()
+        self._state.charge(self.name, self._key_id, today, self.policy.cost_per_request, self.policy.daily_budget)
+        self.stats.requests += 1
+        self.stats.cost += self.policy.cost_per_request
+        shown = redact(url)
+        try:
+            response = self._http.get(url)
+        except httpx.TimeoutException:
+            raise self._failed(_Retryable(f"timed out after {self.policy.timeout:g} s ({shown})")) from None
+        except httpx.TransportError as error:
+            raise self._failed(_Retryable(f"{type(error).__name__}: {error} ({shown})")) from None
+        self.stats.statuses[response.status_code] = self.stats.statuses.get(response.status_code, 0) + 1
+        self._audit(shown, endpoint, response)
+        status = response.status_code
+        if status in RETRYABLE_STATUS:
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            if wait is not None and wait > self.policy.retry_after_max:
+                raise RequestFailed(
+                    f"{self.name} {endpoint}: HTTP {status}, Retry-After asks for {wait:.0f} s, more than the "
+                    f"{self.policy.retry_after_max:g} s this client waits ({shown})",
+                    status,
+                )
+            raise self._failed(_Retryable(f"HTTP {status} ({shown})", wait, status))
+        if status >= 400:
+            raise RequestFailed(f"{self.name} {endpoint}: HTTP {status}: {_vendor_message(response)} ({shown})", status)
+        try:
+            return response.json()
+        except ValueError as error:
+            raise MalformedResponse(
+                f"{self.name} {endpoint}: the response is not valid JSON ({error}; {len(response.content)} bytes, "
+                f"content-type {response.headers.get('content-type', '?')}) ({shown})"
+            ) from None
+
+    def _failed(self, error: _Retryable) -> _Retryable:
+        self._storage.record_error(str(error))
+        return error
+
+    def _audit(self, url: str, endpoint: str, response: httpx.Response) -> None:
+        """Land the response body as-is, and what was asked beside it; both written to a temp file, then renamed."""
+        now = dt.datetime.now(dt.UTC)
+        request_id = uuid.uuid4().hex
+        folder = self.audit_root / f"{now:%Y/%m/%d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = f"{now:%H%M%S%f}-{request_id}"
+        body = response.content
+        record = {
+            "request_id": request_id,
+            "vendor_request_id": _vendor_request_id(response),
+            "provider": self.name,
+            "endpoint": endpoint,
+            "time": now.isoformat(),
+            "method": "GET",
+            "url": url,
+            "status": response.status_code,
+            "cost": self.policy.cost_per_request,
+            "content_type": response.headers.get("content-type"),
+            "bytes": len(body),
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "body": f"{stem}.body",
+        }
+        for name, data in ((f"{stem}.body", body), (f"{stem}.json", json.dumps(record, indent=1).encode())):
+            temporary = folder / f".{name}.tmp"
+            temporary.write_bytes(data)
+            os.replace(temporary, folder / name)
+
+    def _wait(self, retry_state: tenacity.RetryCallState) -> float:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(error, _Retryable) and error.retry_after is not None:
+            return error.retry_after
+        backoff = tenacity.wait_exponential_jitter(
+            initial=self.policy.backoff_initial, max=self.policy.backoff_max, jitter=self.policy.backoff_initial
+        )
+        return min(backoff(retry_state), self.policy.backoff_max)
+
+    def _before_sleep(self, endpoint: str):
+        def report(retry_state: tenacity.RetryCallState) -> None:
+            self.stats.retries += 1
+            error = retry_state.outcome.exception() if retry_state.outcome else None
+            wait = retry_state.next_action.sleep if retry_state.next_action else 0
+            self._on_wait(
+                f"{self.name} {endpoint}: attempt {retry_state.attempt_number} failed ({error}); "
+                f"retrying in {wait:.2f} s"
+            )
+
+        return report
+
+    def _sleep(self, seconds: float) -> None:
+        self.stats.waited_seconds += seconds
+        time.sleep(seconds)
+
+
+def _vendor_request_id(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("request_id") if isinstance(body, dict) else None
+
+
+def _vendor_message(response: httpx.Response) -> str:
+    """The vendor's own error text (`error` or `message`), short; the body's start otherwise."""
+    try:
+        body = response.json()
+        if isinstance(body, dict):
+            return str(body.get("error") or body.get("message") or body.get("status") or "")[:300]
+    except ValueError:
+        pass
+    return response.text[:200]
+
+
+__all__ = [
+    "BudgetExhausted",
+    "CircuitOpen",
+    "ClientStats",
+    "MalformedResponse",
+    "Policy",
+    "ProviderClient",
+    "ProviderError",
+    "RequestFailed",
+    "redact",
+]

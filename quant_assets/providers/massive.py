@@ -1,0 +1,171 @@
+"""The Massive (formerly Polygon.io) REST API: reference splits, dividends and tickers, and grouped daily bars, as
+typed polars frames with the vendor's field names.
+
+Shapes, from the vendor's documentation: list endpoints answer `{"status": "OK", "request_id": ..., "results":
+[...], "next_url": ...}` with at most `limit` results a page (1000 here); grouped daily bars answer
+`{"resultsCount": n, "results": [{"T", "o", "h", "l", "c", "v", "vw", "n", "t"}], ...}` with `t` in milliseconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import polars as pl
+
+from quant_assets.providers.client import ProviderClient
+from quant_assets.providers.errors import MalformedResponse
+
+NAME = "massive"
+DEFAULT_BASE_URL = "https://api.massive.com"
+PAGE_LIMIT = 1000
+
+SPLITS = "/v3/reference/splits"
+DIVIDENDS = "/v3/reference/dividends"
+TICKERS = "/v3/reference/tickers"
+GROUPED_DAILY = "/v2/aggs/grouped/locale/us/market/stocks/{date}"
+
+# The vendor's fields and their types; `required` fields must be present in every result.
+SPLIT_FIELDS: dict[str, pl.DataType] = {
+    "id": pl.String(),
+    "ticker": pl.String(),
+    "execution_date": pl.Date(),
+    "split_from": pl.Float64(),
+    "split_to": pl.Float64(),
+    "adjustment_type": pl.String(),
+    "historical_adjustment_factor": pl.Float64(),
+}
+SPLIT_REQUIRED = ("ticker", "execution_date", "split_from", "split_to")
+
+DIVIDEND_FIELDS: dict[str, pl.DataType] = {
+    "id": pl.String(),
+    "ticker": pl.String(),
+    "cash_amount": pl.Float64(),
+    "currency": pl.String(),
+    "declaration_date": pl.Date(),
+    "ex_dividend_date": pl.Date(),
+    "record_date": pl.Date(),
+    "pay_date": pl.Date(),
+    "dividend_type": pl.String(),  # CD regular cash, SC special cash, LT/ST capital gains
+    "frequency": pl.Int64(),
+    "historical_adjustment_factor": pl.Float64(),
+}
+DIVIDEND_REQUIRED = ("ticker", "cash_amount", "ex_dividend_date")
+
+TICKER_FIELDS: dict[str, pl.DataType] = {
+    "ticker": pl.String(),
+    "name": pl.String(),
+    "market": pl.String(),
+    "locale": pl.String(),
+    "primary_exchange": pl.String(),
+    "type": pl.String(),
+    "active": pl.Boolean(),
+    "currency_name": pl.String(),
+    "cik": pl.String(),
+    "composite_figi": pl.String(),
+    "share_class_figi": pl.String(),
+    "last_updated_utc": pl.Datetime("us", "UTC"),
+    "delisted_utc": pl.Datetime("us", "UTC"),
+}
+TICKER_REQUIRED = ("ticker", "active")
+
+GROUPED_FIELDS: dict[str, pl.DataType] = {
+    "T": pl.String(),
+    "o": pl.Float64(),
+    "h": pl.Float64(),
+    "l": pl.Float64(),
+    "c": pl.Float64(),
+    "v": pl.Float64(),
+    "vw": pl.Float64(),
+    "n": pl.Int64(),
+    "t": pl.Int64(),
+}
+GROUPED_REQUIRED = ("T", "o", "h", "l", "c", "v")
+
+
+def typed_frame(
+    results: Iterable[Mapping[str, Any]], fields: Mapping[str, pl.DataType], required: tuple[str, ...], where: str
+) -> pl.DataFrame:
+    """The vendor's `results` as a frame with exactly `fields`, typed; a result missing a required field, or with a
+    value of the wrong type, raises `MalformedResponse` naming `where` and the result's position."""
+    rows = []
+    for index, result in enumerate(results):
+        if not isinstance(result, Mapping):
+            raise MalformedResponse(f"{where}: result {index} is not an object: {str(result)[:100]!r}")
+        missing = [name for name in required if result.get(name) is None]
+        if missing:
+            raise MalformedResponse(f"{where}: result {index} lacks {', '.join(missing)}: {dict(result)!r}"[:400])
+        rows.append({name: result.get(name) for name in fields})
+    text = {name: pl.String() for name in fields}
+    frame = pl.DataFrame(rows, schema=text, strict=False) if rows else pl.DataFrame(schema=text)
+    columns = []
+    for name, dtype in fields.items():
+        column = pl.col(name)
+        if dtype == pl.Date():
+            columns.append(column.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False).alias(name))
+        elif isinstance(dtype, pl.Datetime):
+            columns.append(column.str.to_datetime(time_zone="UTC", strict=False).dt.cast_time_unit("us").alias(name))
+        elif dtype == pl.Boolean():
+            columns.append(column.str.to_lowercase().replace_strict({"true": True, "false": False}, default=None))
+        else:
+            columns.append(column.cast(dtype, strict=False).alias(name))
+    typed = frame.select(columns)
+    for name in fields:  # a value that did not convert is a vendor defect, not a null
+        bad = typed[name].is_null() & frame[name].is_not_null()
+        if bad.any():
+            index = int(bad.arg_max())
+            raise MalformedResponse(f"{where}: result {index} has {name}={frame[name][index]!r}, not a {fields[name]}")
+    return typed
+
+
+class Massive:
+    """The Massive REST endpoints this project reads, over a `ProviderClient`."""
+
+    def __init__(self, client: ProviderClient):
+        self.client = client
+
+    def _list(self, path: str, fields, required, params: Mapping[str, Any]) -> pl.DataFrame:
+        results = []
+        for page_number, page in enumerate(self.client.pages(path, {"limit": PAGE_LIMIT, **params}, endpoint=path)):
+            if not isinstance(page, dict) or not isinstance(page.get("results", []), list):
+                raise MalformedResponse(f"{NAME} {path}: page {page_number} has no `results` list")
+            results.extend(page.get("results", []))
+        return typed_frame(results, fields, required, f"{NAME} {path}")
+
+    def splits(self, **params: Any) -> pl.DataFrame:
+        """Every split (the vendor's filters, e.g. `ticker=`, `execution_date.gte=`, may narrow it)."""
+        return self._list(SPLITS, SPLIT_FIELDS, SPLIT_REQUIRED, {"order": "asc", "sort": "execution_date", **params})
+
+    def dividends(self, **params: Any) -> pl.DataFrame:
+        """Every dividend (filters as for `splits`)."""
+        return self._list(
+            DIVIDENDS, DIVIDEND_FIELDS, DIVIDEND_REQUIRED, {"order": "asc", "sort": "ex_dividend_date", **params}
+        )
+
+    def tickers(self, **params: Any) -> pl.DataFrame:
+        """Active and delisted stock tickers (two listings: the vendor lists one or the other)."""
+        frames = [
+            self._list(TICKERS, TICKER_FIELDS, TICKER_REQUIRED, {"market": "stocks", "active": active, **params})
+            for active in ("true", "false")
+        ]
+        return pl.concat(frames).unique("ticker", keep="first", maintain_order=True)
+
+    def grouped_daily(self, session: dt.date, adjusted: bool = False) -> pl.DataFrame:
+        """Every stock's day bar on `session`, unadjusted by default (as the flat files are)."""
+        path = GROUPED_DAILY.format(date=session.isoformat())
+        page = self.client.get_json(path, {"adjusted": str(adjusted).lower()}, endpoint=GROUPED_DAILY)
+        if not isinstance(page, dict):
+            raise MalformedResponse(f"{NAME} {GROUPED_DAILY} {session}: the answer is not an object")
+        frame = typed_frame(page.get("results") or [], GROUPED_FIELDS, GROUPED_REQUIRED, f"{NAME} {path}")
+        return frame.select(
+            pl.col("T").alias("ticker"),
+            pl.col("o").alias("open"),
+            pl.col("h").alias("high"),
+            pl.col("l").alias("low"),
+            pl.col("c").alias("close"),
+            pl.col("v").alias("volume"),
+            pl.col("vw").alias("vwap"),
+            pl.col("n").alias("transactions"),
+            pl.from_epoch("t", time_unit="ms").dt.replace_time_zone("UTC").alias("window_start"),
+        )

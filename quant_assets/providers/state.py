@@ -1,0 +1,197 @@
+"""The providers' durable state under `data/providers/`, shared by every process on the machine:
+
+- `state.sqlite`: the day's spending per provider and key (`charge` reserves a request's cost atomically, so two
+  runs together stay under one budget) and each provider's circuit breaker (`BreakerStorage`, pybreaker's storage
+  interface), which the CLI shows and resets;
+- `ratelimits.sqlite`: pyrate-limiter's buckets, one table per provider and key, behind a file lock.
+
+Keys are never stored: a provider key is identified by `key_id`, a short hash of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import sqlite3
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import pybreaker
+from pyrate_limiter import Duration, Limiter, Rate, SQLiteBucket
+
+from quant_assets.providers.errors import BudgetExhausted
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS spend (
+    provider TEXT NOT NULL, key_id TEXT NOT NULL, day TEXT NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 0, cost REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (provider, key_id, day)
+);
+CREATE TABLE IF NOT EXISTS breaker (
+    name TEXT PRIMARY KEY, state TEXT NOT NULL DEFAULT 'closed', failures INTEGER NOT NULL DEFAULT 0,
+    successes INTEGER NOT NULL DEFAULT 0, opened_at TEXT, last_error TEXT
+);
+"""
+
+
+def key_id(api_key: str | None) -> str:
+    """A short, stable identifier of `api_key` (a hash), never the key itself: `anonymous` without one."""
+    if not api_key:
+        return "anonymous"
+    return hashlib.sha256(api_key.encode()).hexdigest()[:12]
+
+
+def state_dir(data_root: str | Path) -> Path:
+    return Path(data_root) / "providers"
+
+
+class ProviderState:
+    """Spending and circuit breakers in `<data>/providers/state.sqlite`."""
+
+    def __init__(self, data_root: str | Path):
+        folder = state_dir(data_root)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "state.sqlite"
+        # Autocommit; `charge` opens its own IMMEDIATE transaction. A 30 s busy timeout rides out other writers.
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def _transaction(self):
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def charge(self, provider: str, key: str, day: dt.date, cost: float, budget: float | None) -> float:
+        """Record one request of `cost` on `day`, or raise `BudgetExhausted` (recording nothing) if it would take
+        the day's spending past `budget`. Returns the day's spending after it."""
+        with self._transaction():
+            row = self.db.execute(
+                "SELECT cost FROM spend WHERE provider=? AND key_id=? AND day=?", (provider, key, day.isoformat())
+            ).fetchone()
+            spent = row[0] if row else 0.0
+            if budget is not None and spent + cost > budget + 1e-9:
+                raise BudgetExhausted(
+                    f"{provider}: the daily budget of {budget:g} is spent ({spent:g} used on {day}, the next request "
+                    f"costs {cost:g}); no request was sent. It resets at midnight of the budget's time zone, or "
+                    "raise the budget in the provider's resource config"
+                )
+            self.db.execute(
+                "INSERT INTO spend (provider, key_id, day, requests, cost) VALUES (?, ?, ?, 1, ?) "
+                "ON CONFLICT (provider, key_id, day) DO UPDATE SET requests = requests + 1, cost = cost + ?",
+                (provider, key, day.isoformat(), cost, cost),
+            )
+            return spent + cost
+
+    def spending(self, day: dt.date | None = None) -> list[dict]:
+        """Spending rows (provider, key_id, day, requests, cost), of `day` or all, newest first."""
+        query = "SELECT provider, key_id, day, requests, cost FROM spend"
+        args: tuple = ()
+        if day is not None:
+            query, args = query + " WHERE day=?", (day.isoformat(),)
+        rows = self.db.execute(query + " ORDER BY day DESC, provider, key_id", args).fetchall()
+        return [dict(zip(("provider", "key_id", "day", "requests", "cost"), r)) for r in rows]
+
+    def breakers(self) -> list[dict]:
+        """Every breaker that has been used: name, state, consecutive failures, opened_at, last error."""
+        rows = self.db.execute(
+            "SELECT name, state, failures, successes, opened_at, last_error FROM breaker ORDER BY name"
+        ).fetchall()
+        return [dict(zip(("name", "state", "failures", "successes", "opened_at", "last_error"), r)) for r in rows]
+
+    def reset_breaker(self, name: str) -> bool:
+        """Close breaker `name` and clear its counts; False if no such breaker exists."""
+        cursor = self.db.execute(
+            "UPDATE breaker SET state='closed', failures=0, successes=0, opened_at=NULL WHERE name=?", (name,)
+        )
+        return cursor.rowcount > 0
+
+    def breaker_storage(self, name: str) -> BreakerStorage:
+        self.db.execute("INSERT OR IGNORE INTO breaker (name) VALUES (?)", (name,))
+        return BreakerStorage(self, name)
+
+
+class BreakerStorage(pybreaker.CircuitBreakerStorage):
+    """pybreaker's storage interface over one row of the `breaker` table: every process sees the same state."""
+
+    def __init__(self, state: ProviderState, name: str):
+        super().__init__(name)
+        self._db = state.db
+        self._name = name
+
+    def _get(self, column: str):
+        return self._db.execute(f"SELECT {column} FROM breaker WHERE name=?", (self._name,)).fetchone()[0]
+
+    def _set(self, assignment: str, *args) -> None:
+        self._db.execute(f"UPDATE breaker SET {assignment} WHERE name=?", (*args, self._name))
+
+    @property
+    def state(self) -> str:
+        return self._get("state")
+
+    @state.setter
+    def state(self, state: str) -> None:
+        self._set("state=?", state)
+
+    def increment_counter(self) -> None:
+        self._set("failures = failures + 1")
+
+    def reset_counter(self) -> None:
+        self._set("failures = 0")
+
+    def increment_success_counter(self) -> None:
+        self._set("successes = successes + 1")
+
+    def reset_success_counter(self) -> None:
+        self._set("successes = 0")
+
+    @property
+    def counter(self) -> int:
+        return self._get("failures")
+
+    @property
+    def success_counter(self) -> int:
+        return self._get("successes")
+
+    @property
+    def opened_at(self) -> dt.datetime | None:
+        text = self._get("opened_at")
+        return dt.datetime.fromisoformat(text) if text else None
+
+    @opened_at.setter
+    def opened_at(self, when: dt.datetime) -> None:
+        self._set("opened_at=?", when.isoformat())
+
+    @property
+    def last_error(self) -> str | None:
+        return self._get("last_error")
+
+    def record_error(self, text: str) -> None:
+        self._set("last_error=?", text[:500])
+
+
+def rate_limiter(data_root: str | Path, provider: str, key: str, rates: Sequence[tuple[int, float]]) -> Limiter:
+    """A pyrate-limiter `Limiter` for `provider` and `key` over `rates` ((requests, window seconds) pairs), in
+    SQLite behind a file lock, so that every process on the machine draws from the same buckets."""
+    folder = state_dir(data_root)
+    folder.mkdir(parents=True, exist_ok=True)
+    limits = sorted((Rate(n, int(seconds * Duration.SECOND)) for n, seconds in rates), key=lambda r: r.interval)
+    bucket = SQLiteBucket.init_from_file(
+        limits,
+        table=f"rate_{provider}_{key}".replace("-", "_"),
+        db_path=str(folder / "ratelimits.sqlite"),
+        create_new_table=True,
+        use_file_lock=True,
+    )
+    # buffer_ms: wait a little past each window's edge, so that network jitter cannot squeeze one more request into
+    # the server's window than the quota.
+    return Limiter(bucket, buffer_ms=100)

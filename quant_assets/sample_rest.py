@@ -1,0 +1,285 @@
+"""A local Massive REST server for tests and the demo: the vendor's documented JSON shapes, with the data of the
+synthetic flat files (`sample.py`): the same splits and dividends the generator bakes into its prices, the same
+tickers, and grouped daily bars equal to the generated `stocks_daily` files.
+
+    server = LocalProvider(start, end, api_key="secret")   # or `quant-assets sample-rest --port 8765`
+    server.start(); ... server.url ...; server.stop()
+
+For fault injection, tests queue scripted replies (`server.script.append(Reply(503))`) served before the real
+ones, and read `server.requests` (arrival time, path, whether the key came with it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import io
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import polars as pl
+
+from quant_assets.datasets import DATASETS
+from quant_assets.sample import SIZES, Universe, _stable_int, session_files
+from quant_assets.sessions import sessions
+
+DAILY = DATASETS["stocks_daily"]
+
+
+@dataclass
+class Reply:
+    """A scripted answer: `status` with `body` and `headers` after `delay` seconds; `drop` closes the connection
+    without answering."""
+
+    status: int = 200
+    body: bytes | str = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    drop: bool = False
+
+
+@dataclass
+class Seen:
+    """One request as the server saw it."""
+
+    at: float  # time.time() on arrival
+    path: str
+    authorised: bool
+
+
+class ProviderData:
+    """The reference data of one synthetic universe between `start` and `end`, in the vendor's shapes."""
+
+    def __init__(self, start: dt.date, end: dt.date, seed: int = 7, size: str = "small"):
+        self.universe = Universe(seed, SIZES[size])
+        self.start, self.end = start, end
+        self.extra_splits: list[dict[str, Any]] = []
+        self.extra_dividends: list[dict[str, Any]] = []
+
+    def announce_split(self, ticker: str, execution_date: dt.date, split_from: float, split_to: float) -> None:
+        """A split the vendor starts listing from now on (generated prices do not show it)."""
+        self.extra_splits.append(_split(ticker, execution_date, split_from, split_to))
+
+    def splits(self) -> list[dict[str, Any]]:
+        events = self.universe.split_events(self.start, self.end)
+        # Price ratio new/old 0.5 is a 2-for-1 split (from 1 to 2); 2.0 a 1-for-2 reverse split.
+        found = [_split(t, d, *((1, 2) if ratio < 1 else (2, 1))) for t, d, ratio in events]
+        return sorted(found + self.extra_splits, key=lambda r: (r["execution_date"], r["ticker"]))
+
+    def dividends(self) -> list[dict[str, Any]]:
+        found = [_dividend(t, d, cash) for t, d, cash in self.universe.dividend_events(self.start, self.end)]
+        return sorted(found + self.extra_dividends, key=lambda r: (r["ex_dividend_date"], r["ticker"]))
+
+    def tickers(self) -> list[dict[str, Any]]:
+        """The stable universe (active) and the monthly listings seen in the range (delisted once past)."""
+        rows = [_ticker(t, active=True) for t in self.universe.stock_tickers]
+        month = dt.date(self.start.year, self.start.month, 1)
+        while month <= self.end:
+            ticker = Universe.listing_ticker(month.year, month.month)
+            delisted = (month + dt.timedelta(days=62)).replace(day=15)
+            rows.append(_ticker(ticker, active=delisted > self.end, delisted=delisted))
+            month = (month + dt.timedelta(days=32)).replace(day=1)
+        return sorted(rows, key=lambda r: r["ticker"])
+
+    def grouped_daily(self, session: dt.date) -> list[dict[str, Any]]:
+        return _grouped(self.universe, session) if sessions(DAILY.calendar, session, session) else []
+
+
+@lru_cache(maxsize=64)
+def _grouped(universe: Universe, session: dt.date) -> list[dict[str, Any]]:
+    """The day bars of the generated `stocks_daily` file for `session`, as grouped daily results."""
+    text = gzip.decompress(session_files(DAILY, session, universe))
+    frame = pl.read_csv(io.BytesIO(text), schema_overrides={"ticker": pl.String, "volume": pl.Float64})
+    return [
+        {"T": r["ticker"], "v": r["volume"], "vw": round((r["open"] + r["close"]) / 2, 4), "o": r["open"],
+         "c": r["close"], "h": r["high"], "l": r["low"], "t": r["window_start"] // 1_000_000, "n": r["transactions"]}
+        for r in frame.iter_rows(named=True)
+    ]  # fmt: skip
+
+
+def _split(ticker: str, execution_date: dt.date, split_from: float, split_to: float) -> dict[str, Any]:
+    return {
+        "execution_date": execution_date.isoformat(),
+        "id": f"E{uuid.uuid5(uuid.NAMESPACE_URL, f'split/{ticker}/{execution_date}').hex[:20]}",
+        "split_from": split_from,
+        "split_to": split_to,
+        "ticker": ticker,
+    }
+
+
+def _dividend(ticker: str, ex_date: dt.date, cash: float, kind: str = "CD") -> dict[str, Any]:
+    return {
+        "cash_amount": cash,
+        "currency": "USD",
+        "declaration_date": (ex_date - dt.timedelta(days=14)).isoformat(),
+        "dividend_type": kind,
+        "ex_dividend_date": ex_date.isoformat(),
+        "frequency": 4,
+        "id": f"E{uuid.uuid5(uuid.NAMESPACE_URL, f'dividend/{ticker}/{ex_date}').hex[:20]}",
+        "pay_date": (ex_date + dt.timedelta(days=14)).isoformat(),
+        "record_date": (ex_date + dt.timedelta(days=1)).isoformat(),
+        "ticker": ticker,
+    }
+
+
+def _ticker(ticker: str, active: bool, delisted: dt.date | None = None) -> dict[str, Any]:
+    row = {
+        "active": active,
+        "cik": f"{_stable_int('cik', ticker) % 10**10:010d}",
+        "composite_figi": f"BBG{uuid.uuid5(uuid.NAMESPACE_URL, ticker).hex[:9].upper()}",
+        "currency_name": "usd",
+        "last_updated_utc": "2026-01-02T00:00:00Z",
+        "locale": "us",
+        "market": "stocks",
+        "name": f"{ticker} Synthetic Inc.",
+        "primary_exchange": "XNYS",
+        "type": "CS",
+        "ticker": ticker,
+    }
+    if not active and delisted:
+        row["delisted_utc"] = f"{delisted.isoformat()}T00:00:00Z"
+    return row
+
+
+LIST_ENDPOINTS: dict[str, tuple[Callable[[ProviderData], list[dict]], str]] = {
+    "/v3/reference/splits": (ProviderData.splits, "execution_date"),
+    "/v3/reference/dividends": (ProviderData.dividends, "ex_dividend_date"),
+    "/v3/reference/tickers": (ProviderData.tickers, "ticker"),
+}
+GROUPED_PREFIX = "/v2/aggs/grouped/locale/us/market/stocks/"
+
+
+class LocalProvider:
+    """The server, on 127.0.0.1 (`port` 0 picks a free one), in a background thread."""
+
+    def __init__(
+        self,
+        start: dt.date,
+        end: dt.date,
+        api_key: str | None = None,
+        port: int = 0,
+        seed: int = 7,
+        size: str = "small",
+    ):
+        self.data = ProviderData(start, end, seed, size)
+        self.api_key = api_key
+        self.port = port
+        self.script: list[Reply] = []
+        self.requests: list[Seen] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LocalProvider:
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (the standard library's name)
+                provider._handle(self)
+
+            def log_message(self, *args):  # quiet
+                pass
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> LocalProvider:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _authorised(self, handler: BaseHTTPRequestHandler, query: dict[str, str]) -> bool:
+        if self.api_key is None:
+            return True
+        return handler.headers.get("Authorization") == f"Bearer {self.api_key}" or query.get("apiKey") == self.api_key
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(handler.path)
+        query = dict(parse_qsl(parts.query))
+        authorised = self._authorised(handler, query)
+        with self._lock:
+            self.requests.append(Seen(time.time(), handler.path, authorised))
+            scripted = self.script.pop(0) if self.script else None
+        if scripted is not None:
+            time.sleep(scripted.delay)
+            if scripted.drop:
+                handler.close_connection = True
+                handler.connection.close()
+                return
+            body = scripted.body.encode() if isinstance(scripted.body, str) else scripted.body
+            return _send(handler, scripted.status, body, scripted.headers)
+        request_id = uuid.uuid4().hex
+        if not authorised:
+            error = {"status": "ERROR", "request_id": request_id, "error": "Unknown API Key"}
+            return _send_json(handler, 401, error)
+        if parts.path in LIST_ENDPOINTS:
+            return _send_json(handler, 200, self._page(parts.path, query, request_id))
+        if parts.path.startswith(GROUPED_PREFIX):
+            try:
+                session = dt.date.fromisoformat(parts.path.removeprefix(GROUPED_PREFIX))
+            except ValueError:
+                return _send_json(handler, 400, {"status": "ERROR", "request_id": request_id, "error": "bad date"})
+            results = self.data.grouped_daily(session)
+            answer = {"adjusted": query.get("adjusted", "true") == "true", "queryCount": len(results),
+                      "request_id": request_id, "resultsCount": len(results), "status": "OK"}  # fmt: skip
+            if results:
+                answer["results"] = results
+            return _send_json(handler, 200, answer)
+        _send_json(handler, 404, {"status": "NOT_FOUND", "request_id": request_id, "message": "Not found"})
+
+    def _page(self, path: str, query: dict[str, str], request_id: str) -> dict[str, Any]:
+        """One page of a list endpoint: filters `ticker`, `<date field>.gte/.lte`, `active`; `cursor` is the
+        offset, `limit` the page size; `next_url` carries both, and never the key."""
+        source, date_field = LIST_ENDPOINTS[path]
+        rows = source(self.data)
+        if "ticker" in query:
+            rows = [r for r in rows if r["ticker"] == query["ticker"]]
+        if "active" in query:
+            rows = [r for r in rows if r.get("active") == (query["active"] == "true")]
+        for op, keep in (("gte", lambda a, b: a >= b), ("lte", lambda a, b: a <= b)):
+            if f"{date_field}.{op}" in query:
+                rows = [r for r in rows if keep(r[date_field], query[f"{date_field}.{op}"])]
+        offset, limit = int(query.get("cursor", 0)), min(int(query.get("limit", 10)), 1000)
+        answer: dict[str, Any] = {"results": rows[offset : offset + limit], "status": "OK", "request_id": request_id}
+        if offset + limit < len(rows):
+            kept = {k: v for k, v in query.items() if k not in ("cursor", "apiKey")}
+            answer["next_url"] = f"{self.url}{path}?{urlencode({**kept, 'cursor': offset + limit})}"
+        return answer
+
+
+def _send_json(handler: BaseHTTPRequestHandler, status: int, body: Any) -> None:
+    _send(handler, status, json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+
+def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]) -> None:
+    try:
+        handler.send_response(status)
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+    except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
+        pass
