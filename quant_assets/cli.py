@@ -1,4 +1,5 @@
-"""The `quant-assets` command: sample vendor files, summarise the lake and its coverage, benchmark ingestion.
+"""The `quant-assets` command: sample vendor files and a local REST provider, summarise the lake and its coverage,
+show and reset the providers' state, benchmark ingestion.
 
 Dagster itself is driven with its own CLI (`dagster asset materialize`, `dagster job execute`, `dagster dev`);
 this command covers what Dagster does not.
@@ -77,6 +78,54 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sample_rest(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from quant_assets.sample_rest import LocalProvider
+
+    server = LocalProvider(args.start, args.end, port=args.port, seed=args.seed).start()
+    print(f"serving the Massive REST API for {args.start}..{args.end} on {server.url}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+    return 0
+
+
+def cmd_providers(args: argparse.Namespace) -> int:
+    from quant_assets.providers.state import ProviderState, state_dir
+
+    if not (state_dir(args.data) / "state.sqlite").exists():
+        print(f"no provider has been used with data folder {args.data}")
+        return 0
+    state = ProviderState(args.data)
+    try:
+        if args.action == "reset":
+            if not args.name:
+                raise ValueError("say which provider's breaker to reset, e.g. `quant-assets providers reset massive`")
+            if not state.reset_breaker(args.name):
+                known = ", ".join(b["name"] for b in state.breakers()) or "none"
+                raise ValueError(f"no circuit breaker named {args.name!r} (known: {known})")
+            print(f"{args.name}: circuit breaker closed, failure count cleared")
+            return 0
+        print("circuit breakers:")
+        for b in state.breakers():
+            opened = f", opened at {b['opened_at']}" if b["state"] != "closed" and b["opened_at"] else ""
+            last = f", last error: {b['last_error']}" if b["last_error"] else ""
+            print(f"  {b['name']}: {b['state']}, {b['failures']} consecutive failures{opened}{last}")
+        print("spending (newest days first):")
+        for row in state.spending()[:20]:
+            print(
+                f"  {row['day']}  {row['provider']} key {row['key_id']}: {row['requests']} requests, cost {row['cost']:g}"
+            )
+    finally:
+        state.close()
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from quant_assets.bench import bench_ingest
 
@@ -123,6 +172,33 @@ def build_parser() -> argparse.ArgumentParser:
         "a day (default: small)",
     )
     sample.set_defaults(func=cmd_sample)
+
+    rest = commands.add_parser(
+        "sample-rest",
+        help="serve the Massive REST API locally over the sample universe (for the demo and tests)",
+        description="A local HTTP server on 127.0.0.1 that answers the Massive REST endpoints this project reads "
+        "(/v3/reference/splits, /v3/reference/dividends, /v3/reference/tickers, grouped daily bars) in the vendor's "
+        "JSON shapes, with the splits, dividends and day bars of the files `quant-assets sample` writes for the same "
+        "seed. Point MASSIVE_API_BASE_URL at it. Runs until interrupted.",
+    )
+    rest.add_argument("--start", type=_date, required=True, help="first date of the reference data, YYYY-MM-DD")
+    rest.add_argument("--end", type=_date, required=True, help="last date, YYYY-MM-DD (included)")
+    rest.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default: 8765; 0 picks one)")
+    rest.add_argument("--seed", type=int, default=7, help="random seed, as given to `sample` (default: 7)")
+    rest.set_defaults(func=cmd_sample_rest)
+
+    providers = commands.add_parser(
+        "providers",
+        help="show the REST providers' circuit breakers and spending, or reset a breaker",
+        description="The providers' durable state (data/providers/state.sqlite), shared by every run: each circuit "
+        "breaker's state (closed, open, half-open) and consecutive failures, and each day's requests and cost per "
+        "provider and key (keys are shown as a short hash). `reset NAME` closes breaker NAME.",
+    )
+    providers.add_argument("action", choices=["status", "reset"], help="status (default) or reset", nargs="?",
+                           default="status")  # fmt: skip
+    providers.add_argument("name", nargs="?", default=None, help="the provider whose breaker to reset, e.g. massive")
+    providers.add_argument("--data", default=settings.data, help=f"data folder (default: {settings.data})")
+    providers.set_defaults(func=cmd_providers)
 
     status = commands.add_parser(
         "status",

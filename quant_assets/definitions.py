@@ -12,17 +12,22 @@ from quant_assets.datasets import Dataset, parse_dataset_names
 from quant_assets.defs.ingest import ingest_defs
 from quant_assets.defs.operations import operations_defs
 from quant_assets.defs.quality import quality_defs
+from quant_assets.defs.reference import reference_defs
 from quant_assets.defs.resources import resources_from
 from quant_assets.settings import Settings, from_env
 
 
 def build_definitions(datasets: list[Dataset], settings: Settings) -> dg.Definitions:
     """The session chains (raw_, lake_ assets and their checks) of `datasets`, one ingest job and schedule per
-    calendar, the quality checks, coverage ledger and their jobs, and the resources `settings` describe."""
+    calendar, the quality checks, coverage ledger and their jobs, the reference data and adjustment factors, and
+    the resources `settings` describe."""
     quality, freshness_checks = quality_defs(datasets, settings.freshness_deadline)
+    reference, rest_checks = reference_defs(datasets)
     return dg.Definitions.merge(
-        ingest_defs(datasets, excluded_checks=freshness_checks),
+        # Checks that run on their own schedule (freshness) or need a provider (REST) stay out of the ingest jobs.
+        ingest_defs(datasets, excluded_checks=[*freshness_checks, *rest_checks]),
         quality,
+        reference,
         operations_defs(),
         dg.Definitions(
             resources=resources_from(settings),

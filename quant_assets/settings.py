@@ -24,6 +24,9 @@ them and the one place each default is defined, for the code location and the `q
     MASSIVE_S3_ACCESS_KEY_ID, MASSIVE_S3_SECRET_ACCESS_KEY
                               vendor S3 credentials: only their names are here; the code location reads them
                               through `dagster.EnvVar` (only with the s3 source)
+    MASSIVE_API_BASE_URL      the Massive REST API (default: https://api.massive.com)
+    MASSIVE_API_KEY           the REST API key: read only through `dagster.EnvVar`, and only when set (the local
+                              provider server of the demo needs none)
 
 A pure module: no Dagster import; `defs/resources.py` turns these settings into resources.
 """
@@ -48,6 +51,8 @@ DEFAULT_ENDPOINT = "https://files.massive.com"
 DEFAULT_BUCKET = "flatfiles"
 ACCESS_KEY_ENV = "MASSIVE_S3_ACCESS_KEY_ID"
 SECRET_KEY_ENV = "MASSIVE_S3_SECRET_ACCESS_KEY"
+DEFAULT_API_URL = "https://api.massive.com"
+API_KEY_ENV = "MASSIVE_API_KEY"
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ class Settings:
     debug: bool = False
     s3_endpoint: str = DEFAULT_ENDPOINT
     s3_bucket: str = DEFAULT_BUCKET
+    api_base_url: str = DEFAULT_API_URL
+    api_key_set: bool = False  # whether MASSIVE_API_KEY is set; its value is read only through dagster.EnvVar
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
@@ -90,6 +97,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
 
     endpoint = get("MASSIVE_S3_ENDPOINT", DEFAULT_ENDPOINT)
     check_endpoint(endpoint)
+    api_base_url = get("MASSIVE_API_BASE_URL", DEFAULT_API_URL)
+    check_endpoint(api_base_url, "MASSIVE_API_BASE_URL", API_KEY_ENV)
     source = get("QUANT_ASSETS_SOURCE", "local").lower()
     if source not in ("local", "s3"):
         raise ValueError(f"QUANT_ASSETS_SOURCE must be 'local' or 's3', not {source!r}")
@@ -115,17 +124,21 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         debug=get("QUANT_ASSETS_DEBUG", "") not in ("", "0"),
         s3_endpoint=endpoint,
         s3_bucket=get("MASSIVE_S3_BUCKET", DEFAULT_BUCKET),
+        api_base_url=api_base_url,
+        api_key_set=bool(env.get(API_KEY_ENV, "").strip()),
     )
 
 
-def check_endpoint(url: str) -> None:
-    """Refuse an endpoint URL that carries credentials (`https://user:secret@host`): they would end up in logs,
-    metadata and provenance. The message never repeats them."""
+def check_endpoint(
+    url: str, what: str = "the S3 endpoint", instead: str = f"{ACCESS_KEY_ENV} and {SECRET_KEY_ENV}"
+) -> None:
+    """Refuse an endpoint URL that carries credentials (`https://user:secret@host`, or `?apiKey=`): they would end
+    up in logs, metadata and provenance. The message never repeats them."""
     parts = urlsplit(url)
-    if parts.username or parts.password:
+    if parts.username or parts.password or "key" in parts.query.lower():
         raise ValueError(
-            f"the S3 endpoint must not carry credentials (user:password@ in the URL, host {parts.hostname!r}); set "
-            f"{ACCESS_KEY_ENV} and {SECRET_KEY_ENV} instead"
+            f"{what} must not carry credentials (user:password@ or a key in the URL, host {parts.hostname!r}); set "
+            f"{instead} instead"
         )
 
 

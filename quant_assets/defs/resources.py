@@ -1,13 +1,21 @@
 """The resources every layer shares: where the zones live and which tickers the lake keeps (`zones`), the quality
-thresholds (`quality`), and the flat-file source (`flatfiles`), built from the settings."""
+thresholds (`quality`), the flat-file source (`flatfiles`) and the Massive REST API (`massive`), built from the
+settings."""
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
+from quant_assets.providers.client import Policy, ProviderClient
+from quant_assets.providers.massive import NAME as MASSIVE
+from quant_assets.providers.massive import Massive
 from quant_assets.settings import (
     ACCESS_KEY_ENV,
+    API_KEY_ENV,
+    DEFAULT_API_URL,
     DEFAULT_BATCH_MB,
     DEFAULT_DATA,
     DEFAULT_MAX_FAILURE_SHARE,
@@ -78,6 +86,48 @@ class QualitySettings(dg.ConfigurableResource):
     )
 
 
+class MassiveRest(dg.ConfigurableResource):
+    """The Massive (Polygon) REST API, through the provider client (retries, rate limits shared by every process,
+    circuit breaker, daily cost budget, audit trail under `data/raw/providers/massive/`). The key comes only from
+    `MASSIVE_API_KEY` through `dagster.EnvVar`; without it, requests go without a key (the local provider server of
+    the demo and tests needs none)."""
+
+    base_url: str = Field(default=DEFAULT_API_URL, description="The API's base URL (MASSIVE_API_BASE_URL).")
+    api_key: str | None = Field(default=None, repr=False, description="Set only as EnvVar('MASSIVE_API_KEY').")
+    per_second: int = Field(default=20, description="Requests allowed per second, per key, across processes.")
+    per_minute: int = Field(default=1000, description="Requests allowed per minute, per key, across processes.")
+    per_day: int = Field(default=100_000, description="Requests allowed per day, per key, across processes.")
+    cost_per_request: float = Field(default=0.0, description="What one request costs, in the budget's unit.")
+    daily_budget: float | None = Field(
+        default=None, description="Spending allowed per day; past it requests raise BudgetExhausted. None: no cap."
+    )
+    budget_timezone: str = Field(default="America/New_York", description="Spending resets at midnight here.")
+    timeout_seconds: float = Field(default=30.0, description="Seconds to connect, and between two reads.")
+    attempts: int = Field(default=5, description="Tries per request (timeouts, resets, 429 and 5xx are retried).")
+    backoff_seconds: float = Field(default=0.5, description="First retry wait; doubles, with jitter, up to 30 s.")
+    breaker_failures: int = Field(default=5, description="Consecutive failures that open the circuit breaker.")
+    breaker_reset_seconds: float = Field(default=60.0, description="How long the breaker stays open.")
+
+    def policy(self) -> Policy:
+        return Policy(
+            rates=((self.per_second, 1.0), (self.per_minute, 60.0), (self.per_day, 86_400.0)),
+            cost_per_request=self.cost_per_request,
+            daily_budget=self.daily_budget,
+            budget_timezone=self.budget_timezone,
+            attempts=self.attempts,
+            backoff_initial=self.backoff_seconds,
+            timeout=self.timeout_seconds,
+            breaker_failures=self.breaker_failures,
+            breaker_reset_seconds=self.breaker_reset_seconds,
+        )
+
+    @contextmanager
+    def connect(self, data_root: str | Path, log: Callable[[str], None] | None = None) -> Iterator[Massive]:
+        """The Massive endpoints, over a client whose state and audit files live under `data_root`."""
+        with ProviderClient(MASSIVE, self.base_url, self.api_key, self.policy(), data_root, on_wait=log) as client:
+            yield Massive(client)
+
+
 def resources_from(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """The resources of the code location. The S3 keys are passed as `dagster.EnvVar`: Dagster resolves them at
     run time and shows only the variables' names."""
@@ -90,7 +140,11 @@ def resources_from(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         )
     else:
         source = LocalFlatFiles(root=settings.vendor_dir)
+    massive = MassiveRest(
+        base_url=settings.api_base_url, api_key=dg.EnvVar(API_KEY_ENV) if settings.api_key_set else None
+    )
     return {
+        "massive": massive,
         "flatfiles": source,
         "zones": DataZones(root=settings.data, tickers=settings.tickers, batch_mb=settings.batch_mb),
         "quality": QualitySettings(

@@ -1,0 +1,235 @@
+"""Adjustment factors from splits and dividends: backward adjustment, the convention of CRSP and of most vendors.
+
+The lake keeps raw prices. For each ticker, every corporate action has a factor, and the factor of a session is
+the product of the factors of all actions whose ex-date is after it:
+
+    adjusted price  = raw price  * price_factor        (the newest prices are unchanged)
+    adjusted volume = raw volume * volume_factor
+
+Choices, documented:
+- **Ex-date semantics.** An action's ex-date (`execution_date` of a split, `ex_dividend_date` of a dividend) is the
+  first session at the new price; sessions strictly before it are adjusted, the ex-date itself is not.
+- **Splits.** `split_from`-for-`split_to`: the price factor is `split_from / split_to` (a 2-for-1 split halves
+  earlier prices), the volume factor its inverse.
+- **Dividends.** The factor is `1 - cash_amount / close`, with the raw close of the session before the ex-date
+  (from the lake). Every cash distribution in USD adjusts: regular (CD), special (SC) and capital gains (LT, ST),
+  because the price drops by each on its ex-date. A dividend in another currency, or one at or above that close,
+  is skipped and reported. A dividend whose previous close is not in the lake yet is `pending` (factor 1) until it
+  is; the table says so.
+- Several actions on one ex-date multiply.
+
+The table has one row per ticker and ex-date: the action's own factors and the cumulative `price_factor` and
+`volume_factor` that apply to the sessions before that ex-date (and on or after the previous one).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+import polars as pl
+
+from quant_assets.reference.versions import read_version, same_rows, versions, write_version
+
+CASH_TYPES = ("CD", "SC", "LT", "ST")
+PRICE_COLUMNS = ("open", "high", "low", "close")
+TABLE = "adjustment_factors"
+
+FACTOR_SCHEMA = {
+    "ticker": pl.String(),
+    "ex_date": pl.Date(),
+    "split_factor": pl.Float64(),
+    "dividend_factor": pl.Float64(),
+    "cash_amount": pl.Float64(),
+    "previous_close": pl.Float64(),
+    "pending": pl.Boolean(),
+    "price_factor": pl.Float64(),
+    "volume_factor": pl.Float64(),
+}
+
+
+def split_actions(splits: pl.DataFrame) -> pl.DataFrame:
+    """(ticker, ex_date, split_factor) per split; a split with a zero or missing side is dropped."""
+    valid = splits.filter((pl.col("split_from") > 0) & (pl.col("split_to") > 0))
+    return valid.select(
+        "ticker",
+        pl.col("execution_date").alias("ex_date"),
+        (pl.col("split_from") / pl.col("split_to")).alias("split_factor"),
+    )
+
+
+def usable_dividends(dividends: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The dividends that adjust prices (cash, USD, positive), and the others with the reason they do not."""
+    reason = (
+        pl.when(~pl.col("dividend_type").fill_null("CD").is_in(CASH_TYPES))
+        .then(pl.lit("not a cash distribution"))
+        .when(pl.col("currency").fill_null("USD") != "USD")
+        .then(pl.lit("not in USD"))
+        .when(pl.col("cash_amount") <= 0)
+        .then(pl.lit("no cash amount"))
+    )
+    marked = dividends.with_columns(reason=reason)
+    return marked.filter(pl.col("reason").is_null()).drop("reason"), marked.filter(pl.col("reason").is_not_null())
+
+
+def dividend_actions(dividends: pl.DataFrame, closes: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(ticker, ex_date, cash_amount, previous_close, dividend_factor, pending) per usable dividend, and the
+    skipped ones with a reason. `closes` has (ticker, ex_date, previous_close): the raw close of the session
+    before each ex-date, where the lake has it."""
+    usable, skipped = usable_dividends(dividends)
+    actions = (
+        usable.group_by("ticker", pl.col("ex_dividend_date").alias("ex_date"))
+        .agg(pl.col("cash_amount").sum())
+        .join(closes, on=["ticker", "ex_date"], how="left")
+        .with_columns(pending=pl.col("previous_close").is_null())
+    )
+    too_big = actions.filter(pl.col("cash_amount") >= pl.col("previous_close"))
+    actions = actions.filter(~(pl.col("cash_amount") >= pl.col("previous_close")).fill_null(False))
+    actions = actions.with_columns(
+        dividend_factor=pl.when(pl.col("pending"))
+        .then(1.0)
+        .otherwise(1.0 - pl.col("cash_amount") / pl.col("previous_close"))
+    )
+    skipped = pl.concat(
+        [
+            skipped.select("ticker", pl.col("ex_dividend_date").alias("ex_date"), "cash_amount", "reason"),
+            too_big.select("ticker", "ex_date", "cash_amount", reason=pl.lit("at or above the previous close")),
+        ]
+    )
+    return actions, skipped
+
+
+def factor_table(splits: pl.DataFrame, dividends: pl.DataFrame) -> pl.DataFrame:
+    """One row per ticker and ex-date, with cumulative factors (see the module docstring)."""
+    rows = pl.concat(
+        [
+            split_actions(splits).with_columns(
+                dividend_factor=pl.lit(1.0), cash_amount=pl.lit(None, pl.Float64), previous_close=pl.lit(None, pl.Float64),
+                pending=pl.lit(False),
+            ),
+            dividends.select(
+                "ticker", "ex_date", split_factor=pl.lit(1.0), dividend_factor="dividend_factor",
+                cash_amount="cash_amount", previous_close="previous_close", pending="pending",
+            ),
+        ],
+        how="diagonal",
+    )  # fmt: skip
+    per_day = rows.group_by("ticker", "ex_date").agg(
+        pl.col("split_factor").product(),
+        pl.col("dividend_factor").product(),
+        pl.when(pl.col("cash_amount").is_not_null().any()).then(pl.col("cash_amount").sum()),
+        pl.col("previous_close").max(),
+        pl.col("pending").any(),
+    )
+    # The factor before an ex-date multiplies that day's action with every later one: a reverse cumulative product.
+    return (
+        per_day.sort("ticker", "ex_date", descending=[False, True])
+        .with_columns(
+            price_factor=(pl.col("split_factor") * pl.col("dividend_factor")).cum_prod().over("ticker"),
+            volume_factor=(1.0 / pl.col("split_factor")).cum_prod().over("ticker"),
+        )
+        .sort("ticker", "ex_date")
+        .select(list(FACTOR_SCHEMA))
+        .cast(FACTOR_SCHEMA)
+    )
+
+
+def previous_sessions(ex_dates: pl.Series, sessions: list[dt.date]) -> pl.Series:
+    """For each ex-date, the last of `sessions` strictly before it (null before the first)."""
+    frame = pl.DataFrame({"ex_date": ex_dates}).with_row_index()
+    found = frame.sort("ex_date").join_asof(
+        pl.DataFrame({"session": sessions}, schema={"session": pl.Date}).sort("session"),
+        left_on="ex_date",
+        right_on="session",
+        strategy="backward",
+        allow_exact_matches=False,
+    )
+    return found.sort("index")["session"]
+
+
+def adjust(prices: pl.DataFrame | pl.LazyFrame, factors: pl.DataFrame) -> pl.DataFrame | pl.LazyFrame:
+    """`prices` (ticker, date and any of open/high/low/close/volume) adjusted: each price times the session's
+    price factor, volume times the volume factor; `price_factor` and `volume_factor` added."""
+    lazy = isinstance(prices, pl.LazyFrame)
+    frame = prices.lazy() if not lazy else prices
+    names = frame.collect_schema().names()
+    steps = factors.lazy().select("ticker", "ex_date", "price_factor", "volume_factor").sort("ex_date")
+    joined = (
+        frame.with_row_index("_row")
+        .sort("date")
+        .join_asof(
+            steps, left_on="date", right_on="ex_date", by="ticker", strategy="forward", allow_exact_matches=False
+        )
+        .with_columns(pl.col("price_factor", "volume_factor").fill_null(1.0))
+        .with_columns(
+            *(pl.col(c) * pl.col("price_factor") for c in PRICE_COLUMNS if c in names),
+            *([pl.col("volume") * pl.col("volume_factor")] if "volume" in names else []),
+        )
+        .sort("_row")
+        .drop("_row", "ex_date")
+    )
+    return joined if lazy else joined.collect()
+
+
+def ticker_dir(root: str | os.PathLike, ticker: str) -> Path:
+    return Path(root) / TABLE / f"ticker={quote(ticker, safe='')}"
+
+
+def stored_tickers(root: str | os.PathLike) -> list[str]:
+    folder = Path(root) / TABLE
+    return sorted(unquote(p.name[7:]) for p in folder.glob("ticker=*")) if folder.exists() else []
+
+
+def write_factors(root: str | os.PathLike, table: pl.DataFrame, as_of: dt.date) -> list[str]:
+    """Store each ticker's factors as a new version where they changed (a ticker no longer in `table` gets an
+    empty version); return the tickers whose factors changed. Unchanged tickers' files are not touched."""
+    changed = []
+    by_ticker = {key[0]: frame for key, frame in table.partition_by("ticker", as_dict=True).items()}
+    for ticker in sorted(set(by_ticker) | set(stored_tickers(root))):
+        frame = by_ticker.get(ticker, pl.DataFrame(schema=FACTOR_SCHEMA))
+        folder = ticker_dir(root, ticker)
+        if same_rows(read_version(folder, as_of), frame):
+            continue
+        if write_version(folder, frame, as_of)[1]:
+            changed.append(ticker)
+    return changed
+
+
+def read_factors(
+    root: str | os.PathLike, as_of: dt.date | None = None, tickers: list[str] | None = None
+) -> pl.DataFrame:
+    """The factor table as known on `as_of` (the newest, if None), for `tickers` or all."""
+    frames = []
+    for ticker in tickers if tickers is not None else stored_tickers(root):
+        frame = read_version(ticker_dir(root, ticker), as_of)
+        if frame is not None and frame.height:
+            frames.append(frame)
+    return pl.concat(frames) if frames else pl.DataFrame(schema=FACTOR_SCHEMA)
+
+
+def factor_versions(root: str | os.PathLike, ticker: str) -> list[dt.date]:
+    return versions(ticker_dir(root, ticker))
+
+
+def previous_closes(
+    dividends: pl.DataFrame, daily: Callable[[list[dt.date]], pl.LazyFrame], sessions: list[dt.date]
+) -> pl.DataFrame:
+    """(ticker, ex_date, previous_close): the raw close of each dividend's ticker on the last of `sessions` before
+    its ex-date, from `daily(sessions)` (the lake's day bars of those sessions), where it has one."""
+    wanted = dividends.select("ticker", pl.col("ex_dividend_date").alias("ex_date")).unique()
+    if not wanted.height:
+        return pl.DataFrame(schema={"ticker": pl.String, "ex_date": pl.Date, "previous_close": pl.Float64})
+    wanted = wanted.with_columns(date=previous_sessions(wanted["ex_date"], sessions))
+    days = sorted(d for d in wanted["date"].unique() if d is not None)
+    closes = (
+        daily(days)
+        .filter(pl.col("ticker").is_in(wanted["ticker"].unique().implode()))
+        .select("ticker", "date", pl.col("close").alias("previous_close"))
+        .collect()
+        if days
+        else pl.DataFrame(schema={"ticker": pl.String, "date": pl.Date, "previous_close": pl.Float64})
+    )
+    return wanted.join(closes, on=["ticker", "date"], how="left").select("ticker", "ex_date", "previous_close")
