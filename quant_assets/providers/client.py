@@ -3,9 +3,9 @@
 Each request goes through, in order:
 
 1. the provider's circuit breaker (pybreaker; state shared through `state.sqlite`): open means fail fast;
-2. the rate limits (pyrate-limiter; per second, minute and day, shared by every process): waits for a slot;
-3. the cost budget (`ProviderState.charge`): a request that would pass the day's budget raises `BudgetExhausted`
+2. the cost budget (`ProviderState.charge`): a request that would pass the day's budget raises `BudgetExhausted`
    and is not sent;
+3. the rate limits (pyrate-limiter; per second, minute and day, shared by every process): waits for a slot;
 4. httpx with explicit timeouts; the key travels in the `Authorization` header, never in a URL;
 5. the audit trail: every response is landed as-is under `data/raw/providers/<provider>/YYYY/MM/DD/`, the body in
    `<id>.body` and what was asked in `<id>.json` (request id, time, URL without the key, status, cost);
@@ -251,11 +251,11 @@ class ProviderClient:
             ) from None
 
     def _send(self, url: str, endpoint: str) -> Any:
-        started = time.monotonic()
-        self._limiter.try_acquire(f"{self.name}:{self._key_id}")
-        self.stats.waited_seconds += time.monotonic() - started
         today = dt.datetime.now(ZoneInfo(self.policy.budget_timezone)).date()
         self._state.charge(self.name, self._key_id, today, self.policy.cost_per_request, self.policy.daily_budget)
+        started = time.monotonic()  # the rate slot last, right before sending: what the server counts is arrivals
+        self._limiter.try_acquire(f"{self.name}:{self._key_id}")
+        self.stats.waited_seconds += time.monotonic() - started
         self.stats.requests += 1
         self.stats.cost += self.policy.cost_per_request
         shown = redact(url)

@@ -192,6 +192,7 @@ def rate_limiter(data_root: str | Path, provider: str, key: str, rates: Sequence
         create_new_table=True,
         use_file_lock=True,
     )
-    # buffer_ms: wait a little past each window's edge, so that network jitter cannot squeeze one more request into
-    # the server's window than the quota.
-    return Limiter(bucket, buffer_ms=100)
+    # buffer_ms: a caller that had to wait goes a quarter second past the window's edge, so that the jitter between
+    # taking a slot and the request's arrival (a new connection, a busy machine) cannot squeeze one more request
+    # into the server's window than the quota.
+    return Limiter(bucket, buffer_ms=250)
