@@ -161,7 +161,13 @@ def adjust(prices: pl.DataFrame | pl.LazyFrame, factors: pl.DataFrame) -> pl.Dat
         frame.with_row_index("_row")
         .sort("date")
         .join_asof(
-            steps, left_on="date", right_on="ex_date", by="ticker", strategy="forward", allow_exact_matches=False
+            steps,
+            left_on="date",
+            right_on="ex_date",
+            by="ticker",
+            strategy="forward",
+            allow_exact_matches=False,
+            check_sortedness=False,  # both sides are sorted by date; polars cannot verify it within `by` groups
         )
         .with_columns(pl.col("price_factor", "volume_factor").fill_null(1.0))
         .with_columns(
@@ -224,12 +230,12 @@ def previous_closes(
         return pl.DataFrame(schema={"ticker": pl.String, "ex_date": pl.Date, "previous_close": pl.Float64})
     wanted = wanted.with_columns(date=previous_sessions(wanted["ex_date"], sessions))
     days = sorted(d for d in wanted["date"].unique() if d is not None)
+    lake = daily(days)
     closes = (
-        daily(days)
-        .filter(pl.col("ticker").is_in(wanted["ticker"].unique().implode()))
+        lake.filter(pl.col("ticker").is_in(wanted["ticker"].unique().implode()))
         .select("ticker", "date", pl.col("close").alias("previous_close"))
         .collect()
-        if days
+        if days and "ticker" in lake.collect_schema()
         else pl.DataFrame(schema={"ticker": pl.String, "date": pl.Date, "previous_close": pl.Float64})
     )
     return wanted.join(closes, on=["ticker", "date"], how="left").select("ticker", "ex_date", "previous_close")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from quant_assets.lake import write_parquet
+from quant_assets.lake import temporary_path
 
 
 def table_dir(root: str | os.PathLike, table: str) -> Path:
@@ -57,5 +57,10 @@ def write_version(folder: Path, frame: pl.DataFrame, as_of: dt.date) -> tuple[dt
         current.unlink(missing_ok=True)  # an earlier same-day version that differed is superseded
         return before, False
     folder.mkdir(parents=True, exist_ok=True)
-    write_parquet(frame, current)
+    temporary = temporary_path(current)  # beside the versions, never among them: only a whole file is renamed in
+    try:
+        frame.write_parquet(temporary)
+        os.replace(temporary, current)
+    finally:
+        temporary.unlink(missing_ok=True)
     return as_of, True
