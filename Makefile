@@ -15,6 +15,9 @@ SHELL := bash
 DEMO_START := 2026-02-01
 DEMO_END := 2026-02-28
 DEMO_RANGE := {"dagster/asset_partition_range_start": "2026-02-02", "dagster/asset_partition_range_end": "2026-02-27"}
+DEMO_REST_PORT := 8765
+DEMO_CHECK := {"ops": {"lake_stocks_daily_reconciles_with_rest_daily": {"config": {"start": "2026-02-02", "end": "2026-02-27"}}}}
+QUIET := { grep -v -e ' - DEBUG - ' -e 'Warning: ' -e 'return callback' || true; }
 
 .PHONY: setup demo test dev bench clean
 
@@ -32,12 +35,22 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
 
-## demo: install, generate February 2026 of sample vendor files, ingest raw -> lake for the month, summarise
+## demo: install, generate February 2026 of sample vendor files, ingest raw -> lake for the month, fetch splits,
+## dividends and tickers from a local Massive REST server, build the adjustment factors, check the lake against the
+## REST day bars, summarise
 demo: setup
 	$(BIN)/quant-assets sample --start $(DEMO_START) --end $(DEMO_END)
 	$(BIN)/dagster job execute -m quant_assets.definitions -j ingest_us_equities --tags '$(DEMO_RANGE)' 2>&1 \
-		| grep -v -e ' - DEBUG - ' -e 'Warning: ' -e 'return callback'
+		| $(QUIET)
+	$(BIN)/quant-assets sample-rest --start $(DEMO_START) --end $(DEMO_END) --port $(DEMO_REST_PORT) & server=$$!; \
+		trap 'kill $$server' EXIT; \
+		export MASSIVE_API_BASE_URL=http://127.0.0.1:$(DEMO_REST_PORT); \
+		$(BIN)/dagster job execute -m quant_assets.definitions -j refresh_reference 2>&1 | $(QUIET); \
+		echo '$(DEMO_CHECK)' > data/demo_reconcile.json; \
+		$(BIN)/dagster job execute -m quant_assets.definitions -j reconcile_with_rest -c data/demo_reconcile.json \
+			2>&1 | $(QUIET)
 	$(BIN)/quant-assets status
+	$(BIN)/quant-assets providers
 
 ## test: formatting and lint (ruff), then the whole suite (pytest, two workers)
 test: setup

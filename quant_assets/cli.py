@@ -50,9 +50,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from quant_assets.status import lake_summary
+    from quant_assets.status import lake_summary, reference_summary
 
     print(lake_summary(Path(args.data) / "lake", parse_dataset_names(args.datasets)))
+    if reference := reference_summary(Path(args.data) / "reference"):
+        print(reference)
     return 0
 
 
@@ -136,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     settings = from_env()
     parser = argparse.ArgumentParser(
         prog="quant-assets",
-        description="Sample vendor flat files, summarise the lake and its coverage, and benchmark ingestion. "
+        description="Sample vendor flat files and a local REST provider, summarise the lake, its coverage and the "
+        "reference data, show and reset the providers' state, and benchmark ingestion. "
         "Materialise assets with Dagster's own CLI (see README).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -202,8 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser(
         "status",
-        help="summarise what the lake holds, per dataset",
-        description="Sessions, rows, tickers and bytes per lake dataset, queried with DuckDB over the Parquet files.",
+        help="summarise what the lake and the reference data hold",
+        description="Sessions, rows, tickers and bytes per lake dataset (read from the Parquet files), and the "
+        "newest version of each reference table with the adjustment factors' size.",
     )
     status.add_argument("--data", default=settings.data, help=f"data folder (default: {settings.data})")
     status.add_argument(

@@ -33,3 +33,20 @@ def lake_summary(lake_root: Path, datasets: Sequence[Dataset]) -> str:
         "  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))) for row in rows
     ]
     return "\n".join([f"lake at {lake_root.resolve()}", *lines])
+
+
+def reference_summary(reference_root: Path) -> str | None:
+    """One line per reference table (its newest version and rows) and the factors' tickers; None without any."""
+    from quant_assets.reference.factors import TABLE, read_factors
+    from quant_assets.reference.versions import latest_version, read_version, versions
+
+    lines = []
+    for table in ("reference_splits", "reference_dividends", "reference_tickers"):
+        folder = reference_root / table
+        if (newest := latest_version(folder)) is not None:
+            rows = read_version(folder).height
+            lines.append(f"{table:<20} {rows:>7,} rows  version {newest} ({len(versions(folder))} kept)")
+    if (reference_root / TABLE).exists():
+        factors = read_factors(reference_root)
+        lines.append(f"{TABLE:<20} {factors.height:>7,} rows  {factors['ticker'].n_unique():,} tickers")
+    return "\n".join([f"reference data at {reference_root.resolve()}", *lines]) if lines else None

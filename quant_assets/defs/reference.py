@@ -194,6 +194,10 @@ def build_rest_reconciliation_check(dataset: Dataset) -> dg.AssetChecksDefinitio
                 found.append(mismatches.with_columns(session=pl.lit(key)))
             provider = _provider_metadata(client)
         table = pl.concat(found) if found else pl.DataFrame()
+        context.log.info(
+            f"{RECONCILES_WITH_REST}: {compared} ticker-sessions compared over {len(found)} sessions, "
+            f"{table.height} disagree, {len(skipped)} sessions not in the lake"
+        )
         metadata = {
             "tickers_compared": dg.MetadataValue.int(compared),
             "tickers_mismatched": dg.MetadataValue.int(table.height),

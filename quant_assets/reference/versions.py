@@ -53,6 +53,8 @@ def write_version(folder: Path, frame: pl.DataFrame, as_of: dt.date) -> tuple[dt
     version that now holds them and whether it was written."""
     before = latest_version(folder, as_of - dt.timedelta(days=1))
     current = version_path(folder, as_of)
+    if current.exists() and same_rows(pl.read_parquet(current), frame):  # the same day's refresh, run again
+        return as_of, False
     if before is not None and same_rows(pl.read_parquet(version_path(folder, before)), frame):
         current.unlink(missing_ok=True)  # an earlier same-day version that differed is superseded
         return before, False
