@@ -22,7 +22,7 @@ def build_definitions(datasets: list[Dataset], settings: Settings) -> dg.Definit
     calendar, the quality checks, coverage ledger and their jobs, the reference data and adjustment factors, and
     the resources `settings` describe."""
     quality, freshness_checks = quality_defs(datasets, settings.freshness_deadline)
-    reference, rest_checks = reference_defs(datasets)
+    reference, rest_checks = reference_defs(datasets, settings.rest_configured)
     return dg.Definitions.merge(
         # Checks that run on their own schedule (freshness) or need a provider (REST) stay out of the ingest jobs.
         ingest_defs(datasets, excluded_checks=[*freshness_checks, *rest_checks]),

@@ -78,6 +78,11 @@ class Settings:
     api_base_url: str = DEFAULT_API_URL
     api_key_set: bool = False  # whether MASSIVE_API_KEY is set; its value is read only through dagster.EnvVar
 
+    @property
+    def rest_configured(self) -> bool:
+        """Whether a REST provider was configured (a key, or a base URL of one's own, such as the local server)."""
+        return self.api_key_set or self.api_base_url != DEFAULT_API_URL
+
 
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     """The settings in `environ` (the process environment by default); a malformed value raises ValueError

@@ -23,16 +23,19 @@ def test_the_default_code_location():
     assert defs.resources["zones"].root == "data" and defs.resources["flatfiles"].root == "data/vendor"
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert keys == {"coverage"} | {
+    assert keys == {"coverage", *REFERENCE} | {
         f"{layer}_{d}"
         for d in ("stocks_daily", "stocks_minute", "options_daily", "options_minute")
         for layer in ("raw", "lake")
     }
-    assert {j.name for j in repo.get_all_jobs()} >= {"ingest_us_equities", "freshness_checks", "refresh_coverage"}
+    jobs = {j.name for j in repo.get_all_jobs()}
+    assert jobs >= {"ingest_us_equities", "freshness_checks", "refresh_coverage", "refresh_reference"}
+    assert "reconcile_with_rest" not in jobs  # no provider configured: no check that would call the vendor keyless
     assert {s.name for s in repo.schedule_defs} == {
         "ingest_us_equities_daily",
         "freshness_checks_hourly",
         "refresh_coverage_daily",
+        "refresh_reference_daily",
     }
     job = repo.get_job("ingest_us_equities")
     checks = {k.name for k in job.asset_layer.asset_graph.asset_check_keys}
@@ -44,6 +47,19 @@ def test_the_default_code_location():
     }
 
 
+def test_with_a_rest_provider_the_reconciliation_check_has_its_own_job_and_stays_out_of_ingest():
+    defs = definitions({"MASSIVE_API_BASE_URL": "http://127.0.0.1:8765", "MASSIVE_API_KEY": "pk_secret_value"})
+    repo = defs.get_repository_def()
+    reconcile = repo.get_job("reconcile_with_rest")
+    assert {k.name for k in reconcile.asset_layer.asset_graph.asset_check_keys} == {"reconciles_with_rest_daily"}
+    ingest = repo.get_job("ingest_us_equities")
+    assert "lake_stocks_daily_reconciles_with_rest_daily" not in {n.name for n in ingest.graph.node_defs}
+    assert "reconcile_with_rest_daily" in {s.name for s in repo.schedule_defs}
+    massive = defs.resources["massive"]
+    assert massive.base_url == "http://127.0.0.1:8765" and "pk_secret_value" not in repr(massive)
+    assert isinstance(massive.api_key, dg.EnvVar) and massive.api_key.env_var_name == "MASSIVE_API_KEY"
+
+
 def test_every_dataset_and_the_s3_source():
     defs = definitions({"QUANT_ASSETS_DATASETS": "all", "QUANT_ASSETS_SOURCE": "s3", "MASSIVE_S3_BUCKET": "b"})
     repo = defs.get_repository_def()
@@ -53,7 +69,7 @@ def test_every_dataset_and_the_s3_source():
         "ingest_forex",
         "ingest_indices",
     }
-    assert len(repo.asset_graph.get_all_asset_keys()) == 2 * len(DATASETS) + 1
+    assert len(repo.asset_graph.get_all_asset_keys()) == 2 * len(DATASETS) + 1 + len(REFERENCE)
     source = defs.resources["flatfiles"]
     assert source.bucket == "b" and "MASSIVE_S3_SECRET_ACCESS_KEY" not in repr(source)
 
@@ -81,6 +97,7 @@ def test_settings_are_read_in_one_place_with_clear_errors():
         from_env({"QUANT_ASSETS_MAX_FAILURE_SHARE": "lots"})
 
 
+REFERENCE = {"reference_splits", "reference_dividends", "reference_tickers", "adjustment_factors"}
 PURE = [
     "sessions",
     "settings",
@@ -100,6 +117,13 @@ PURE = [
     "quality.freshness",
     "quality.schemas",
     "status",
+    "providers.client",
+    "providers.state",
+    "providers.massive",
+    "reference.versions",
+    "reference.factors",
+    "reference.reconcile",
+    "sample_rest",
 ]
 
 

@@ -26,7 +26,7 @@ from quant_assets.reference.reconcile import reconcile_with_rest
 from quant_assets.reference.versions import read_version, versions
 from quant_assets.sample_rest import LocalProvider, Reply
 from quant_assets.sources import LocalFlatFiles
-from quant_assets_tests.conftest import FEB, materializations, materialize_spine, run_cli
+from quant_assets_tests.conftest import FEB, free_port, materializations, materialize_spine, run_cli
 
 DAY = DATASETS["stocks_daily"]
 FEB_TAGS = {"dagster/asset_partition_range_start": "2026-02-02", "dagster/asset_partition_range_end": "2026-02-27"}
@@ -165,13 +165,13 @@ def test_reference_tables_keep_the_vendors_fields(data, server):
     assert tickers.height == len(server.data.tickers())
 
 
-def run_reconciliation(data: Path, server: LocalProvider, start: str, end: str):
+def run_reconciliation(data: Path, url: str, start: str, end: str):
     defs = dg.Definitions(
         asset_checks=[build_rest_reconciliation_check(DAY)],
         jobs=[dg.define_asset_job("reconcile", selection=dg.AssetSelection.all_asset_checks())],
         resources={
             "zones": DataZones(root=str(data)),
-            "massive": MassiveRest(base_url=server.url, backoff_seconds=0.01),
+            "massive": MassiveRest(base_url=url, attempts=2, backoff_seconds=0.01),
         },
     )
     config = {"ops": {f"lake_stocks_daily_{RECONCILES_WITH_REST}": {"config": {"start": start, "end": end}}}}
@@ -182,7 +182,7 @@ def run_reconciliation(data: Path, server: LocalProvider, start: str, end: str):
 
 
 def test_the_lake_reconciles_with_the_rest_daily_bars(data, server):
-    result, evaluation = run_reconciliation(data, server, "2026-02-09", "2026-02-11")
+    result, evaluation = run_reconciliation(data, server.url, "2026-02-09", "2026-02-11")
     values = {k: v.value for k, v in evaluation.metadata.items()}
     assert result.success and evaluation.passed
     assert (
@@ -197,12 +197,19 @@ def test_a_disagreeing_rest_bar_is_a_warning_with_a_mismatch_table(data, server)
     changed = [dict(r, c=round(r["c"] * 1.05, 2)) if r["T"] == "AAPL" else r for r in results if r["T"] != "SPY"]
     body = {"status": "OK", "resultsCount": len(changed), "results": changed, "request_id": "x"}
     server.script.append(Reply(200, json.dumps(body), {"Content-Type": "application/json"}))
-    result, evaluation = run_reconciliation(data, server, "2026-02-10", "2026-02-10")
+    result, evaluation = run_reconciliation(data, server.url, "2026-02-10", "2026-02-10")
     values = {k: v.value for k, v in evaluation.metadata.items()}
     assert result.success  # a warning does not fail the run
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
     assert values["tickers_mismatched"] == 2
     assert "| AAPL | close |" in values["mismatches"] and "| SPY | only in flat files |" in values["mismatches"]
+
+
+def test_an_unreachable_provider_is_a_warning_not_a_failed_run(data):
+    result, evaluation = run_reconciliation(data, f"http://127.0.0.1:{free_port()}", "2026-02-10", "2026-02-11")
+    assert result.success and not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert evaluation.description.startswith("not compared from 2026-02-10 on: massive ")
+    assert "ConnectError" in evaluation.description
 
 
 def test_reconcile_with_rest_uses_the_tolerances():
