@@ -1,6 +1,7 @@
 """A local Massive REST server for tests and the demo: the vendor's documented JSON shapes, with the data of the
 synthetic flat files (`sample.py`): the same splits and dividends the generator bakes into its prices, the same
-tickers, and grouped daily bars equal to the generated `stocks_daily` files.
+tickers (with their listing dates and ticker changes as ticker events), and grouped daily bars equal to the
+generated `stocks_daily` files.
 
     server = LocalProvider(start, end, api_key="secret")   # or `quant-assets sample-rest --port 8765`
     server.start(); ... server.url ...; server.stop()
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import polars as pl
 
@@ -88,6 +89,28 @@ class ProviderData:
             rows.append(_ticker(ticker, active=delisted > self.end, delisted=delisted))
             month = (month + dt.timedelta(days=32)).replace(day=1)
         return sorted(rows, key=lambda r: r["ticker"])
+
+    def ticker_events(self, identifier: str) -> dict[str, Any] | None:
+        """The vendor's ticker events of a ticker (or its composite FIGI): its first ticker at listing, and for a
+        twelfth of the stable universe a rename on 2019-06-03 (before any generated file)."""
+        rows = {r["ticker"]: r for r in self.tickers()}
+        rows |= {r["composite_figi"]: r for r in rows.values()}
+        row = rows.get(identifier)
+        if row is None:
+            return None
+        ticker = row["ticker"]
+        if ticker in self.universe.stock_tickers:
+            listed = dt.date(1995, 1, 3) + dt.timedelta(days=_stable_int("listed", ticker) % 7000)
+        else:  # a monthly listing: Q + four letters of year * 12 + month, listed on the 15th
+            n = sum((ord(c) - ord("A")) * 26**i for i, c in enumerate(reversed(ticker[1:])))  # year * 12 + month
+            listed = dt.date((n - 1) // 12, (n - 1) % 12 + 1, 15)
+        events = [{"ticker_change": {"ticker": ticker}, "type": "ticker_change", "date": listed.isoformat()}]
+        renamed = dt.date(2019, 6, 3)
+        if _stable_int("renamed", ticker) % 12 == 0 and ticker in self.universe.stock_tickers and listed < renamed:
+            events[0]["date"] = renamed.isoformat()
+            old = {"ticker_change": {"ticker": f"{ticker}O"}, "type": "ticker_change", "date": listed.isoformat()}
+            events.append(old)
+        return {"name": row["name"], "composite_figi": row["composite_figi"], "cik": row["cik"], "events": events}
 
     def grouped_daily(self, session: dt.date) -> list[dict[str, Any]]:
         return _grouped(self.universe, session) if sessions(DAILY.calendar, session, session) else []
@@ -155,6 +178,7 @@ LIST_ENDPOINTS: dict[str, tuple[Callable[[ProviderData], list[dict]], str]] = {
     "/v3/reference/tickers": (ProviderData.tickers, "ticker"),
 }
 GROUPED_PREFIX = "/v2/aggs/grouped/locale/us/market/stocks/"
+EVENTS_PREFIX = "/vX/reference/tickers/"
 
 
 class LocalProvider:
@@ -236,6 +260,13 @@ class LocalProvider:
             return _send_json(handler, 401, error)
         if parts.path in LIST_ENDPOINTS:
             return _send_json(handler, 200, self._page(parts.path, query, request_id))
+        if parts.path.startswith(EVENTS_PREFIX) and parts.path.endswith("/events"):
+            found = self.data.ticker_events(unquote(parts.path[len(EVENTS_PREFIX) : -len("/events")]))
+            if found is None:
+                return _send_json(
+                    handler, 404, {"status": "NOT_FOUND", "request_id": request_id, "message": "no ticker"}
+                )
+            return _send_json(handler, 200, {"results": found, "status": "OK", "request_id": request_id})
         if parts.path.startswith(GROUPED_PREFIX):
             try:
                 session = dt.date.fromisoformat(parts.path.removeprefix(GROUPED_PREFIX))

@@ -123,6 +123,7 @@ PURE = [
     "reference.versions",
     "reference.factors",
     "reference.reconcile",
+    "reference.tickers",
     "sample_rest",
 ]
 

@@ -217,3 +217,12 @@ def test_urls_lose_their_keys_and_retry_after_reads_both_forms():
     assert retry_after_seconds("7") == 7.0
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
     assert retry_after_seconds("soon") is None
+
+
+def test_ticker_events_by_ticker_or_figi_and_none_for_an_unknown_one(server, tmp_path):
+    figi = next(r["composite_figi"] for r in server.data.tickers() if r["ticker"] == "AAPL")
+    with client(server.url, tmp_path) as c:
+        by_ticker, by_figi = Massive(c).ticker_events("AAPL"), Massive(c).ticker_events(figi)
+        assert Massive(c).ticker_events("NOPE") is None  # a 404, not an error
+    assert by_ticker == by_figi and len(by_ticker) == 1 and by_ticker[0][1] == "AAPL"
+    assert server.requests[-1].path.startswith("/vX/reference/tickers/NOPE/events?types=ticker_change")

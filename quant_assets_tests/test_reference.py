@@ -57,7 +57,7 @@ def server():
 def refresh(data: Path, server: LocalProvider, as_of: dt.date, key: str | None = None):
     resources = {
         "zones": DataZones(root=str(data)),
-        "massive": MassiveRest(base_url=server.url, api_key=key, backoff_seconds=0.01),
+        "massive": MassiveRest(base_url=server.url, api_key=key, backoff_seconds=0.01, per_second=500),
     }
     config = {"ops": {a.key.path[-1]: {"config": {"as_of": as_of.isoformat()}} for a in REFERENCE}}
     with dg.instance_for_test() as instance:
@@ -152,8 +152,9 @@ def test_a_new_split_rewrites_only_that_tickers_factors(data, server):
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*.parquet")} == now
 
 
-def test_reference_tables_keep_the_vendors_fields(data, server):
-    refresh(data, server, dt.date(2026, 3, 2))
+def test_reference_tables_keep_the_vendors_fields_and_the_ticker_history(data, server):
+    first = refresh(data, server, dt.date(2026, 3, 2))
+    assert meta(first, "reference_tickers")["ticker_events_fetched"] == len(server.data.tickers())
     dividends = read_version(data / "reference" / "reference_dividends")
     aapl = dividends.filter(pl.col("ticker") == "AAPL").row(0, named=True)
     assert aapl["ex_dividend_date"] == dt.date(2026, 2, 9) and aapl["dividend_type"] == "CD"
@@ -162,7 +163,21 @@ def test_reference_tables_keep_the_vendors_fields(data, server):
     tickers = read_version(data / "reference" / "reference_tickers")
     listing = tickers.filter(pl.col("ticker") == "QBJZE").row(0, named=True)  # listed 2026-02-15, delists 04-15
     assert listing["active"] is True and listing["delisted_utc"] is None
+    assert listing["list_date"] == dt.date(2026, 2, 15)
+    assert listing["ticker_changes"] == [{"date": dt.date(2026, 2, 15), "ticker": "QBJZE"}]
     assert tickers.height == len(server.data.tickers())
+    renamed = tickers.filter(pl.col("ticker_changes").list.len() == 2)
+    assert renamed.height >= 1  # renamed on 2019-06-03 from <ticker>O
+    for row in renamed.iter_rows(named=True):
+        old, new = row["ticker_changes"]
+        assert (old["ticker"], new["ticker"], new["date"]) == (row["ticker"] + "O", row["ticker"], dt.date(2019, 6, 3))
+        assert row["list_date"] == old["date"] < new["date"]
+
+    requests = len(server.requests)
+    later = refresh(data, server, dt.date(2026, 3, 3))  # the history of known tickers is not asked for again
+    assert meta(later, "reference_tickers")["ticker_events_fetched"] == 0
+    assert meta(later, "reference_tickers")["new_version"] is False
+    assert not any("/events" in r.path for r in server.requests[requests:])
 
 
 def run_reconciliation(data: Path, url: str, start: str, end: str):

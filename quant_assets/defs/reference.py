@@ -25,6 +25,7 @@ from quant_assets.reference.factors import (
     write_factors,
 )
 from quant_assets.reference.reconcile import TOLERANCES, reconcile_with_rest
+from quant_assets.reference.tickers import with_ticker_history
 from quant_assets.reference.versions import latest_version, read_version, table_dir, write_version
 from quant_assets.sessions import parse_session, sessions
 from quant_assets.tables import markdown_table
@@ -83,39 +84,54 @@ def _version_metadata(frame: pl.DataFrame, folder: Path, version: dt.date, writt
     }
 
 
-def build_reference_table(name: str, fetch: Callable[[Massive], pl.DataFrame], description: str):
+# A table's fetch: the provider and the version known before this refresh -> the new table and extra metadata.
+Fetch = Callable[[Massive, pl.DataFrame | None], tuple[pl.DataFrame, dict]]
+
+
+def build_reference_table(name: str, fetch: Fetch, description: str):
     @dg.asset(name=name, group_name=GROUP, kinds={"parquet", "rest"}, description=description)
     def reference_table(context: dg.AssetExecutionContext, config: AsOfConfig, massive: MassiveRest, zones: DataZones):
         as_of = config.date()
+        folder = table_dir(reference_root(zones), name)
         with massive.connect(zones.root, context.log.info) as client:
-            frame = fetch(client)
-            folder = table_dir(reference_root(zones), name)
+            frame, extra = fetch(client, read_version(folder, as_of - dt.timedelta(days=1)))
             version, written = write_version(folder, frame, as_of)
             context.log.info(f"{name}: {frame.height} rows, version {version} ({'new' if written else 'unchanged'})")
             return dg.MaterializeResult(
-                metadata={**_version_metadata(frame, folder, version, written), **_provider_metadata(client)}
+                metadata={
+                    **_version_metadata(frame, folder, version, written),
+                    **{k: dg.MetadataValue.int(v) for k, v in extra.items()},
+                    **_provider_metadata(client),
+                }
             )
 
     return reference_table
 
 
+def _tickers(massive: Massive, previous: pl.DataFrame | None) -> tuple[pl.DataFrame, dict]:
+    frame, fetched = with_ticker_history(massive.tickers(), previous, massive.ticker_events)
+    return frame, {"ticker_events_fetched": fetched}
+
+
 reference_splits = build_reference_table(
     "reference_splits",
-    lambda massive: massive.splits(),
+    lambda massive, _: (massive.splits(), {}),
     "Every split from the Massive REST API (/v3/reference/splits), typed, with the vendor's fields. A version per "
     "as-of date where the content changed, under data/reference/reference_splits/.",
 )
 reference_dividends = build_reference_table(
     "reference_dividends",
-    lambda massive: massive.dividends(),
+    lambda massive, _: (massive.dividends(), {}),
     "Every dividend from the Massive REST API (/v3/reference/dividends), typed, with the vendor's fields (cash "
     "amount, ex/record/pay dates, type). Versioned like reference_splits.",
 )
 reference_tickers = build_reference_table(
     "reference_tickers",
-    lambda massive: massive.tickers(),
-    "Active and delisted stock tickers from the Massive REST API (/v3/reference/tickers): names, exchange, "
-    "FIGIs, delisting times. Versioned like reference_splits.",
+    _tickers,
+    "Active and delisted stock tickers from the Massive REST API (/v3/reference/tickers: names, exchange, FIGIs, "
+    "delisting times), with each ticker's listing date and ticker changes from its ticker events "
+    "(/vX/reference/tickers/{id}/events; asked only for tickers not in the previous version). Versioned like "
+    "reference_splits.",
 )
 
 

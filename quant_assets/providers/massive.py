@@ -11,11 +11,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import quote
 
 import polars as pl
 
 from quant_assets.providers.client import ProviderClient
-from quant_assets.providers.errors import MalformedResponse
+from quant_assets.providers.errors import MalformedResponse, RequestFailed
 
 NAME = "massive"
 DEFAULT_BASE_URL = "https://api.massive.com"
@@ -25,6 +26,7 @@ SPLITS = "/v3/reference/splits"
 DIVIDENDS = "/v3/reference/dividends"
 TICKERS = "/v3/reference/tickers"
 GROUPED_DAILY = "/v2/aggs/grouped/locale/us/market/stocks/{date}"
+TICKER_EVENTS = "/vX/reference/tickers/{id}/events"
 
 # The vendor's fields and their types; `required` fields must be present in every result.
 SPLIT_FIELDS: dict[str, pl.DataType] = {
@@ -169,3 +171,26 @@ class Massive:
             pl.col("n").alias("transactions"),
             pl.from_epoch("t", time_unit="ms").dt.replace_time_zone("UTC").alias("window_start"),
         )
+
+    def ticker_events(self, identifier: str) -> list[tuple[dt.date, str]] | None:
+        """The ticker changes of a ticker or composite FIGI, oldest first: (date, ticker in use from then on); the
+        first is the listing. None when the vendor does not know `identifier`."""
+        path = TICKER_EVENTS.format(id=quote(identifier, safe=""))
+        try:
+            page = self.client.get_json(path, {"types": "ticker_change"}, endpoint=TICKER_EVENTS)
+        except RequestFailed as error:
+            if error.status == 404:
+                return None
+            raise
+        where = f"{NAME} {TICKER_EVENTS} ({identifier})"
+        events = page.get("results", {}).get("events") if isinstance(page, dict) else None
+        if not isinstance(events, list):
+            raise MalformedResponse(f"{where}: no `results.events` list")
+        found = []
+        for index, event in enumerate(events):
+            try:
+                if event.get("type", "ticker_change") == "ticker_change":
+                    found.append((dt.date.fromisoformat(event["date"]), str(event["ticker_change"]["ticker"])))
+            except (AttributeError, KeyError, TypeError, ValueError):
+                raise MalformedResponse(f"{where}: event {index} is not a ticker change: {event!r}"[:300]) from None
+        return sorted(found)
