@@ -21,7 +21,7 @@ from quant_assets.defs.reference import (
 )
 from quant_assets.defs.resources import DataZones, MassiveRest
 from quant_assets.lake import scan
-from quant_assets.reference.factors import adjust, factor_versions, read_factors, ticker_dir
+from quant_assets.reference.factors import adjust, factor_versions, previous_closes, read_factors, ticker_dir
 from quant_assets.reference.reconcile import reconcile_with_rest
 from quant_assets.reference.versions import read_version, versions
 from quant_assets.sample_rest import LocalProvider, Reply
@@ -270,3 +270,41 @@ def test_the_key_never_appears_in_logs_events_metadata_audit_files_or_errors(tmp
     leaked = [str(p) for p in files if KEY.encode() in p.read_bytes()]
     assert leaked == []
     assert KEY not in repr(MassiveRest(api_key=KEY)) and KEY not in str(MassiveRest(api_key=KEY))
+
+
+def test_an_announced_split_adjusts_nothing_until_its_ex_date(data, server):
+    refresh(data, server, dt.date(2026, 3, 2))
+    server.data.announce_split("SPY", dt.date(2026, 3, 10), 1, 3)
+    before = refresh(data, server, dt.date(2026, 3, 3))
+    assert meta(before, "adjustment_factors")["changed_tickers"] == []
+    assert meta(before, "adjustment_factors")["announced_actions"] == 1
+    after = refresh(data, server, dt.date(2026, 3, 10))  # the first session at the new price
+    assert meta(after, "adjustment_factors")["changed_tickers"] == ["SPY"]
+    spy = read_factors(data / "reference", tickers=["SPY"]).filter(pl.col("ex_date") == dt.date(2026, 3, 10))
+    assert spy["split_factor"].item() == pytest.approx(1 / 3)
+
+
+def test_the_close_before_an_ex_date_is_the_tickers_last_in_a_short_window_and_pending_without_the_session():
+    days = [dt.date(2026, 2, d) for d in (2, 3, 4, 5, 6, 9, 10)]
+    lake = pl.DataFrame(
+        {"ticker": ["A", "A", "B", "C"], "date": [days[3], days[4], days[3], days[0]], "close": [10.0, 11.0, 20.0, 5.0]}
+    )
+    dividends = pl.DataFrame(
+        {"ticker": ["A", "B", "C", "A"], "ex_dividend_date": [days[5], days[5], days[5], days[6]]},
+        schema={"ticker": pl.String, "ex_dividend_date": pl.Date},
+    )
+    asked = []
+
+    def daily(wanted):
+        asked.append(wanted)
+        return lake.lazy().filter(pl.col("date").is_in(wanted))
+
+    held = set(days[:5])  # the lake does not hold the 9th yet
+    found = previous_closes(dividends, daily, days, held).sort("ticker", "ex_date")
+    assert found.rows() == [
+        ("A", days[5], 11.0),  # traded on the 6th: its close
+        ("A", days[6], None),  # the 9th is not in the lake: pending
+        ("B", days[5], 20.0),  # did not trade on the 6th: its close of the 5th
+        ("C", days[5], 5.0),  # the 2nd is within the window of 10 sessions
+    ]
+    assert asked == [days[:5]]

@@ -155,8 +155,14 @@ def adjustment_factors(context: dg.AssetExecutionContext, config: AsOfConfig, zo
             f"adjustment_factors as of {as_of}: no version of reference_splits or reference_dividends known on that "
             "day; materialise them first"
         )
+    # Only actions in effect on the as-of day: an announced split must not adjust today's prices before it happens.
+    announced = splits.filter(pl.col("execution_date") > as_of).height
+    announced += dividends.filter(pl.col("ex_dividend_date") > as_of).height
+    splits = splits.filter(pl.col("execution_date") <= as_of)
+    dividends = dividends.filter(pl.col("ex_dividend_date") <= as_of)
     days = sessions(DAILY.calendar, dt.date(1990, 1, 2), as_of)
-    closes = previous_closes(dividends, lambda wanted: scan(zones.lake_root, DAILY.name, wanted), days)
+    held = set(sessions_in(zones.lake_root, DAILY.name))
+    closes = previous_closes(dividends, lambda wanted: scan(zones.lake_root, DAILY.name, wanted), days, held)
     actions, skipped = dividend_actions(dividends, closes)
     table = factor_table(splits, actions)
     changed = write_factors(root, table, as_of)
@@ -176,6 +182,7 @@ def adjustment_factors(context: dg.AssetExecutionContext, config: AsOfConfig, zo
             "pending_dividends": dg.MetadataValue.md(
                 markdown_table(pending.select("ticker", "ex_date", "cash_amount"))
             ),
+            "announced_actions": dg.MetadataValue.int(announced),
             "skipped_dividends": dg.MetadataValue.md(markdown_table(skipped)),
             "path": dg.MetadataValue.path(str(root / FACTORS)),
         }

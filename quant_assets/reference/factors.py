@@ -11,12 +11,13 @@ Choices, documented:
   first session at the new price; sessions strictly before it are adjusted, the ex-date itself is not.
 - **Splits.** `split_from`-for-`split_to`: the price factor is `split_from / split_to` (a 2-for-1 split halves
   earlier prices), the volume factor its inverse.
-- **Dividends.** The factor is `1 - cash_amount / close`, with the raw close of the session before the ex-date
-  (from the lake). Every cash distribution in USD adjusts: regular (CD), special (SC) and capital gains (LT, ST),
+- **Dividends.** The factor is `1 - cash_amount / close`, with the ticker's raw close of the session before the
+  ex-date (from the lake; if it did not trade that day, its last close within `LOOKBACK` sessions). Every cash distribution in USD adjusts: regular (CD), special (SC) and capital gains (LT, ST),
   because the price drops by each on its ex-date. A dividend in another currency, or one at or above that close,
   is skipped and reported. A dividend whose previous close is not in the lake yet is `pending` (factor 1) until it
   is; the table says so.
-- Several actions on one ex-date multiply.
+- Several actions on one ex-date multiply. Only actions whose ex-date is on or before the as-of day are applied
+  (the caller filters): an announced action changes nothing until it happens.
 
 The table has one row per ticker and ex-date: the action's own factors and the cumulative `price_factor` and
 `volume_factor` that apply to the sessions before that ex-date (and on or after the previous one).
@@ -36,6 +37,7 @@ from quant_assets.reference.versions import read_version, same_rows, versions, w
 
 CASH_TYPES = ("CD", "SC", "LT", "ST")
 PRICE_COLUMNS = ("open", "high", "low", "close")
+LOOKBACK = 10  # sessions in which to look for the close before an ex-date of a ticker that did not trade that day
 TABLE = "adjustment_factors"
 
 FACTOR_SCHEMA = {
@@ -221,21 +223,41 @@ def factor_versions(root: str | os.PathLike, ticker: str) -> list[dt.date]:
 
 
 def previous_closes(
-    dividends: pl.DataFrame, daily: Callable[[list[dt.date]], pl.LazyFrame], sessions: list[dt.date]
+    dividends: pl.DataFrame,
+    daily: Callable[[list[dt.date]], pl.LazyFrame],
+    sessions: list[dt.date],
+    held: set[dt.date],
 ) -> pl.DataFrame:
-    """(ticker, ex_date, previous_close): the raw close of each dividend's ticker on the last of `sessions` before
-    its ex-date, from `daily(sessions)` (the lake's day bars of those sessions), where it has one."""
+    """(ticker, ex_date, previous_close) per dividend: the ticker's raw close on the last of `sessions` before the
+    ex-date or, if it did not trade that day, its last close in the `LOOKBACK` sessions up to it, from
+    `daily(days)` (the lake's day bars). Null (the dividend is pending) while the lake does not hold that previous
+    session (`held`: the sessions it holds), or when the ticker has no close in the window."""
+    empty = pl.DataFrame(schema={"ticker": pl.String, "ex_date": pl.Date, "previous_close": pl.Float64})
     wanted = dividends.select("ticker", pl.col("ex_dividend_date").alias("ex_date")).unique()
     if not wanted.height:
-        return pl.DataFrame(schema={"ticker": pl.String, "ex_date": pl.Date, "previous_close": pl.Float64})
+        return empty
     wanted = wanted.with_columns(date=previous_sessions(wanted["ex_date"], sessions))
-    days = sorted(d for d in wanted["date"].unique() if d is not None)
+    position = {s: i for i, s in enumerate(sessions)}
+    starts = {d: sessions[max(0, position[d] - LOOKBACK + 1)] for d in wanted["date"].unique() if d in held}
+    days = sorted({s for d, start in starts.items() for s in sessions[position[start] : position[d] + 1]} & held)
     lake = daily(days)
+    if not days or "ticker" not in lake.collect_schema():
+        return wanted.select("ticker", "ex_date", previous_close=pl.lit(None, pl.Float64))
     closes = (
         lake.filter(pl.col("ticker").is_in(wanted["ticker"].unique().implode()))
-        .select("ticker", "date", pl.col("close").alias("previous_close"))
+        .select("ticker", pl.col("date").alias("close_date"), pl.col("close").alias("previous_close"))
         .collect()
-        if days and "ticker" in lake.collect_schema()
-        else pl.DataFrame(schema={"ticker": pl.String, "date": pl.Date, "previous_close": pl.Float64})
+        .sort("close_date")
     )
-    return wanted.join(closes, on=["ticker", "date"], how="left").select("ticker", "ex_date", "previous_close")
+    window = pl.DataFrame(
+        {"date": list(starts), "start": list(starts.values())}, schema={"date": pl.Date, "start": pl.Date}
+    )
+    found = (
+        wanted.join(window, on="date", how="left")
+        .sort("date")
+        .join_asof(
+            closes, left_on="date", right_on="close_date", by="ticker", strategy="backward", check_sortedness=False
+        )
+    )
+    in_window = pl.col("start").is_not_null() & (pl.col("close_date") >= pl.col("start"))
+    return found.select("ticker", "ex_date", pl.when(in_window).then(pl.col("previous_close")).alias("previous_close"))
