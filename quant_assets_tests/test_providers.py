@@ -226,3 +226,41 @@ def test_ticker_events_by_ticker_or_figi_and_none_for_an_unknown_one(server, tmp
         assert Massive(c).ticker_events("NOPE") is None  # a 404, not an error
     assert by_ticker == by_figi and len(by_ticker) == 1 and by_ticker[0][1] == "AAPL"
     assert server.requests[-1].path.startswith("/vX/reference/tickers/NOPE/events?types=ticker_change")
+
+
+def test_a_key_with_control_characters_is_refused_and_a_trailing_newline_is_trimmed(server, tmp_path):
+    with pytest.raises(ValueError) as error:
+        client(server.url, tmp_path, key="pk_live\r\nX-Injected: 1")
+    assert "contains spaces or control characters" in str(error.value) and "pk_live" not in str(error.value)
+    with client(server.url, tmp_path, key=KEY + "\n") as c:  # as read from a .env file
+        assert Massive(c).splits().height == 1
+    assert server.requests[-1].authorised
+
+
+def test_spending_resets_at_midnight_in_the_budgets_time_zone(server, tmp_path):
+    now = [dt.datetime(2026, 3, 2, 4, 30, tzinfo=dt.UTC)]  # 23:30 on 1 March in New York
+    policy = Policy(rates=((1000, 1.0),), cost_per_request=1.0, daily_budget=1.0)
+    with ProviderClient("massive", server.url, KEY, policy, tmp_path, clock=lambda: now[0]) as c:
+        Massive(c).splits()
+        with pytest.raises(BudgetExhausted):
+            Massive(c).splits()
+        now[0] = dt.datetime(2026, 3, 2, 5, 0, tzinfo=dt.UTC)  # midnight in New York (still 2 March in UTC)
+        Massive(c).splits()
+    days = {r["day"]: r["requests"] for r in ProviderState(tmp_path).spending()}
+    assert days == {"2026-03-01": 1, "2026-03-02": 1} and len(server.requests) == 2
+
+
+def test_only_the_providers_own_failures_count_against_the_breaker(server, tmp_path):
+    policy = Policy(
+        rates=((1000, 1.0),), attempts=2, backoff_initial=0.01, breaker_failures=5, cost_per_request=1.0,
+        daily_budget=2.0,
+    )  # fmt: skip
+    server.script.extend([Reply(503), Reply(503)])
+    with client(server.url, tmp_path, policy) as c:
+        with pytest.raises(RequestFailed):
+            Massive(c).splits()
+        assert c.breaker_state()["consecutive_failures"] == 2
+        with pytest.raises(BudgetExhausted):  # nothing sent: the breaker neither counts it nor forgets the failures
+            Massive(c).splits()
+        assert c.breaker_state()["consecutive_failures"] == 2 and c.breaker_state()["state"] == "closed"
+    assert len(server.requests) == 2

@@ -21,8 +21,19 @@ from quant_assets.defs.reference import (
 )
 from quant_assets.defs.resources import DataZones, MassiveRest
 from quant_assets.lake import scan
-from quant_assets.reference.factors import adjust, factor_versions, previous_closes, read_factors, ticker_dir
+from quant_assets.providers.errors import CircuitOpen
+from quant_assets.reference.factors import (
+    adjust,
+    distinct_actions,
+    dividend_actions,
+    factor_table,
+    factor_versions,
+    previous_closes,
+    read_factors,
+    ticker_dir,
+)
 from quant_assets.reference.reconcile import reconcile_with_rest
+from quant_assets.reference.tickers import with_ticker_history
 from quant_assets.reference.versions import read_version, versions
 from quant_assets.sample_rest import LocalProvider, Reply
 from quant_assets.sources import LocalFlatFiles
@@ -308,3 +319,41 @@ def test_the_close_before_an_ex_date_is_the_tickers_last_in_a_short_window_and_p
         ("C", days[5], 5.0),  # the 2nd is within the window of 10 sessions
     ]
     assert asked == [days[:5]]
+
+
+def test_repeated_vendor_records_apply_once_and_a_same_day_dividend_is_per_new_share():
+    day = dt.date(2026, 2, 10)
+    splits = pl.DataFrame(
+        {"ticker": ["X", "X"], "execution_date": [day, day], "split_from": [1.0, 1.0], "split_to": [2.0, 2.0]}
+    )
+    dividends = pl.DataFrame(
+        {"ticker": ["X", "X"], "ex_dividend_date": [day, day], "cash_amount": [1.0, 1.0],
+         "dividend_type": ["CD", "CD"], "currency": ["USD", "USD"]}
+    )  # fmt: skip
+    splits, dividends, dropped = distinct_actions(splits, dividends)
+    assert dropped == 2
+    closes = pl.DataFrame({"ticker": ["X"], "ex_date": [day], "previous_close": [100.0]})
+    actions, skipped = dividend_actions(dividends, closes)
+    [row] = factor_table(splits, actions).rows(named=True)
+    assert row["split_factor"] == 0.5  # once, not 0.25
+    assert row["dividend_factor"] == pytest.approx(1 - 1.0 / 50.0)  # $1 per new share against $100 / 2
+    assert row["price_factor"] == pytest.approx(0.5 * 0.98) and row["volume_factor"] == 2.0
+    assert skipped.height == 0
+
+
+def test_ticker_events_that_fail_are_asked_for_again_next_time():
+    tickers = pl.DataFrame({"ticker": ["A", "B"], "composite_figi": ["F1", None]})
+    asked = []
+
+    def events(identifier):
+        asked.append(identifier)
+        if identifier == "B":
+            raise CircuitOpen("massive: circuit breaker open")
+        return [(dt.date(2001, 1, 2), "A")]
+
+    first, fetched, failed = with_ticker_history(tickers, None, events)
+    assert fetched == 2 and failed == ["B: massive: circuit breaker open"] and asked == ["F1", "B"]
+    assert first["list_date"].to_list() == [dt.date(2001, 1, 2), None]
+    assert first["ticker_changes"].to_list()[1] is None
+    second, fetched, failed = with_ticker_history(tickers, first, lambda _: [(dt.date(2005, 5, 5), "B")])
+    assert fetched == 1 and failed == [] and second["list_date"].to_list() == [dt.date(2001, 1, 2), dt.date(2005, 5, 5)]

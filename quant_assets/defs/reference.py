@@ -19,6 +19,7 @@ from quant_assets.reference.factors import (
     TABLE as FACTORS,
 )
 from quant_assets.reference.factors import (
+    distinct_actions,
     dividend_actions,
     factor_table,
     previous_closes,
@@ -109,8 +110,10 @@ def build_reference_table(name: str, fetch: Fetch, description: str):
 
 
 def _tickers(massive: Massive, previous: pl.DataFrame | None) -> tuple[pl.DataFrame, dict]:
-    frame, fetched = with_ticker_history(massive.tickers(), previous, massive.ticker_events)
-    return frame, {"ticker_events_fetched": fetched}
+    frame, fetched, failed = with_ticker_history(massive.tickers(), previous, massive.ticker_events)
+    if failed:  # kept with a null history, asked for again next time
+        massive.client.log(f"ticker events of {len(failed)} tickers could not be fetched, e.g. {failed[0]}")
+    return frame, {"ticker_events_fetched": fetched, "ticker_events_failed": len(failed)}
 
 
 reference_splits = build_reference_table(
@@ -155,6 +158,7 @@ def adjustment_factors(context: dg.AssetExecutionContext, config: AsOfConfig, zo
             f"adjustment_factors as of {as_of}: no version of reference_splits or reference_dividends known on that "
             "day; materialise them first"
         )
+    splits, dividends, repeated = distinct_actions(splits, dividends)
     # Only actions in effect on the as-of day: an announced split must not adjust today's prices before it happens.
     announced = splits.filter(pl.col("execution_date") > as_of).height
     announced += dividends.filter(pl.col("ex_dividend_date") > as_of).height
@@ -179,11 +183,14 @@ def adjustment_factors(context: dg.AssetExecutionContext, config: AsOfConfig, zo
             "dividends_version": dg.MetadataValue.text(
                 str(latest_version(table_dir(root, "reference_dividends"), as_of))
             ),
-            "pending_dividends": dg.MetadataValue.md(
-                markdown_table(pending.select("ticker", "ex_date", "cash_amount"))
+            "pending_dividends": dg.MetadataValue.int(pending.height),
+            "pending_sample": dg.MetadataValue.md(
+                markdown_table(pending.select("ticker", "ex_date", "cash_amount").head(30))
             ),
+            "skipped_dividends": dg.MetadataValue.int(skipped.height),
+            "skipped_sample": dg.MetadataValue.md(markdown_table(skipped.head(30))),
+            "repeated_records_dropped": dg.MetadataValue.int(repeated),
             "announced_actions": dg.MetadataValue.int(announced),
-            "skipped_dividends": dg.MetadataValue.md(markdown_table(skipped)),
             "path": dg.MetadataValue.path(str(root / FACTORS)),
         }
     )

@@ -105,7 +105,9 @@ class MassiveRest(dg.ConfigurableResource):
     timeout_seconds: float = Field(default=30.0, description="Seconds to connect, and between two reads.")
     attempts: int = Field(default=5, description="Tries per request (timeouts, resets, 429 and 5xx are retried).")
     backoff_seconds: float = Field(default=0.5, description="First retry wait; doubles, with jitter, up to 30 s.")
-    breaker_failures: int = Field(default=5, description="Consecutive failures that open the circuit breaker.")
+    breaker_failures: int = Field(
+        default=10, description="Consecutive failed attempts (timeouts, resets, 429, 5xx) that open the breaker."
+    )
     breaker_reset_seconds: float = Field(default=60.0, description="How long the breaker stays open.")
 
     def policy(self) -> Policy:

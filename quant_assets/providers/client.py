@@ -4,7 +4,7 @@ Each request goes through, in order:
 
 1. the provider's circuit breaker (pybreaker; state shared through `state.sqlite`): open means fail fast;
 2. the cost budget (`ProviderState.charge`): a request that would pass the day's budget raises `BudgetExhausted`
-   and is not sent;
+   and is not sent (outside the breaker: a spent budget says nothing about the provider's health);
 3. the rate limits (pyrate-limiter; per second, minute and day, shared by every process): waits for a slot;
 4. httpx with explicit timeouts; the key travels in the `Authorization` header, never in a URL;
 5. the audit trail: every response is landed as-is under `data/raw/providers/<provider>/YYYY/MM/DD/`, the body in
@@ -63,7 +63,7 @@ class Policy:
     backoff_max: float = 30.0  # cap of one wait
     retry_after_max: float = 300.0  # a longer Retry-After is a failure, not a wait
     timeout: float = 30.0  # seconds to connect, and between two reads
-    breaker_failures: int = 5  # consecutive failures that open the breaker
+    breaker_failures: int = 10  # consecutive failed attempts that open the breaker (two requests' retries)
     breaker_reset_seconds: float = 60.0  # open for this long, then one trial call (half-open)
 
 
@@ -136,7 +136,11 @@ class ProviderClient:
         policy: Policy,
         data_root: str | Path,
         on_wait: Callable[[str], None] | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ):
+        api_key = (api_key or "").strip() or None
+        if api_key and any(c.isspace() or not c.isprintable() for c in api_key):
+            raise ValueError(f"{name}: the API key contains spaces or control characters; check how it is set")
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.policy = policy
@@ -144,6 +148,8 @@ class ProviderClient:
         self.audit_root = self.data_root / "raw" / "providers" / name
         self.stats = ClientStats()
         self._key_id = key_id(api_key)
+        self._key = api_key
+        self._clock = clock
         self._state = ProviderState(self.data_root)
         self._limiter = rate_limiter(self.data_root, name, self._key_id, policy.rates)
         self._storage = self._state.breaker_storage(name)
@@ -154,7 +160,8 @@ class ProviderClient:
             state_storage=self._storage,
             name=name,
         )
-        self._on_wait = on_wait or log.info
+        report = on_wait or log.info
+        self._on_wait = lambda text: report(self._scrub(text))
         headers = {"Accept": "application/json", "User-Agent": "quant-assets"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -166,7 +173,16 @@ class ProviderClient:
 
     def close(self) -> None:
         self._http.close()
+        self._limiter.close()
         self._state.close()
+
+    def log(self, text: str) -> None:
+        """Report `text` where this client reports its retries (the run's log), without the key."""
+        self._on_wait(text)
+
+    def _scrub(self, text: str) -> str:
+        """`text` with the key replaced, whatever produced it (an HTTP library's message, a vendor's echo)."""
+        return text.replace(self._key, "<key>") if self._key else text
 
     def __enter__(self) -> ProviderClient:
         return self
@@ -205,14 +221,18 @@ class ProviderClient:
             return retrying(self._attempt, url, endpoint)
         except _Retryable as error:
             raise RequestFailed(
-                f"{self.name} {endpoint}: failed after {self.policy.attempts} attempts: {error}", error.status
+                self._scrub(f"{self.name} {endpoint}: failed after {self.policy.attempts} attempts: {error}"),
+                error.status,
             ) from None
+        except ProviderError as error:
+            error.args = (self._scrub(str(error)),)  # the same error, its message without the key
+            raise
 
     def pages(self, path: str, params: Mapping[str, Any] | None = None, endpoint: str | None = None) -> Iterator[Any]:
         """Every page of a paginated endpoint, following `next_url` until the vendor gives none."""
         endpoint = endpoint or path
         url: str | None = self.url(path, params)
-        seen: set[str] = set()
+        seen: set[str] = {url}
         while url:
             page = self.get_json(url, endpoint=endpoint)
             yield page
@@ -235,24 +255,30 @@ class ProviderClient:
         return url
 
     def _attempt(self, url: str, endpoint: str) -> Any:
+        opened = self._storage.opened_at
+        until = opened + dt.timedelta(seconds=self.policy.breaker_reset_seconds) if opened else None
+        if self._storage.state == pybreaker.STATE_OPEN and until and self._clock() < until:
+            raise self._circuit_open(endpoint, until)  # before the budget: nothing is spent on a call not made
+        today = self._clock().astimezone(ZoneInfo(self.policy.budget_timezone)).date()
+        self._state.charge(self.name, self._key_id, today, self.policy.cost_per_request, self.policy.daily_budget)
         try:
             return self.breaker.call(self._send, url, endpoint)
         except pybreaker.CircuitBreakerError:
-            opened = self._storage.opened_at
-            until = opened + dt.timedelta(seconds=self.policy.breaker_reset_seconds) if opened else None
-            last = self._storage.last_error
-            cause = f" (last: {last})" if last else ""
-            raise CircuitOpen(
-                f"{self.name} {endpoint}: circuit breaker open after {self.policy.breaker_failures} consecutive "
-                f"failures{cause}; calls fail fast until {until:%Y-%m-%d %H:%M:%S} UTC, then one trial call. "
-                f"`quant-assets providers reset {self.name}` closes it now"
-                if until
-                else f"{self.name} {endpoint}: circuit breaker open; `quant-assets providers reset {self.name}`"
+            opened = self._storage.opened_at or self._clock()
+            raise self._circuit_open(
+                endpoint, opened + dt.timedelta(seconds=self.policy.breaker_reset_seconds)
             ) from None
 
+    def _circuit_open(self, endpoint: str, until: dt.datetime) -> CircuitOpen:
+        last = self._storage.last_error
+        cause = f" (last: {last})" if last else ""
+        return CircuitOpen(
+            f"{self.name} {endpoint}: circuit breaker open after {self.policy.breaker_failures} consecutive "
+            f"failures{cause}; calls fail fast until {until:%Y-%m-%d %H:%M:%S} UTC, then a trial call. "
+            f"`quant-assets providers reset {self.name}` closes it now"
+        )
+
     def _send(self, url: str, endpoint: str) -> Any:
-        today = dt.datetime.now(ZoneInfo(self.policy.budget_timezone)).date()
-        self._state.charge(self.name, self._key_id, today, self.policy.cost_per_request, self.policy.daily_budget)
         started = time.monotonic()  # the rate slot last, right before sending: what the server counts is arrivals
         self._limiter.try_acquire(f"{self.name}:{self._key_id}")
         self.stats.waited_seconds += time.monotonic() - started
@@ -263,10 +289,16 @@ class ProviderClient:
             response = self._http.get(url)
         except httpx.TimeoutException:
             raise self._failed(_Retryable(f"timed out after {self.policy.timeout:g} s ({shown})")) from None
+        except httpx.LocalProtocolError as error:  # our own request is malformed: trying again cannot help
+            raise RequestFailed(self._scrub(f"{self.name} {endpoint}: could not send the request: {error}")) from None
         except httpx.TransportError as error:
-            raise self._failed(_Retryable(f"{type(error).__name__}: {error} ({shown})")) from None
+            raise self._failed(_Retryable(self._scrub(f"{type(error).__name__}: {error} ({shown})"))) from None
         self.stats.statuses[response.status_code] = self.stats.statuses.get(response.status_code, 0) + 1
-        self._audit(shown, endpoint, response)
+        try:
+            body = response.json()
+        except ValueError as error:
+            body, invalid = None, error
+        self._audit(shown, endpoint, response, body)
         status = response.status_code
         if status in RETRYABLE_STATUS:
             wait = retry_after_seconds(response.headers.get("Retry-After"))
@@ -278,22 +310,22 @@ class ProviderClient:
                 )
             raise self._failed(_Retryable(f"HTTP {status} ({shown})", wait, status))
         if status >= 400:
-            raise RequestFailed(f"{self.name} {endpoint}: HTTP {status}: {_vendor_message(response)} ({shown})", status)
-        try:
-            return response.json()
-        except ValueError as error:
+            message = f"{self.name} {endpoint}: HTTP {status}: {_vendor_message(response, body)} ({shown})"
+            raise RequestFailed(self._scrub(message), status)
+        if body is None:
             raise MalformedResponse(
-                f"{self.name} {endpoint}: the response is not valid JSON ({error}; {len(response.content)} bytes, "
+                f"{self.name} {endpoint}: the response is not valid JSON ({invalid}; {len(response.content)} bytes, "
                 f"content-type {response.headers.get('content-type', '?')}) ({shown})"
-            ) from None
+            )
+        return body
 
     def _failed(self, error: _Retryable) -> _Retryable:
-        self._storage.record_error(str(error))
+        self._storage.record_error(self._scrub(str(error)))
         return error
 
-    def _audit(self, url: str, endpoint: str, response: httpx.Response) -> None:
+    def _audit(self, url: str, endpoint: str, response: httpx.Response, parsed: Any) -> None:
         """Land the response body as-is, and what was asked beside it; both written to a temp file, then renamed."""
-        now = dt.datetime.now(dt.UTC)
+        now = self._clock()
         request_id = uuid.uuid4().hex
         folder = self.audit_root / f"{now:%Y/%m/%d}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -301,7 +333,7 @@ class ProviderClient:
         body = response.content
         record = {
             "request_id": request_id,
-            "vendor_request_id": _vendor_request_id(response),
+            "vendor_request_id": parsed.get("request_id") if isinstance(parsed, dict) else None,
             "provider": self.name,
             "endpoint": endpoint,
             "time": now.isoformat(),
@@ -316,8 +348,11 @@ class ProviderClient:
         }
         for name, data in ((f"{stem}.body", body), (f"{stem}.json", json.dumps(record, indent=1).encode())):
             temporary = folder / f".{name}.tmp"
-            temporary.write_bytes(data)
-            os.replace(temporary, folder / name)
+            try:
+                temporary.write_bytes(data)
+                os.replace(temporary, folder / name)
+            finally:
+                temporary.unlink(missing_ok=True)
 
     def _wait(self, retry_state: tenacity.RetryCallState) -> float:
         error = retry_state.outcome.exception() if retry_state.outcome else None
@@ -345,22 +380,10 @@ class ProviderClient:
         time.sleep(seconds)
 
 
-def _vendor_request_id(response: httpx.Response) -> str | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body.get("request_id") if isinstance(body, dict) else None
-
-
-def _vendor_message(response: httpx.Response) -> str:
+def _vendor_message(response: httpx.Response, body: Any) -> str:
     """The vendor's own error text (`error` or `message`), short; the body's start otherwise."""
-    try:
-        body = response.json()
-        if isinstance(body, dict):
-            return str(body.get("error") or body.get("message") or body.get("status") or "")[:300]
-    except ValueError:
-        pass
+    if isinstance(body, dict):
+        return str(body.get("error") or body.get("message") or body.get("status") or "")[:300]
     return response.text[:200]
 
 

@@ -151,7 +151,8 @@ class Massive:
             self._list(TICKERS, TICKER_FIELDS, TICKER_REQUIRED, {"market": "stocks", "active": active, **params})
             for active in ("true", "false")
         ]
-        return pl.concat(frames).unique("ticker", keep="first", maintain_order=True)
+        # A symbol reused after a delisting is two companies: keep both (they differ in FIGI or delisting time).
+        return pl.concat(frames).unique(["ticker", "composite_figi", "delisted_utc"], maintain_order=True)
 
     def grouped_daily(self, session: dt.date, adjusted: bool = False) -> pl.DataFrame:
         """Every stock's day bar on `session`, unadjusted by default (as the flat files are)."""

@@ -111,7 +111,8 @@ class ProviderState:
     def reset_breaker(self, name: str) -> bool:
         """Close breaker `name` and clear its counts; False if no such breaker exists."""
         cursor = self.db.execute(
-            "UPDATE breaker SET state='closed', failures=0, successes=0, opened_at=NULL WHERE name=?", (name,)
+            "UPDATE breaker SET state='closed', failures=0, successes=0, opened_at=NULL, last_error=NULL WHERE name=?",
+            (name,),
         )
         return cursor.rowcount > 0
 

@@ -53,6 +53,17 @@ FACTOR_SCHEMA = {
 }
 
 
+def distinct_actions(splits: pl.DataFrame, dividends: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """The splits and dividends without the vendor's repeated records (the same action listed twice, which would
+    otherwise apply twice), and how many were dropped."""
+    unique_splits = splits.unique(["ticker", "execution_date", "split_from", "split_to"], maintain_order=True)
+    unique_dividends = dividends.unique(
+        ["ticker", "ex_dividend_date", "cash_amount", "dividend_type"], maintain_order=True
+    )
+    dropped = splits.height - unique_splits.height + dividends.height - unique_dividends.height
+    return unique_splits, unique_dividends, dropped
+
+
 def split_actions(splits: pl.DataFrame) -> pl.DataFrame:
     """(ticker, ex_date, split_factor) per split; a split with a zero or missing side is dropped."""
     valid = splits.filter((pl.col("split_from") > 0) & (pl.col("split_to") > 0))
@@ -78,23 +89,18 @@ def usable_dividends(dividends: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFram
 
 
 def dividend_actions(dividends: pl.DataFrame, closes: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(ticker, ex_date, cash_amount, previous_close, dividend_factor, pending) per usable dividend, and the
-    skipped ones with a reason. `closes` has (ticker, ex_date, previous_close): the raw close of the session
-    before each ex-date, where the lake has it."""
+    """(ticker, ex_date, cash_amount, previous_close, pending) per usable dividend, and the skipped ones with a
+    reason. `closes` has (ticker, ex_date, previous_close): the raw close of the session before each ex-date,
+    where the lake has it. The factor itself is computed in `factor_table`, which knows a same-day split."""
     usable, skipped = usable_dividends(dividends)
     actions = (
-        usable.group_by("ticker", pl.col("ex_dividend_date").alias("ex_date"))
+        usable.group_by("ticker", pl.col("ex_dividend_date").alias("ex_date"), maintain_order=True)
         .agg(pl.col("cash_amount").sum())
         .join(closes, on=["ticker", "ex_date"], how="left")
         .with_columns(pending=pl.col("previous_close").is_null())
     )
     too_big = actions.filter(pl.col("cash_amount") >= pl.col("previous_close"))
     actions = actions.filter(~(pl.col("cash_amount") >= pl.col("previous_close")).fill_null(False))
-    actions = actions.with_columns(
-        dividend_factor=pl.when(pl.col("pending"))
-        .then(1.0)
-        .otherwise(1.0 - pl.col("cash_amount") / pl.col("previous_close"))
-    )
     skipped = pl.concat(
         [
             skipped.select("ticker", pl.col("ex_dividend_date").alias("ex_date"), "cash_amount", "reason"),
@@ -113,18 +119,28 @@ def factor_table(splits: pl.DataFrame, dividends: pl.DataFrame) -> pl.DataFrame:
                 pending=pl.lit(False),
             ),
             dividends.select(
-                "ticker", "ex_date", split_factor=pl.lit(1.0), dividend_factor="dividend_factor",
+                "ticker", "ex_date", split_factor=pl.lit(1.0), dividend_factor=pl.lit(1.0),
                 cash_amount="cash_amount", previous_close="previous_close", pending="pending",
             ),
         ],
         how="diagonal",
     )  # fmt: skip
-    per_day = rows.group_by("ticker", "ex_date").agg(
-        pl.col("split_factor").product(),
-        pl.col("dividend_factor").product(),
-        pl.when(pl.col("cash_amount").is_not_null().any()).then(pl.col("cash_amount").sum()),
-        pl.col("previous_close").max(),
-        pl.col("pending").any(),
+    per_day = (
+        rows.sort("ticker", "ex_date", "split_factor")  # a fixed order: the products are the same bits every run
+        .group_by("ticker", "ex_date", maintain_order=True)
+        .agg(
+            pl.col("split_factor").product(),
+            pl.when(pl.col("cash_amount").is_not_null().any()).then(pl.col("cash_amount").sum()),
+            pl.col("previous_close").max(),
+            pl.col("pending").any(),
+        )
+        # The cash of a dividend that goes ex with a split is per new share: compare it with the previous close
+        # in new shares.
+        .with_columns(
+            dividend_factor=pl.when(pl.col("cash_amount").is_null() | pl.col("pending"))
+            .then(1.0)
+            .otherwise(1.0 - pl.col("cash_amount") / (pl.col("previous_close") * pl.col("split_factor")))
+        )
     )
     # The factor before an ex-date multiplies that day's action with every later one: a reverse cumulative product.
     return (
