@@ -137,7 +137,11 @@ def test_a_new_split_rewrites_only_that_tickers_factors(data, server):
     first, second = dt.date(2026, 3, 2), dt.date(2026, 3, 3)
     refresh(data, server, first)
     folder = data / "reference" / "adjustment_factors"
-    files = {p: p.stat().st_mtime_ns for p in folder.rglob("*.parquet")}
+
+    def ticker_files():
+        return {p: p.stat().st_mtime_ns for p in folder.glob("ticker=*/*.parquet")}
+
+    files = ticker_files()
     assert len(files) >= 10  # BRK.B, and every dividend payer
 
     server.data.announce_split("AAPL", dt.date(2026, 2, 17), 1, 4)
@@ -145,7 +149,7 @@ def test_a_new_split_rewrites_only_that_tickers_factors(data, server):
     assert meta(result, "adjustment_factors")["changed_tickers"] == ["AAPL"]
     assert meta(result, "reference_splits")["new_version"] is True
     assert meta(result, "reference_dividends")["new_version"] is False  # unchanged: no new version
-    now = {p: p.stat().st_mtime_ns for p in folder.rglob("*.parquet")}
+    now = ticker_files()
     added = set(now) - set(files)
     assert added == {ticker_dir(data / "reference", "AAPL") / f"as_of={second}.parquet"}
     assert all(now[p] == files[p] for p in files)  # nothing else was rewritten, not even AAPL's old version
@@ -160,7 +164,8 @@ def test_a_new_split_rewrites_only_that_tickers_factors(data, server):
 
     again = refresh(data, server, second)  # idempotent
     assert meta(again, "adjustment_factors")["changed_tickers"] == []
-    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*.parquet")} == now
+    assert ticker_files() == now
+    assert versions(folder / "_manifest") == [first, second]
 
 
 def test_reference_tables_keep_the_vendors_fields_and_the_ticker_history(data, server):
@@ -256,8 +261,9 @@ def test_reconcile_with_rest_uses_the_tolerances():
 
 
 def test_the_key_never_appears_in_logs_events_metadata_audit_files_or_errors(tmp_path):
-    """Through Dagster's CLI with MASSIVE_API_KEY set, one run failing on a 403 and one retrying a 500: the key is
-    in no output, no file under the data folder or DAGSTER_HOME (event log, run storage), no error text."""
+    """Through Dagster's CLI with MASSIVE_API_KEY set, one run failing on a 403 and one retrying a 500 and a dropped
+    connection: the key is in no output, no file under the data folder or DAGSTER_HOME (event log, run storage,
+    provider state), no error text."""
     with LocalProvider(*FEB, api_key=KEY) as server:
         env = {
             "MASSIVE_API_KEY": KEY,
@@ -269,9 +275,9 @@ def test_the_key_never_appears_in_logs_events_metadata_audit_files_or_errors(tmp
         server.script.append(Reply(403, '{"status":"ERROR","error":"NOT_AUTHORIZED: plan"}'))
         failed = run_cli(*job, cwd=tmp_path, env=env, check=False)
         assert failed.returncode != 0 and "HTTP 403: NOT_AUTHORIZED: plan" in failed.stdout + failed.stderr
-        server.script.append(Reply(500))
+        server.script.extend([Reply(500), Reply(drop=True)])  # a 5xx, then a connection closed without an answer
         passed = run_cli(*job, cwd=tmp_path, env=env)
-        assert "retrying in" in passed.stdout + passed.stderr
+        assert "HTTP 500" in passed.stdout + passed.stderr and "RemoteProtocolError" in passed.stdout + passed.stderr
         assert len(server.requests) > 5 and all(r.authorised for r in server.requests)  # sent, in the header
         shown = run_cli("quant-assets", "providers", "--data", str(tmp_path / "data"), cwd=tmp_path, env=env)
     outputs = [failed.stdout, failed.stderr, passed.stdout, passed.stderr, shown.stdout]

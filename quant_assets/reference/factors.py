@@ -26,14 +26,15 @@ The table has one row per ticker and ex-date: the action's own factors and the c
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import polars as pl
 
-from quant_assets.reference.versions import read_version, same_rows, versions, write_version
+from quant_assets.reference.versions import read_version, version_path, versions, write_version
 
 CASH_TYPES = ("CD", "SC", "LT", "ST")
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -202,36 +203,54 @@ def ticker_dir(root: str | os.PathLike, ticker: str) -> Path:
     return Path(root) / TABLE / f"ticker={quote(ticker, safe='')}"
 
 
-def stored_tickers(root: str | os.PathLike) -> list[str]:
-    folder = Path(root) / TABLE
-    return sorted(unquote(p.name[7:]) for p in folder.glob("ticker=*")) if folder.exists() else []
+def manifest_dir(root: str | os.PathLike) -> Path:
+    """The manifest's versions: for each ticker, which of its versions is current and a digest of its content."""
+    return Path(root) / TABLE / "_manifest"
+
+
+def digests(table: pl.DataFrame) -> dict[str, str]:
+    """A sha256 per ticker of its factor rows (ordered by ex-date, as text): equal digests, equal factors."""
+    text = table.sort("ticker", "ex_date").select(
+        "ticker",
+        row=pl.concat_str([pl.col(c).cast(pl.String).fill_null("-") for c in FACTOR_SCHEMA], separator="|"),
+    )
+    joined = text.group_by("ticker", maintain_order=True).agg(pl.col("row").str.join("\n"))
+    return {t: hashlib.sha256(rows.encode()).hexdigest() for t, rows in joined.iter_rows()}
 
 
 def write_factors(root: str | os.PathLike, table: pl.DataFrame, as_of: dt.date) -> list[str]:
-    """Store each ticker's factors as a new version where they changed (a ticker no longer in `table` gets an
-    empty version); return the tickers whose factors changed. Unchanged tickers' files are not touched."""
-    changed = []
+    """Store a new version of the factors of each ticker whose factors changed since the manifest known on
+    `as_of`, and a new manifest; return those tickers. Unchanged tickers' files are not read or touched: the
+    manifest's digests decide. A ticker no longer in `table` leaves the manifest (its files stay, as history)."""
+    known = read_version(manifest_dir(root), as_of)
+    before = {} if known is None else {t: (v, d) for t, v, d in known.select("ticker", "version", "digest").iter_rows()}
+    now = digests(table)
+    changed = sorted(t for t, digest in now.items() if before.get(t, (None, None))[1] != digest)
+    changed += sorted(set(before) - set(now))  # gone: a change too
     by_ticker = {key[0]: frame for key, frame in table.partition_by("ticker", as_dict=True).items()}
-    for ticker in sorted(set(by_ticker) | set(stored_tickers(root))):
-        frame = by_ticker.get(ticker, pl.DataFrame(schema=FACTOR_SCHEMA))
-        folder = ticker_dir(root, ticker)
-        if same_rows(read_version(folder, as_of), frame):
-            continue
-        if write_version(folder, frame, as_of)[1]:
-            changed.append(ticker)
+    for ticker in changed:
+        if ticker in by_ticker:
+            write_version(ticker_dir(root, ticker), by_ticker[ticker].sort("ex_date"), as_of)
+    manifest = pl.DataFrame(
+        [(t, as_of if t in changed else before[t][0], d) for t, d in sorted(now.items())],
+        schema={"ticker": pl.String, "version": pl.Date, "digest": pl.String},
+        orient="row",
+    )
+    write_version(manifest_dir(root), manifest, as_of)
     return changed
 
 
 def read_factors(
     root: str | os.PathLike, as_of: dt.date | None = None, tickers: list[str] | None = None
 ) -> pl.DataFrame:
-    """The factor table as known on `as_of` (the newest, if None), for `tickers` or all."""
-    frames = []
-    for ticker in tickers if tickers is not None else stored_tickers(root):
-        frame = read_version(ticker_dir(root, ticker), as_of)
-        if frame is not None and frame.height:
-            frames.append(frame)
-    return pl.concat(frames) if frames else pl.DataFrame(schema=FACTOR_SCHEMA)
+    """The factor table as known on `as_of` (the newest, if None), for `tickers` or all, in one read."""
+    manifest = read_version(manifest_dir(root), as_of)
+    if manifest is None:
+        return pl.DataFrame(schema=FACTOR_SCHEMA)
+    if tickers is not None:
+        manifest = manifest.filter(pl.col("ticker").is_in(tickers))
+    paths = [version_path(ticker_dir(root, t), v) for t, v in manifest.select("ticker", "version").iter_rows()]
+    return pl.read_parquet(paths).cast(FACTOR_SCHEMA) if paths else pl.DataFrame(schema=FACTOR_SCHEMA)
 
 
 def factor_versions(root: str | os.PathLike, ticker: str) -> list[dt.date]:
