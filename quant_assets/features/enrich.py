@@ -1,0 +1,75 @@
+"""The enriched day table of a run of sessions, computed a chunk at a time: each chunk reads its sessions and the
+`lookback` sessions before them from the lake once, so memory is bounded by the chunk, not by the range, and a
+window is right on the first session of a backfill as in a one-day run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+
+import polars as pl
+
+from quant_assets.datasets import Calendar
+from quant_assets.features.daily import FeatureSet, daily_features, session_grid, session_vwap
+from quant_assets.lake import partition_path, scan
+from quant_assets.reference.factors import adjust
+from quant_assets.sessions import exchange_calendar, sessions
+
+CHUNK = 21  # sessions computed together
+BAR_COLUMNS = ("ticker", "date", "open", "high", "low", "close", "volume")
+
+
+def chunk_of(run_sessions: Sequence[dt.date], session: dt.date) -> list[dt.date]:
+    """The chunk of `run_sessions` (sorted) that holds `session`."""
+    position = list(run_sessions).index(session)
+    start = position - position % CHUNK
+    return list(run_sessions[start : start + CHUNK])
+
+
+def window_sessions(calendar: Calendar, chunk: Sequence[dt.date], lookback: int) -> list[dt.date]:
+    """The calendar's sessions from `lookback` sessions before the chunk's first to its last."""
+    earlier = sessions(calendar, chunk[0] - dt.timedelta(days=2 * lookback + 14), chunk[0] - dt.timedelta(days=1))
+    return (earlier[len(earlier) - lookback :] if lookback else []) + sessions(calendar, chunk[0], chunk[-1])
+
+
+def enrich_daily(
+    lake_root: str | os.PathLike,
+    daily_dataset: str,
+    minute_dataset: str | None,
+    calendar: Calendar,
+    chunk: Sequence[dt.date],
+    factors: pl.DataFrame,
+    features: FeatureSet,
+) -> dict[dt.date, pl.DataFrame]:
+    """The enriched rows of each session of `chunk` that the lake holds: the adjusted bars, their price and volume
+    factors, the features, and (where the lake has the session's minute bars) the session's VWAPs, adjusted."""
+    window = window_sessions(calendar, chunk, features.lookback)
+    raw = scan(lake_root, daily_dataset, window).select(*BAR_COLUMNS).collect()
+    if not raw.height:
+        return {}
+    bars = adjust(raw.with_columns(raw_close=pl.col("close"), raw_volume=pl.col("volume")), factors)
+    table = daily_features(session_grid(bars, window), features).filter(
+        pl.col("close").is_not_null() & pl.col("date").is_in(list(chunk))
+    )
+    out = {}
+    for (session,), frame in table.partition_by("date", as_dict=True, maintain_order=True).items():
+        frame = frame.drop("session_index")
+        if minute_dataset and partition_path(lake_root, minute_dataset, session).exists():
+            frame = frame.join(_vwaps(lake_root, minute_dataset, calendar, session), on="ticker", how="left")
+            frame = frame.with_columns(pl.col("vwap", "vwap_extended") * pl.col("price_factor"))
+        else:
+            frame = frame.with_columns(vwap=pl.lit(None, pl.Float64), vwap_extended=pl.lit(None, pl.Float64))
+        out[session] = frame.sort("ticker")
+    return out
+
+
+def _vwaps(lake_root, minute_dataset: str, calendar: Calendar, session: dt.date) -> pl.DataFrame:
+    """The session's VWAPs, the regular session bounded by the exchange's open and close (early closes too)."""
+    exchange = exchange_calendar(calendar.value)
+    opens, closes = (t.to_pydatetime() for t in (exchange.session_open(session), exchange.session_close(session)))
+    minutes = scan(lake_root, minute_dataset, [session]).select(
+        "ticker", "high", "low", "close", "volume", "window_start"
+    )
+    return session_vwap(minutes, opens, closes).collect()
