@@ -9,6 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from quant_assets.datasets import Dataset, parse_dataset_names
+from quant_assets.defs.features import features_defs
 from quant_assets.defs.ingest import ingest_defs
 from quant_assets.defs.operations import operations_defs
 from quant_assets.defs.quality import quality_defs
@@ -28,6 +29,7 @@ def build_definitions(datasets: list[Dataset], settings: Settings) -> dg.Definit
         ingest_defs(datasets, excluded_checks=[*freshness_checks, *rest_checks]),
         quality,
         reference,
+        features_defs(datasets),
         operations_defs(),
         dg.Definitions(
             resources=resources_from(settings),

@@ -23,19 +23,26 @@ def test_the_default_code_location():
     assert defs.resources["zones"].root == "data" and defs.resources["flatfiles"].root == "data/vendor"
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert keys == {"coverage", *REFERENCE} | {
+    assert keys == {"coverage", *REFERENCE, *ENRICHED} | {
         f"{layer}_{d}"
         for d in ("stocks_daily", "stocks_minute", "options_daily", "options_minute")
         for layer in ("raw", "lake")
     }
     jobs = {j.name for j in repo.get_all_jobs()}
-    assert jobs >= {"ingest_us_equities", "freshness_checks", "refresh_coverage", "refresh_reference"}
+    assert jobs >= {
+        "ingest_us_equities",
+        "freshness_checks",
+        "refresh_coverage",
+        "refresh_reference",
+        "enrich_us_equities",
+    }
     assert "reconcile_with_rest" not in jobs  # no provider configured: no check that would call the vendor keyless
     assert {s.name for s in repo.schedule_defs} == {
         "ingest_us_equities_daily",
         "freshness_checks_hourly",
         "refresh_coverage_daily",
         "refresh_reference_daily",
+        "enrich_us_equities_daily",
     }
     job = repo.get_job("ingest_us_equities")
     checks = {k.name for k in job.asset_layer.asset_graph.asset_check_keys}
@@ -69,7 +76,7 @@ def test_every_dataset_and_the_s3_source():
         "ingest_forex",
         "ingest_indices",
     }
-    assert len(repo.asset_graph.get_all_asset_keys()) == 2 * len(DATASETS) + 1 + len(REFERENCE)
+    assert len(repo.asset_graph.get_all_asset_keys()) == 2 * len(DATASETS) + 1 + len(REFERENCE) + len(ENRICHED)
     source = defs.resources["flatfiles"]
     assert source.bucket == "b" and "MASSIVE_S3_SECRET_ACCESS_KEY" not in repr(source)
 
@@ -98,6 +105,7 @@ def test_settings_are_read_in_one_place_with_clear_errors():
 
 
 REFERENCE = {"reference_splits", "reference_dividends", "reference_tickers", "adjustment_factors"}
+ENRICHED = {"enriched_stocks_daily"}
 PURE = [
     "sessions",
     "settings",
@@ -124,6 +132,8 @@ PURE = [
     "reference.factors",
     "reference.reconcile",
     "reference.tickers",
+    "features.daily",
+    "features.enrich",
     "sample_rest",
 ]
 

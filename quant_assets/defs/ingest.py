@@ -185,16 +185,22 @@ def lake_layer(dataset: Dataset) -> SessionLayer:
     return SessionLayer(dataset, spec, build, quality_check_specs(dataset, key), check_results)
 
 
-def previous_session_schedule(job, calendar: Calendar) -> dg.ScheduleDefinition:
-    """Every day at 12:00 New York time, request the newest session of `calendar` that ended before today."""
+def previous_session_schedule(
+    job,
+    calendar: Calendar,
+    at: str = f"0 {SCHEDULE_HOUR}",
+    description: str = "Ingests the previous session once its files are published (T+1 about 11:00 ET).",
+) -> dg.ScheduleDefinition:
+    """Every day at `at` ("minute hour", 12:00 by default) New York time, request the newest session of `calendar`
+    that ended before today."""
 
     @dg.schedule(
         name=f"{job.name}_daily",
         job=job,
-        cron_schedule=f"0 {SCHEDULE_HOUR} * * *",
+        cron_schedule=f"{at} * * *",
         execution_timezone=SCHEDULE_ZONE,
         default_status=dg.DefaultScheduleStatus.STOPPED,
-        description="Ingests the previous session once its files are published (T+1 about 11:00 ET).",
+        description=description,
     )
     def _schedule(context: dg.ScheduleEvaluationContext):
         today = context.scheduled_execution_time.date()

@@ -279,11 +279,11 @@ def reference_defs(datasets: list[Dataset], rest_configured: bool) -> tuple[dg.D
         dg.ScheduleDefinition(
             name="refresh_reference_daily",
             job=refresh,
-            cron_schedule="0 6 * * *",
+            cron_schedule="30 12 * * *",
             execution_timezone=SCHEDULE_ZONE,
             default_status=dg.DefaultScheduleStatus.STOPPED,
-            description="Refreshes reference data and factors at 06:00 New York, before the session opens, so that "
-            "the day's ex-dates are known.",
+            description="Refreshes reference data and factors at 12:30 New York, after the daily ingest (12:00) has "
+            "brought the close that today's ex-dividend factors need, and before the features (13:00).",
         )
     ]
     if checks:

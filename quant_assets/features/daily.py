@@ -116,7 +116,10 @@ def daily_features(grid: pl.DataFrame, features: FeatureSet) -> pl.DataFrame:
         (c / previous).log().alias("_log_return"),
         delta.clip(lower_bound=0).alias("_gain"),
         (-delta).clip(lower_bound=0).alias("_loss"),
-        pl.max_horizontal(h - l, (h - previous).abs(), (l - previous).abs()).alias("_true_range"),
+        # max_horizontal would skip a missing previous close: a true range needs it (strict, like every window).
+        pl.when(previous.is_not_null())
+        .then(pl.max_horizontal(h - l, (h - previous).abs(), (l - previous).abs()))
+        .alias("_true_range"),
     ]
     exprs = []
     for n in features.return_windows:

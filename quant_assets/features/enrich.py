@@ -55,7 +55,7 @@ def enrich_daily(
     )
     out = {}
     for (session,), frame in table.partition_by("date", as_dict=True, maintain_order=True).items():
-        frame = frame.drop("session_index")
+        frame = frame.drop("session_index", "date")  # the date is the partition's, as in the lake
         if minute_dataset and partition_path(lake_root, minute_dataset, session).exists():
             frame = frame.join(_vwaps(lake_root, minute_dataset, calendar, session), on="ticker", how="left")
             frame = frame.with_columns(pl.col("vwap", "vwap_extended") * pl.col("price_factor"))

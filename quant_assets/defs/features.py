@@ -1,0 +1,145 @@
+"""The enriched layer's Dagster wiring: `enriched_stocks_daily`, partitioned by session like the lake, computed from
+`lake_stocks_daily` (each session with the `lookback` sessions before it), `lake_stocks_minute` (VWAPs) and the
+newest `adjustment_factors`; its job and daily schedule. The work is in `features/`."""
+
+import datetime as dt
+import time
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from quant_assets.datasets import DATASETS, Dataset
+from quant_assets.defs.chain import BACKFILL_POLICY
+from quant_assets.defs.ingest import previous_session_schedule
+from quant_assets.defs.partitions import session_partitions
+from quant_assets.defs.resources import DataZones
+from quant_assets.features.daily import FeatureSet
+from quant_assets.features.enrich import CHUNK, enrich_daily
+from quant_assets.lake import partition_path, write_parquet
+from quant_assets.reference.factors import TABLE as FACTORS
+from quant_assets.reference.factors import manifest_dir, read_factors
+from quant_assets.reference.versions import latest_version
+from quant_assets.sessions import parse_session
+
+DAILY, MINUTE = DATASETS["stocks_daily"], DATASETS["stocks_minute"]
+ENRICHED_DAILY = f"enriched_{DAILY.name}"
+DEFAULTS = FeatureSet()
+SCHEDULE_ZONE = "America/New_York"
+
+
+class FeatureConfig(dg.Config):
+    """The feature set of a run: windows in sessions (launchpad, or a run config file with `-c`)."""
+
+    return_windows: list[int] = Field(default=list(DEFAULTS.return_windows))
+    volatility_windows: list[int] = Field(default=list(DEFAULTS.volatility_windows))
+    sma_windows: list[int] = Field(default=list(DEFAULTS.sma_windows))
+    ema_windows: list[int] = Field(default=list(DEFAULTS.ema_windows))
+    rsi_windows: list[int] = Field(default=list(DEFAULTS.rsi_windows))
+    atr_windows: list[int] = Field(default=list(DEFAULTS.atr_windows))
+    relative_volume_windows: list[int] = Field(default=list(DEFAULTS.relative_volume_windows))
+    smoothing_span: int = Field(default=DEFAULTS.smoothing_span)
+
+    def feature_set(self) -> FeatureSet:
+        fields = self.model_dump()
+        return FeatureSet(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+
+def enriched_root(zones: DataZones) -> Path:
+    return Path(zones.root) / "enriched"
+
+
+def build_enriched_daily(datasets: list[Dataset]) -> dg.AssetsDefinition:
+    minute = MINUTE if MINUTE in datasets else None
+    deps = [
+        dg.AssetDep(
+            f"lake_{DAILY.name}",
+            partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-DEFAULTS.lookback),
+        ),
+        dg.AssetDep(FACTORS),
+    ]
+    if minute:
+        deps.append(dg.AssetDep(f"lake_{minute.name}"))
+
+    @dg.asset(
+        name=ENRICHED_DAILY,
+        group_name="enriched",
+        partitions_def=session_partitions(DAILY.calendar),
+        backfill_policy=BACKFILL_POLICY,
+        deps=deps,
+        kinds={"parquet", "polars"},
+        description="Daily features per ticker on adjusted prices (returns, volatility, SMA, EMA, RSI, ATR, dollar "
+        "volume, overnight gap, relative volume, VWAP from minute bars; see features/daily.py for each definition), "
+        f"each session computed with the {DEFAULTS.lookback} sessions before it, so a backfill's first session and a "
+        "one-day run agree. Under data/enriched/stocks_daily/date=YYYY-MM-DD/.",
+    )
+    def enriched_daily(context: dg.AssetExecutionContext, config: FeatureConfig, zones: DataZones):
+        features = config.feature_set()
+        factors = read_factors(Path(zones.root) / "reference")
+        factors_version = latest_version(manifest_dir(Path(zones.root) / "reference"))
+        if factors_version is None:
+            context.log.warning("no adjustment_factors yet: the features are computed on raw prices")
+        sessions = sorted(parse_session(k) for k in context.partition_keys)
+        started, built, missing = time.perf_counter(), {}, []
+        for first in range(0, len(sessions), CHUNK):
+            chunk = sessions[first : first + CHUNK]
+            out = enrich_daily(
+                zones.lake_root, DAILY.name, minute.name if minute else None, DAILY.calendar, chunk, factors, features
+            )
+            for session in chunk:
+                frame = out.get(session)
+                if frame is None:
+                    missing.append(session)
+                    continue
+                path = write_parquet(frame, partition_path(enriched_root(zones), DAILY.name, session))
+                built[session.isoformat()] = _metadata(frame, path, factors_version, features)
+        context.log.info(
+            f"{ENRICHED_DAILY}: {len(built)} sessions built, {len(missing)} without a lake partition, in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        if missing:
+            for key, metadata in built.items():
+                yield dg.AssetMaterialization(asset_key=ENRICHED_DAILY, partition=key, metadata=metadata)
+            raise dg.Failure(
+                description=f"{len(missing)} sessions have no lake_{DAILY.name} partition, so no features: "
+                + ", ".join(s.isoformat() for s in missing)
+                + "; every other session is materialised",
+                allow_retries=False,
+            )
+        for key, metadata in built.items():
+            context.add_asset_metadata(metadata, partition_key=key)
+        yield dg.MaterializeResult()
+
+    return enriched_daily
+
+
+def _metadata(frame: pl.DataFrame, path: Path, factors_version: dt.date | None, features: FeatureSet) -> dict:
+    return {
+        "dagster/row_count": dg.MetadataValue.int(frame.height),
+        "tickers_adjusted": dg.MetadataValue.int(frame.filter(pl.col("price_factor") != 1.0).height),
+        "factors_version": dg.MetadataValue.text(str(factors_version)),
+        "features": dg.MetadataValue.json(features.columns()),
+        "path": dg.MetadataValue.path(str(path)),
+    }
+
+
+def features_defs(datasets: list[Dataset]) -> dg.Definitions:
+    """`enriched_stocks_daily` with its job and schedule, when stocks_daily is enabled."""
+    if DAILY not in datasets:
+        return dg.Definitions()
+    asset = build_enriched_daily(datasets)
+    job = dg.define_asset_job(
+        "enrich_us_equities",
+        selection=[asset],
+        partitions_def=session_partitions(DAILY.calendar),
+        description="Compute the enriched daily features for the selected sessions.",
+    )
+    schedule = previous_session_schedule(
+        job,
+        DAILY.calendar,
+        at="0 13",
+        description="Computes the previous session's features at 13:00 New York, after its ingest (12:00) and the "
+        "reference refresh (12:30).",
+    )
+    return dg.Definitions(assets=[asset], jobs=[job], schedules=[schedule])
