@@ -37,7 +37,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 ## demo: install, generate February 2026 of sample vendor files, ingest raw -> lake for the month, fetch splits,
 ## dividends and tickers from a local Massive REST server, build the adjustment factors, check the lake against the
-## REST day bars, summarise
+## REST day bars, compute the enriched daily features, summarise
 demo: setup
 	$(BIN)/quant-assets sample --start $(DEMO_START) --end $(DEMO_END)
 	$(BIN)/dagster job execute -m quant_assets.definitions -j ingest_us_equities --tags '$(DEMO_RANGE)' 2>&1 \
@@ -49,6 +49,8 @@ demo: setup
 		echo '$(DEMO_CHECK)' > data/demo_reconcile.json; \
 		$(BIN)/dagster job execute -m quant_assets.definitions -j reconcile_with_rest -c data/demo_reconcile.json \
 			2>&1 | $(QUIET)
+	$(BIN)/dagster job execute -m quant_assets.definitions -j enrich_us_equities --tags '$(DEMO_RANGE)' 2>&1 \
+		| $(QUIET)
 	$(BIN)/quant-assets status
 	$(BIN)/quant-assets providers
 

@@ -5,7 +5,9 @@ the same process (`gzip -dc` of the same file), so that figures from a noisy mac
    `gzip -dc` of the same file, and the ingest's peak memory in a fresh process;
 2. a range of full-size stock minute sessions through Dagster in one run (1 and 10 sessions), in fresh processes:
    peak memory of each, the fixed overhead of a run and the time per session;
-3. one full-size day of stock trades streamed into the lake: rows, seconds, ratio to `gzip -dc`, peak memory.
+3. one full-size day of stock trades streamed into the lake: rows, seconds, ratio to `gzip -dc`, peak memory;
+4. a year of daily features for 12k tickers in one run (fresh process: seconds, peak memory) against a plain
+   `scan_parquet` of the same lake, and a full-size minute session's VWAPs against its raw -> lake.
 """
 
 import datetime as dt
@@ -19,11 +21,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import polars as pl
+
 from quant_assets.datasets import DATASETS, Dataset
 from quant_assets.flatfiles import vendor_key
 from quant_assets.sessions import sessions
 
 MINUTE = DATASETS["stocks_minute"]
+DAY = DATASETS["stocks_daily"]
 TRADES = DATASETS["stocks_trades"]
 BENCH_SESSION = dt.date(2026, 3, 10)  # after the switch to 6-decimal text, which makes files larger
 RANGE_START = dt.date(2026, 3, 2)  # ten sessions from here for the Dagster range
@@ -201,6 +207,123 @@ def bench_ticks(folder: Path, seed: int) -> dict:
     }
 
 
+FEATURE_YEAR = (dt.date(2025, 1, 2), dt.date(2025, 12, 31))
+FEATURE_TICKERS = 12_000
+FEATURE_BUDGET_S = 20.0  # a year of daily features for ~12k tickers
+VWAP_BUDGET = 1.0  # x the minute session's raw -> lake
+
+
+def feature_lake(folder: Path, seed: int) -> Path:
+    """A full-size day lake (12k tickers, a year and the lookback before it: random walks in the lake's layout) and
+    factors for a few hundred of its tickers, written once under `folder`."""
+    from quant_assets.features.daily import FeatureSet
+    from quant_assets.lake import partition_path, write_parquet
+    from quant_assets.reference.factors import FACTOR_SCHEMA, write_factors
+
+    root = folder / f"features-seed{seed}"
+    days = sessions(DAY.calendar, FEATURE_YEAR[0] - dt.timedelta(days=130), FEATURE_YEAR[1])
+    days = days[days.index(sessions(DAY.calendar, *FEATURE_YEAR)[0]) - FeatureSet().lookback :]
+    if (root / "done").exists():
+        return root
+    print(f"generating a year of full-size day aggregates under {root} (once) ...", flush=True)
+    rng = np.random.default_rng(seed)
+    tickers = pl.Series("ticker", [f"T{i:05d}" for i in range(FEATURE_TICKERS)])
+    level = np.exp(rng.normal(3.3, 1.2, FEATURE_TICKERS))
+    for day in days:
+        level = level * np.exp(rng.normal(0, 0.02, FEATURE_TICKERS))
+        traded = rng.random(FEATURE_TICKERS) < 0.97
+        close = np.round(level, 2)
+        open_ = np.round(level * np.exp(rng.normal(0, 0.005, FEATURE_TICKERS)), 2)
+        frame = pl.DataFrame(
+            {
+                "ticker": tickers,
+                "volume": np.round(rng.lognormal(10, 2, FEATURE_TICKERS)),
+                "open": open_,
+                "close": close,
+                "high": np.maximum(open_, close) * 1.01,
+                "low": np.minimum(open_, close) * 0.99,
+            }
+        ).filter(pl.Series(traded))
+        write_parquet(frame, partition_path(root / "lake", DAY.name, day))
+    split_days = [days[i] for i in rng.integers(0, len(days), 300)]
+    factors = pl.DataFrame(
+        {"ticker": tickers.sample(300, seed=seed), "ex_date": split_days, "split_factor": 0.5,
+         "dividend_factor": 1.0, "cash_amount": None, "previous_close": None, "pending": False,
+         "price_factor": 0.5, "volume_factor": 2.0},
+        schema=FACTOR_SCHEMA,
+    )  # fmt: skip
+    write_factors(root / "reference", factors, FEATURE_YEAR[0])
+    (root / "done").touch()
+    return root
+
+
+FEATURE_RUN = """
+import time, datetime as dt
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import polars as pl
+from quant_assets.datasets import DATASETS
+from quant_assets.features.daily import FeatureSet
+from quant_assets.features.enrich import CHUNK, enrich_daily
+from quant_assets.lake import partition_path, scan, write_parquet
+from quant_assets.reference.factors import read_factors
+from quant_assets.sessions import sessions
+root, day = Path({root!r}), DATASETS["stocks_daily"]
+year = sessions(day.calendar, dt.date.fromisoformat({start!r}), dt.date.fromisoformat({end!r}))
+started = time.perf_counter()
+held = scan(root / "lake", day.name).collect()
+print("SCAN", time.perf_counter() - started, held.height)
+del held
+started = time.perf_counter()
+factors, rows = read_factors(root / "reference"), 0
+for first in range(0, len(year), CHUNK):
+    chunk = year[first : first + CHUNK]
+    for session, frame in enrich_daily(root / "lake", day.name, None, day.calendar, chunk, factors, FeatureSet()).items():
+        write_parquet(frame, partition_path(root / "enriched", day.name, session))
+        rows += frame.height
+print("YEAR", time.perf_counter() - started, rows)
+"""
+
+
+def bench_features(folder: Path, seed: int) -> dict:
+    """A year of daily features for 12k tickers in one run (a fresh process: time and peak memory), against a
+    plain `scan_parquet` of the same lake; and the VWAPs of a full-size minute session against its raw -> lake."""
+    from quant_assets.features.enrich import _vwaps
+
+    root = feature_lake(folder, seed)
+    month = FEATURE_RUN.format(root=str(root), start=FEATURE_YEAR[0].isoformat(), end="2025-01-31")
+    month_peak, _ = _fresh_process(month)
+    code = FEATURE_RUN.format(root=str(root), start=FEATURE_YEAR[0].isoformat(), end=FEATURE_YEAR[1].isoformat())
+    peak, out = _fresh_process(code)
+    values = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()}
+    year_s, rows = float(values["YEAR"][0]), int(values["YEAR"][1])
+    scan_s = float(values["SCAN"][0])
+    path = bench_file(folder, MINUTE, BENCH_SESSION, seed)
+    lake_root = folder / "features-minute-lake"
+    ingest_s, vwap_s = [], []
+    for _ in range(3):
+        started = time.perf_counter()
+        ingest_once(path, lake_root)
+        ingest_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        vwaps = _vwaps(lake_root, MINUTE.name, MINUTE.calendar, BENCH_SESSION)
+        vwap_s.append(time.perf_counter() - started)
+    return {
+        "year_sessions_rows": rows,
+        "year_seconds": round(year_s, 2),
+        "plain_scan_parquet_seconds": round(scan_s, 2),
+        "ratio_to_scan_parquet": round(year_s / scan_s, 1),
+        "year_peak_rss_mib": round(peak / 2**20),
+        "month_peak_rss_mib": round(month_peak / 2**20),
+        "minute_session_ingest_seconds": round(min(ingest_s), 3),
+        "minute_session_vwap_seconds": round(min(vwap_s), 3),
+        "vwap_ratio_to_ingest": round(min(vwap_s) / min(ingest_s), 3),
+        "vwap_tickers": vwaps.height,
+    }
+
+
 def bench_ingest(
     folder: Path, repeat: int = 9, seed: int = 7, parts: tuple[str, ...] = ("day", "range", "ticks")
 ) -> int:
@@ -237,6 +360,15 @@ def bench_ingest(
             (
                 f"tick peak RSS under {TICK_MEMORY_BUDGET / 2**30:.1f} GiB",
                 ticks["peak_rss_mib"] * 2**20 < TICK_MEMORY_BUDGET,
+            ),
+        ]
+    if "features" in parts:
+        features = figures["features"] = bench_features(folder, seed)
+        verdicts += [
+            (f"a year of daily features under {FEATURE_BUDGET_S:g} s", features["year_seconds"] < FEATURE_BUDGET_S),
+            (
+                f"minute VWAPs at most {VWAP_BUDGET}x the session's raw -> lake",
+                features["vwap_ratio_to_ingest"] <= VWAP_BUDGET,
             ),
         ]
     print(json.dumps(figures, indent=2))

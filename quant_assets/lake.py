@@ -190,14 +190,17 @@ def remove_partition(root: str | os.PathLike, dataset: str, session: dt.date) ->
 
 
 def write_parquet(frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> Path:
-    """Replace `path` with `frame`, atomically."""
-    writer = PartitionWriter(path, dict(frame.schema))
+    """Replace `path` with `frame` (a frame in memory; `PartitionWriter` streams batches), atomically: written to a
+    temporary file beside it, then renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = temporary_path(path)
     try:
-        writer.write(frame)
-        return writer.commit(metadata)
-    except BaseException:
-        writer.discard()
-        raise
+        frame.write_parquet(temporary, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL, metadata=metadata)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    remove_leftovers(path)
+    return path
 
 
 def provenance_metadata(dataset: str, session: dt.date, provenance: dict[str, str]) -> dict[str, str]:

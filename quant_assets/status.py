@@ -9,8 +9,9 @@ from quant_assets.datasets import Dataset
 from quant_assets.lake import partition_path, scan, sessions_in
 
 
-def lake_summary(lake_root: Path, datasets: Sequence[Dataset]) -> str:
-    """One line per dataset with a lake folder: sessions, first and last session, rows, tickers, bytes."""
+def lake_summary(lake_root: Path, datasets: Sequence[Dataset], zone: str = "lake") -> str:
+    """One line per dataset with a folder in the zone (the lake, or the enriched zone, which has the same layout):
+    sessions, first and last session, rows, tickers, bytes."""
     rows = [("dataset", "sessions", "first", "last", "rows", "tickers", "MiB")]
     for dataset in datasets:
         held = sessions_in(lake_root, dataset.name)
@@ -27,12 +28,12 @@ def lake_summary(lake_root: Path, datasets: Sequence[Dataset]) -> str:
             (dataset.name, f"{len(held)}", f"{held[0]}", f"{held[-1]}", f"{count:,}", f"{tickers:,}", f"{mib:.1f}")
         )
     if len(rows) == 1:
-        return f"the lake at {lake_root} is empty"
+        return f"the {zone} at {lake_root} is empty"
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))) for row in rows
     ]
-    return "\n".join([f"lake at {lake_root.resolve()}", *lines])
+    return "\n".join([f"{zone} at {lake_root.resolve()}", *lines])
 
 
 def reference_summary(reference_root: Path) -> str | None:

@@ -78,15 +78,31 @@ def decay_weights(alpha: float, length: int) -> list[float]:
     return [(1 - alpha) ** (length - 1 - i) for i in range(length)]
 
 
+POSITION = "_position"  # a row's position within its ticker on the grid
+
+
+def within(expr: pl.Expr, reach: int) -> pl.Expr:
+    """`expr` computed over the whole grid, kept only where the `reach` rows it looked back over are the same
+    ticker's. The grid is sorted by ticker, so one pass over the column with this mask gives what a per-ticker
+    window would, without grouping each expression (`over`), which is several times slower."""
+    return pl.when(pl.col(POSITION) >= reach).then(expr)
+
+
+def lag(column: str | pl.Expr, k: int) -> pl.Expr:
+    """The value `k` sessions earlier, per ticker."""
+    expr = pl.col(column) if isinstance(column, str) else column
+    return within(expr.shift(k), k)
+
+
 def finite_average(column: str, alpha: float, length: int) -> pl.Expr:
     """The exponential average of `column` over the `length` rows ending at each row, weights (1-α)^k with k rows
     back, per ticker; null unless all `length` values are present. (Polars' weighted rolling windows do not take
     nulls, so the nulls are zeroed and counted.)"""
     weights = decay_weights(alpha, length)
     values = pl.col(column)
-    total = values.fill_null(0.0).rolling_sum(length, weights=weights).over("ticker")
-    present = values.is_not_null().cast(pl.Int32).rolling_sum(length).over("ticker")
-    return pl.when(present == length).then(total / sum(weights))
+    total = values.fill_null(0.0).rolling_sum(length, weights=weights)
+    present = values.is_not_null().cast(pl.Int32).rolling_sum(length)
+    return within(pl.when(present == length).then(total / sum(weights)), length - 1)
 
 
 def session_grid(bars: pl.DataFrame, sessions: Sequence) -> pl.DataFrame:
@@ -109,7 +125,7 @@ def daily_features(grid: pl.DataFrame, features: FeatureSet) -> pl.DataFrame:
     """The features of `features` on a `session_grid` of adjusted bars (ticker, date, open, high, low, close,
     volume, raw_close, raw_volume), for every grid row; rows without a bar keep nulls."""
     c, o, h, l, v = (pl.col(n) for n in ("close", "open", "high", "low", "volume"))  # noqa: E741
-    previous = c.shift(1).over("ticker")
+    previous = lag("close", 1)
     delta = c - previous
     first = [
         previous.alias("_previous_close"),
@@ -123,12 +139,12 @@ def daily_features(grid: pl.DataFrame, features: FeatureSet) -> pl.DataFrame:
     ]
     exprs = []
     for n in features.return_windows:
-        back = c.shift(n).over("ticker")
+        back = lag("close", n)
         exprs += [(c / back - 1).alias(f"return_{n}"), (c / back).log().alias(f"log_return_{n}")]
     for n in features.volatility_windows:
-        std = pl.col("_log_return").rolling_std(n, min_samples=n, ddof=1).over("ticker")
+        std = within(pl.col("_log_return").rolling_std(n, min_samples=n, ddof=1), n - 1)
         exprs.append((std * math.sqrt(TRADING_DAYS)).alias(f"volatility_{n}"))
-    exprs += [c.rolling_mean(n, min_samples=n).over("ticker").alias(f"sma_{n}") for n in features.sma_windows]
+    exprs += [within(c.rolling_mean(n, min_samples=n), n - 1).alias(f"sma_{n}") for n in features.sma_windows]
     span = features.smoothing_span
     exprs += [finite_average("close", 2 / (n + 1), span * n).alias(f"ema_{n}") for n in features.ema_windows]
     for n in features.rsi_windows:
@@ -145,9 +161,11 @@ def daily_features(grid: pl.DataFrame, features: FeatureSet) -> pl.DataFrame:
         (o / pl.col("_previous_close") - 1).alias("overnight_gap"),
     ]
     for n in features.relative_volume_windows:
-        mean = v.shift(1).rolling_mean(n, min_samples=n).over("ticker")
+        mean = within(v.shift(1).rolling_mean(n, min_samples=n), n)
         exprs.append((v / mean).alias(f"relative_volume_{n}"))
-    return grid.with_columns(first).with_columns(exprs).drop(c.meta.output_name() for c in first)
+    helpers = [e.meta.output_name() for e in first] + [POSITION]
+    position = pl.int_range(pl.len(), dtype=pl.UInt32).over("ticker").alias(POSITION)
+    return grid.with_columns(position).with_columns(first).with_columns(exprs).drop(helpers)
 
 
 def session_vwap(minutes: pl.DataFrame | pl.LazyFrame, regular_start, regular_end) -> pl.LazyFrame:

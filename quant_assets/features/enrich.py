@@ -17,7 +17,7 @@ from quant_assets.lake import partition_path, scan
 from quant_assets.reference.factors import adjust
 from quant_assets.sessions import exchange_calendar, sessions
 
-CHUNK = 21  # sessions computed together
+CHUNK = 63  # sessions computed together: a quarter, so the lookback read again per chunk stays a small share
 BAR_COLUMNS = ("ticker", "date", "open", "high", "low", "close", "volume")
 
 
