@@ -9,7 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from quant_assets.datasets import Dataset, parse_dataset_names
-from quant_assets.defs.features import features_defs
+from quant_assets.defs.features import feature_layers, features_defs
 from quant_assets.defs.ingest import ingest_defs
 from quant_assets.defs.operations import operations_defs
 from quant_assets.defs.quality import quality_defs
@@ -26,7 +26,7 @@ def build_definitions(datasets: list[Dataset], settings: Settings) -> dg.Definit
     reference, rest_checks = reference_defs(datasets, settings.rest_configured)
     return dg.Definitions.merge(
         # Checks that run on their own schedule (freshness) or need a provider (REST) stay out of the ingest jobs.
-        ingest_defs(datasets, excluded_checks=[*freshness_checks, *rest_checks]),
+        ingest_defs(datasets, feature_layers(datasets), excluded_checks=[*freshness_checks, *rest_checks]),
         quality,
         reference,
         features_defs(datasets),

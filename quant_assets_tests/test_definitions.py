@@ -105,7 +105,7 @@ def test_settings_are_read_in_one_place_with_clear_errors():
 
 
 REFERENCE = {"reference_splits", "reference_dividends", "reference_tickers", "adjustment_factors"}
-ENRICHED = {"enriched_stocks_daily"}
+ENRICHED = {"enriched_stocks_daily", "enriched_stocks_minute", "enriched_options_daily"}
 PURE = [
     "sessions",
     "settings",

@@ -14,9 +14,11 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from quant_assets.datasets import DATASETS, Calendar
-from quant_assets.defs.features import ENRICHED_DAILY, build_enriched_daily
-from quant_assets.defs.resources import DataZones
+from quant_assets.defs.features import ENRICHED_DAILY, build_enriched_daily, feature_layers
+from quant_assets.defs.ingest import ingest_defs
+from quant_assets.defs.resources import DataZones, QualitySettings
 from quant_assets.features.daily import FeatureSet
+from quant_assets.features.intraday import resample
 from quant_assets.lake import partition_path, scan
 from quant_assets.sample import folder_writer, generate
 from quant_assets.sample_rest import LocalProvider
@@ -25,7 +27,7 @@ from quant_assets.sources import LocalFlatFiles
 from quant_assets_tests.conftest import materialize_spine
 from quant_assets_tests.test_reference import refresh
 
-DAY, MINUTE = DATASETS["stocks_daily"], DATASETS["stocks_minute"]
+DAY, MINUTE, OPTIONS = DATASETS["stocks_daily"], DATASETS["stocks_minute"], DATASETS["options_daily"]
 START, END = dt.date(2026, 1, 2), dt.date(2026, 3, 31)
 # Small windows, so that the quarter has room for them; the defaults are tested for their lookback.
 WINDOWS = {
@@ -267,3 +269,96 @@ def test_the_default_feature_set_looks_back_far_enough():
     assert FeatureSet(ema_windows=(), rsi_windows=(14,), atr_windows=(), smoothing_span=3).lookback == 42
     with pytest.raises(ValueError, match="sma_windows must be positive whole numbers"):
         FeatureSet(sma_windows=(0,))
+
+
+FEB_DATASETS = [DATASETS[n] for n in ("stocks_daily", "stocks_minute", "options_daily", "options_minute")]
+
+
+@pytest.fixture(scope="module")
+def february_enriched(february, tmp_path_factory) -> Path:
+    """February's four datasets through the session chain with its enriched layers, for two sessions."""
+    data = tmp_path_factory.mktemp("feb-enriched")
+    chain = list(ingest_defs(FEB_DATASETS, feature_layers(FEB_DATASETS)).assets)
+    tags = {"dagster/asset_partition_range_start": "2026-02-26", "dagster/asset_partition_range_end": "2026-02-27"}
+    resources = {
+        "flatfiles": LocalFlatFiles(root=str(february)),
+        "zones": DataZones(root=str(data)),
+        "quality": QualitySettings(),
+    }
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(chain, resources=resources, tags=tags, instance=instance)
+    assert result.success
+    keys = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert {"enriched_stocks_minute", "enriched_options_daily"} <= keys
+    return data
+
+
+def test_intraday_features_and_bars_equal_a_plain_implementation(february_enriched):
+    data, day = february_enriched, dt.date(2026, 2, 27)
+    folder = partition_path(data / "enriched", MINUTE.name, day).parent
+    features = pl.read_parquet(folder / "part-0.parquet")
+    minutes = scan(data / "lake", MINUTE.name, [day]).filter(pl.col("ticker") == "AAPL").collect().sort("window_start")
+    xnys = exchange_calendar("XNYS")
+    opens, closes = xnys.session_open(day).to_pydatetime(), xnys.session_close(day).to_pydatetime()
+    rows = list(minutes.iter_rows(named=True))
+    mine = features.filter(pl.col("ticker") == "AAPL").sort("window_start")
+    assert mine.height == len(rows)
+    pv = vol = 0.0
+    for k, (row, got) in enumerate(zip(rows, mine.iter_rows(named=True))):
+        before = rows[k - 1] if k else None
+        contiguous = before is not None and row["window_start"] - before["window_start"] == dt.timedelta(minutes=1)
+        want_return = row["close"] / before["close"] - 1 if contiguous else None
+        assert got["return_1m"] == (pytest.approx(want_return, rel=1e-12) if want_return is not None else None)
+        if opens <= row["window_start"] < closes:
+            pv += (row["high"] + row["low"] + row["close"]) / 3 * row["volume"]
+            vol += row["volume"]
+            assert got["vwap_cumulative"] == pytest.approx(pv / vol, rel=1e-12)
+        else:
+            assert got["vwap_cumulative"] is None
+    for every in (5, 15, 60):
+        bars = pl.read_parquet(folder / f"bars_{every}m.parquet").filter(pl.col("ticker") == "AAPL")
+        buckets: dict = {}
+        for row in rows:
+            if opens <= row["window_start"] < closes:
+                start = opens + dt.timedelta(minutes=every) * (
+                    (row["window_start"] - opens) // dt.timedelta(minutes=every)
+                )
+                buckets.setdefault(start, []).append(row)
+        assert bars.height == len(buckets)
+        for bar in bars.iter_rows(named=True):
+            group = buckets[bar["window_start"]]
+            assert (bar["open"], bar["close"]) == (group[0]["open"], group[-1]["close"])
+            assert bar["high"] == max(r["high"] for r in group) and bar["low"] == min(r["low"] for r in group)
+            assert bar["volume"] == pytest.approx(sum(r["volume"] for r in group))
+            assert bar["window_end"] == min(bar["window_start"] + dt.timedelta(minutes=every), closes)
+
+
+def test_bars_end_at_an_early_close():
+    day = dt.date(2025, 11, 28)  # the day after Thanksgiving: the exchange closes at 13:00 New York
+    xnys = exchange_calendar("XNYS")
+    opens, closes = xnys.session_open(day).to_pydatetime(), xnys.session_close(day).to_pydatetime()
+    assert closes - opens == dt.timedelta(hours=3, minutes=30)
+    stamps = [opens + dt.timedelta(minutes=m) for m in range(-5, 215)]  # pre-market, the session, after the close
+    minutes = pl.DataFrame(
+        {"ticker": "X", "window_start": stamps, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 10.0,
+         "transactions": 1},
+        schema_overrides={"window_start": pl.Datetime("ns", "UTC")},
+    )  # fmt: skip
+    bars = resample(minutes, opens, closes, 60)
+    assert bars["window_start"].to_list()[0] == opens and bars.height == 4  # 3 whole hours and a half hour
+    assert bars["window_end"].to_list()[-1] == closes and bars["volume"].to_list() == [600.0, 600.0, 600.0, 300.0]
+
+
+def test_option_features_equal_a_plain_implementation(february_enriched):
+    data, day = february_enriched, dt.date(2026, 2, 26)
+    frame = pl.read_parquet(partition_path(data / "enriched", OPTIONS.name, day))
+    closes = {r["ticker"]: r["close"] for r in scan(data / "lake", DAY.name, [day]).collect().iter_rows(named=True)}
+    assert set(frame["underlying_ticker"].unique()) == {"SPY", "AAPL", "BRK.B"}  # BRKB is BRK.B
+    for row in frame.iter_rows(named=True):
+        stock = {"BRKB": "BRK.B"}.get(row["underlying"], row["underlying"])
+        close = closes[stock]
+        assert row["underlying_ticker"] == stock and row["underlying_close"] == close
+        assert row["days_to_expiry"] == (row["expiration"] - day).days
+        assert row["moneyness"] == pytest.approx(close / row["strike"])
+        assert row["log_moneyness"] == pytest.approx(math.log(close / row["strike"]))
+        assert row["in_the_money"] == (close > row["strike"] if row["contract_type"] == "C" else close < row["strike"])

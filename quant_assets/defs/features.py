@@ -1,6 +1,12 @@
-"""The enriched layer's Dagster wiring: `enriched_stocks_daily`, partitioned by session like the lake, computed from
-`lake_stocks_daily` (each session with the `lookback` sessions before it), `lake_stocks_minute` (VWAPs) and the
-newest `adjustment_factors`; its job and daily schedule. The work is in `features/`."""
+"""The enriched layer's Dagster wiring. The work is in `features/`.
+
+- `enriched_stocks_daily`, partitioned by session like the lake, computed from `lake_stocks_daily` (each session
+  with the `lookback` sessions before it), `lake_stocks_minute` (VWAPs) and the newest `adjustment_factors`; its
+  own job and daily schedule, after the reference refresh that the factors need.
+- `enriched_stocks_minute` and `enriched_options_daily` need nothing but their own session, so they are layers of
+  the session chain (`extra_layers` of the ingest): in a range run every good session flows through them as through
+  the lake.
+"""
 
 import datetime as dt
 import time
@@ -10,20 +16,24 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from quant_assets.datasets import DATASETS, Dataset
-from quant_assets.defs.chain import BACKFILL_POLICY
+from quant_assets.datasets import DATASETS, Calendar, Dataset
+from quant_assets.defs.chain import BACKFILL_POLICY, Built, ChainContext, SessionLayer
 from quant_assets.defs.ingest import previous_session_schedule
 from quant_assets.defs.partitions import session_partitions
 from quant_assets.defs.resources import DataZones
+from quant_assets.errors import SessionError
 from quant_assets.features.daily import FeatureSet
 from quant_assets.features.enrich import CHUNK, enrich_daily
-from quant_assets.lake import partition_path, write_parquet
+from quant_assets.features.intraday import BAR_MINUTES, minute_features, option_features, resample
+from quant_assets.flatfiles import vendor_key
+from quant_assets.lake import partition_path, scan, write_parquet
 from quant_assets.reference.factors import TABLE as FACTORS
 from quant_assets.reference.factors import manifest_dir, read_factors
 from quant_assets.reference.versions import latest_version
-from quant_assets.sessions import parse_session
+from quant_assets.sessions import exchange_calendar, parse_session
 
 DAILY, MINUTE = DATASETS["stocks_daily"], DATASETS["stocks_minute"]
+OPTIONS = DATASETS["options_daily"]
 ENRICHED_DAILY = f"enriched_{DAILY.name}"
 DEFAULTS = FeatureSet()
 SCHEDULE_ZONE = "America/New_York"
@@ -143,3 +153,98 @@ def features_defs(datasets: list[Dataset]) -> dg.Definitions:
         "reference refresh (12:30).",
     )
     return dg.Definitions(assets=[asset], jobs=[job], schedules=[schedule])
+
+
+def _lake_session(chain: ChainContext, dataset: Dataset, session: dt.date) -> pl.DataFrame:
+    if not partition_path(chain.zones.lake_root, dataset.name, session).exists():
+        raise SessionError(
+            dataset.name, session, vendor_key(dataset, session), f"no lake partition; materialize lake_{dataset.name}"
+        )
+    return scan(chain.zones.lake_root, dataset.name, [session]).drop("date").collect()
+
+
+def _regular_hours(session: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    exchange = exchange_calendar("XNYS")
+    return exchange.session_open(session).to_pydatetime(), exchange.session_close(session).to_pydatetime()
+
+
+def intraday_layer() -> SessionLayer:
+    """`enriched_stocks_minute`: the session's minute bars with `return_1m` and `vwap_cumulative` (part-0.parquet),
+    and 5-, 15- and 60-minute bars aligned to the open (bars_<n>m.parquet), in the partition's folder."""
+    name = f"enriched_{MINUTE.name}"
+
+    def build(chain: ChainContext, session: dt.date) -> Built:
+        minutes = _lake_session(chain, MINUTE, session)
+        open_at, close_at = _regular_hours(session)
+        folder = partition_path(Path(chain.zones.root) / "enriched", MINUTE.name, session).parent
+        bars = {n: resample(minutes, open_at, close_at, n) for n in BAR_MINUTES}
+        for n, frame in bars.items():  # beside part-0, which is written last: it marks the partition complete
+            frame.write_parquet(folder / f".bars_{n}m.tmp", compression="zstd", compression_level=1, mkdir=True)
+        for n in bars:
+            (folder / f".bars_{n}m.tmp").replace(folder / f"bars_{n}m.parquet")
+        features = minute_features(minutes, open_at, close_at)
+        path = folder / "part-0.parquet"
+        temporary = folder / ".part-0.tmp"
+        features.write_parquet(temporary, compression="zstd", compression_level=1)
+        temporary.replace(path)
+        return Built(
+            {
+                "dagster/row_count": dg.MetadataValue.int(features.height),
+                **{f"bars_{n}m": dg.MetadataValue.int(frame.height) for n, frame in bars.items()},
+                "regular_session": f"{open_at:%H:%M}-{close_at:%H:%M} UTC",
+                "path": dg.MetadataValue.path(str(path)),
+            }
+        )
+
+    spec = dg.AssetSpec(
+        name,
+        deps=[f"lake_{MINUTE.name}"],
+        group_name="enriched",
+        kinds={"parquet", "polars"},
+        description="Per session: the minute bars with return_1m and the cumulative VWAP of the regular session, "
+        "and 5-, 15- and 60-minute bars aligned to the open (early closes respected), under "
+        "data/enriched/stocks_minute/date=YYYY-MM-DD/ (see features/intraday.py). Raw prices.",
+    )
+    return SessionLayer(MINUTE, spec, build)
+
+
+def options_layer() -> SessionLayer:
+    """`enriched_options_daily`: each contract's underlying, days to expiry and moneyness."""
+    name = f"enriched_{OPTIONS.name}"
+
+    def build(chain: ChainContext, session: dt.date) -> Built:
+        options = _lake_session(chain, OPTIONS, session)
+        stocks = _lake_session(chain, DAILY, session)
+        frame = option_features(options, stocks, session)
+        path = write_parquet(frame, partition_path(Path(chain.zones.root) / "enriched", OPTIONS.name, session))
+        unmatched = frame.filter(pl.col("underlying_close").is_null())["underlying"].unique().sort().to_list()
+        if unmatched:
+            chain.log.warning(f"{name} {session}: no stock close for the roots {', '.join(unmatched[:10])}")
+        return Built(
+            {
+                "dagster/row_count": dg.MetadataValue.int(frame.height),
+                "underlyings_without_close": dg.MetadataValue.json(unmatched[:50]),
+                "path": dg.MetadataValue.path(str(path)),
+            }
+        )
+
+    spec = dg.AssetSpec(
+        name,
+        deps=[f"lake_{OPTIONS.name}", f"lake_{DAILY.name}"],
+        group_name="enriched",
+        kinds={"parquet", "polars"},
+        description="Per session and contract: underlying (OCC root mapped to its stock ticker), expiry, call/put, "
+        "strike, days to expiry, the underlying's close, moneyness (close / strike), its log and in-the-money, "
+        "under data/enriched/options_daily/date=YYYY-MM-DD/ (see features/intraday.py).",
+    )
+    return SessionLayer(OPTIONS, spec, build)
+
+
+def feature_layers(datasets: list[Dataset]) -> dict[Calendar, list[SessionLayer]]:
+    """The enriched layers of the session chains, for the datasets they need."""
+    layers = []
+    if MINUTE in datasets:
+        layers.append(intraday_layer())
+    if OPTIONS in datasets and DAILY in datasets:
+        layers.append(options_layer())
+    return {Calendar.XNYS: layers} if layers else {}

@@ -1,0 +1,92 @@
+"""Per-session features that need no earlier session: intraday bars and returns from minute aggregates, and option
+contract features against the underlying's close. Raw prices: one session has one adjustment factor, so returns are
+unaffected and levels are adjusted by multiplying with the session's `price_factor`.
+
+Intraday (`minute_features`, `resample`), for the regular session [open, close) of the exchange (early closes
+respected; pre- and post-market rows keep nulls):
+- `return_1m`       close[t] / close[t-1 minute] - 1, null when the ticker has no bar the minute before
+- `vwap_cumulative` Σ(p·v) / Σ(v) from the open to this minute, p the minute's (high + low + close) / 3
+- bars of k minutes aligned to the open: the first starts at the open, the last ends at the close (shorter when
+  the session is not a multiple of k); open first, high max, low min, close last, volume and transactions summed
+
+Options (`option_features`), from the OCC fields the lake already parses:
+- `underlying_ticker` the stock ticker of the OCC root (`BRKB` -> `BRK.B`), `underlying_close` its raw close
+- `days_to_expiry`  calendar days from the session to the expiration
+- `moneyness`       underlying close / strike; `log_moneyness` its log; `in_the_money` for the contract's side
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+NS_PER_MINUTE = 60_000_000_000
+BAR_MINUTES = (5, 15, 60)
+
+
+def _regular(open_at: dt.datetime, close_at: dt.datetime) -> pl.Expr:
+    return pl.col("window_start").is_between(open_at, close_at, closed="left")
+
+
+def minute_features(minutes: pl.DataFrame, open_at: dt.datetime, close_at: dt.datetime) -> pl.DataFrame:
+    """`minutes` (one session of minute aggregates) with `return_1m` and `vwap_cumulative`, sorted by ticker and
+    time."""
+    typical = (pl.col("high") + pl.col("low") + pl.col("close")) / 3
+    regular = _regular(open_at, close_at)
+    ordered = minutes.sort("ticker", "window_start")
+    previous_start = pl.col("window_start").shift(1).over("ticker")
+    one_minute_before = (pl.col("window_start") - previous_start) == pl.duration(minutes=1)
+    pv = pl.when(regular).then(typical * pl.col("volume")).otherwise(0.0)
+    v = pl.when(regular).then(pl.col("volume")).otherwise(0.0)
+    return ordered.with_columns(
+        pl.when(one_minute_before)
+        .then(pl.col("close") / pl.col("close").shift(1).over("ticker") - 1)
+        .alias("return_1m"),
+        pl.when(regular).then(pv.cum_sum().over("ticker") / v.cum_sum().over("ticker")).alias("vwap_cumulative"),
+    )
+
+
+def resample(minutes: pl.DataFrame, open_at: dt.datetime, close_at: dt.datetime, every: int) -> pl.DataFrame:
+    """Bars of `every` minutes of the regular session, aligned to the open (see the module docstring)."""
+    start = pl.lit(open_at).cast(pl.Datetime("ns", "UTC"))
+    offset = (pl.col("window_start") - start).dt.total_nanoseconds() // (every * NS_PER_MINUTE)
+    bucket = start + pl.duration(nanoseconds=offset * every * NS_PER_MINUTE)
+    end = pl.min_horizontal(
+        pl.col("window_start") + pl.duration(minutes=every), pl.lit(close_at).cast(pl.Datetime("ns", "UTC"))
+    )
+    return (
+        minutes.filter(_regular(open_at, close_at))
+        .sort("ticker", "window_start")
+        .with_columns(bucket.alias("window_start"))
+        .group_by("ticker", "window_start", maintain_order=True)
+        .agg(
+            pl.col("open").first(),
+            pl.col("high").max(),
+            pl.col("low").min(),
+            pl.col("close").last(),
+            pl.col("volume").sum(),
+            pl.col("transactions").sum(),
+        )
+        .with_columns(end.alias("window_end"))
+    )
+
+
+def option_features(options: pl.DataFrame, stocks: pl.DataFrame, session: dt.date) -> pl.DataFrame:
+    """`options` (one session of option day aggregates with the OCC fields) with the contract features; the
+    underlying's close comes from `stocks` (the same session's stock day aggregates)."""
+    roots = stocks.select(
+        pl.col("ticker").str.replace_all(".", "", literal=True).alias("underlying"),
+        pl.col("ticker").alias("underlying_ticker"),
+        pl.col("close").alias("underlying_close"),
+    ).unique("underlying", keep="first")
+    moneyness = pl.col("underlying_close") / pl.col("strike")
+    return options.join(roots, on="underlying", how="left").with_columns(
+        (pl.col("expiration") - pl.lit(session)).dt.total_days().alias("days_to_expiry"),
+        moneyness.alias("moneyness"),
+        moneyness.log().alias("log_moneyness"),
+        pl.when(pl.col("contract_type") == "C")
+        .then(pl.col("underlying_close") > pl.col("strike"))
+        .otherwise(pl.col("underlying_close") < pl.col("strike"))
+        .alias("in_the_money"),
+    )
