@@ -105,7 +105,12 @@ def test_settings_are_read_in_one_place_with_clear_errors():
 
 
 REFERENCE = {"reference_splits", "reference_dividends", "reference_tickers", "adjustment_factors"}
-ENRICHED = {"enriched_stocks_daily", "enriched_stocks_minute", "enriched_options_daily"}
+ENRICHED = {
+    "enriched_stocks_daily",
+    "enriched_stocks_daily_restated",
+    "enriched_stocks_minute",
+    "enriched_options_daily",
+}
 PURE = [
     "sessions",
     "settings",
@@ -134,6 +139,8 @@ PURE = [
     "reference.tickers",
     "features.daily",
     "features.enrich",
+    "features.intraday",
+    "features.restate",
     "sample_rest",
 ]
 

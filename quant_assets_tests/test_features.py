@@ -19,6 +19,7 @@ from quant_assets.defs.ingest import ingest_defs
 from quant_assets.defs.resources import DataZones, QualitySettings
 from quant_assets.features.daily import FeatureSet
 from quant_assets.features.intraday import resample
+from quant_assets.features.restate import read_enriched_daily
 from quant_assets.lake import partition_path, scan
 from quant_assets.sample import folder_writer, generate
 from quant_assets.sample_rest import LocalProvider
@@ -362,3 +363,51 @@ def test_option_features_equal_a_plain_implementation(february_enriched):
         assert row["moneyness"] == pytest.approx(close / row["strike"])
         assert row["log_moneyness"] == pytest.approx(math.log(close / row["strike"]))
         assert row["in_the_money"] == (close > row["strike"] if row["contract_type"] == "C" else close < row["strike"])
+
+
+def materialize_restated(data: Path):
+    from quant_assets.defs.features import RESTATED_DAILY, build_restated_daily
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [build_restated_daily()],
+            resources={"zones": DataZones(root=str(data))},
+            run_config={"ops": {RESTATED_DAILY: {"config": WINDOWS}}},
+            instance=instance,
+        )
+    [event] = result.get_asset_materialization_events()
+    return {k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()}
+
+
+def test_a_split_added_later_rewrites_only_that_tickers_enriched_rows(quarter, backfill, tmp_path):
+    data, _ = quarter
+    copy = tmp_path / "data"
+    for zone in ("lake", "reference", "enriched"):
+        shutil.copytree(data / zone, copy / zone)
+    sessions_files = {p: p.stat().st_mtime_ns for p in (copy / "enriched" / DAY.name).glob("date=*/part-0.parquet")}
+    assert len(sessions_files) == 41
+    assert materialize_restated(copy)["restated_tickers"] == []  # nothing is stale yet
+
+    with LocalProvider(START, END) as server:
+        server.data.announce_split("AAPL", dt.date(2026, 3, 16), 1, 4)
+        refresh(copy, server, dt.date(2026, 4, 2))
+    assert materialize_restated(copy)["restated_tickers"] == ["AAPL"]
+    assert {p: p.stat().st_mtime_ns for p in sessions_files} == sessions_files  # no session file rewritten
+    restated = sorted(p.relative_to(copy / "enriched") for p in (copy / "enriched").rglob("_restated/**/*.parquet"))
+    assert restated == [Path("stocks_daily/_restated/ticker=AAPL/as_of=2026-04-02.parquet")]
+
+    # The read side now gives AAPL as a full recomputation with the new factors would, and everyone else as before.
+    fresh = tmp_path / "fresh"
+    for zone in ("lake", "reference"):
+        shutil.copytree(copy / zone, fresh / zone)
+    assert enrich(fresh, *BACKFILL).success
+    recomputed = scan(fresh / "enriched", DAY.name).collect()
+    merged = read_enriched_daily(copy / "enriched", DAY.name).collect()
+    assert merged.height == backfill.height
+    columns = [c for c in backfill.columns if c != "factors_version"]
+    for name, want in (("AAPL", recomputed), ("SPY", backfill)):
+        got = merged.filter(pl.col("ticker") == name).sort("date").select(columns)
+        assert_frame_equal(got, want.filter(pl.col("ticker") == name).sort("date").select(columns), rel_tol=1e-9)
+    aapl = merged.filter(pl.col("ticker") == "AAPL").sort("date")
+    assert aapl.filter(pl.col("date") < dt.date(2026, 3, 16))["price_factor"].max() < 0.26  # 1-for-4 before it
+    assert materialize_restated(copy)["restated_tickers"] == []  # idempotent

@@ -25,11 +25,12 @@ from quant_assets.errors import SessionError
 from quant_assets.features.daily import FeatureSet
 from quant_assets.features.enrich import CHUNK, enrich_daily
 from quant_assets.features.intraday import BAR_MINUTES, minute_features, option_features, resample
+from quant_assets.features.restate import restate, restated_dir, restated_tickers
 from quant_assets.flatfiles import vendor_key
-from quant_assets.lake import partition_path, scan, write_parquet
+from quant_assets.lake import partition_path, scan, sessions_in, write_parquet
 from quant_assets.reference.factors import TABLE as FACTORS
 from quant_assets.reference.factors import manifest_dir, read_factors
-from quant_assets.reference.versions import latest_version
+from quant_assets.reference.versions import latest_version, read_version
 from quant_assets.sessions import exchange_calendar, parse_session
 
 DAILY, MINUTE = DATASETS["stocks_daily"], DATASETS["stocks_minute"]
@@ -95,7 +96,14 @@ def build_enriched_daily(datasets: list[Dataset]) -> dg.AssetsDefinition:
         for first in range(0, len(sessions), CHUNK):
             chunk = sessions[first : first + CHUNK]
             out = enrich_daily(
-                zones.lake_root, DAILY.name, minute.name if minute else None, DAILY.calendar, chunk, factors, features
+                zones.lake_root,
+                DAILY.name,
+                minute.name if minute else None,
+                DAILY.calendar,
+                chunk,
+                factors,
+                features,
+                factors_version,
             )
             for session in chunk:
                 frame = out.get(session)
@@ -122,6 +130,73 @@ def build_enriched_daily(datasets: list[Dataset]) -> dg.AssetsDefinition:
         yield dg.MaterializeResult()
 
     return enriched_daily
+
+
+RESTATED_DAILY = f"{ENRICHED_DAILY}_restated"
+
+
+def stale_tickers(zones: DataZones) -> tuple[list[str], dt.date | None]:
+    """The tickers whose current factors are newer than the factors their enriched rows (or their latest
+    restatement) were computed with, and the factors' version."""
+    reference = Path(zones.root) / "reference"
+    manifest = read_version(manifest_dir(reference))
+    version = latest_version(manifest_dir(reference))
+    held = sessions_in(enriched_root(zones), DAILY.name)
+    if manifest is None or not held:
+        return [], version
+    computed = (
+        scan(enriched_root(zones), DAILY.name, held)
+        .group_by("ticker")
+        .agg(pl.col("factors_version").max().alias("computed"))
+        .collect()
+    )
+    restated = pl.DataFrame(
+        [
+            (t, latest_version(restated_dir(enriched_root(zones), DAILY.name, t)))
+            for t in restated_tickers(enriched_root(zones), DAILY.name)
+        ],
+        schema={"ticker": pl.String, "restated": pl.Date},
+        orient="row",
+    )
+    stale = (
+        manifest.join(computed, on="ticker", how="inner")
+        .join(restated, on="ticker", how="left")
+        .filter(pl.col("version") > pl.max_horizontal("computed", "restated").fill_null(dt.date.min))
+    )
+    return sorted(stale["ticker"]), version
+
+
+def build_restated_daily() -> dg.AssetsDefinition:
+    @dg.asset(
+        name=RESTATED_DAILY,
+        group_name="enriched",
+        deps=[FACTORS, ENRICHED_DAILY],
+        kinds={"parquet", "polars"},
+        automation_condition=dg.AutomationCondition.any_deps_updated() & ~dg.AutomationCondition.in_progress(),
+        description="When adjustment_factors change, the enriched daily history of just the changed tickers, "
+        "recomputed with the new factors and stored per ticker (data/enriched/stocks_daily/_restated/); no session "
+        "file is rewritten. Read the enriched table with features.restate.read_enriched_daily, which prefers a "
+        "restated row over a session's row adjusted with older factors.",
+    )
+    def restated_daily(context: dg.AssetExecutionContext, config: FeatureConfig, zones: DataZones):
+        tickers, version = stale_tickers(zones)
+        written = {}
+        if tickers and version is not None:
+            factors = read_factors(Path(zones.root) / "reference", tickers=tickers)
+            written = restate(
+                zones.lake_root, enriched_root(zones), DAILY.name, DAILY.calendar, tickers, factors, version,
+                config.feature_set(),
+            )  # fmt: skip
+        context.log.info(f"{RESTATED_DAILY}: {len(written)} tickers restated with factors {version}")
+        return dg.MaterializeResult(
+            metadata={
+                "restated_tickers": dg.MetadataValue.json(sorted(written)),
+                "rows": dg.MetadataValue.int(sum(written.values())),
+                "factors_version": dg.MetadataValue.text(str(version)),
+            }
+        )
+
+    return restated_daily
 
 
 def _metadata(frame: pl.DataFrame, path: Path, factors_version: dt.date | None, features: FeatureSet) -> dict:
@@ -152,7 +227,13 @@ def features_defs(datasets: list[Dataset]) -> dg.Definitions:
         description="Computes the previous session's features at 13:00 New York, after its ingest (12:00) and the "
         "reference refresh (12:30).",
     )
-    return dg.Definitions(assets=[asset], jobs=[job], schedules=[schedule])
+    restated = build_restated_daily()
+    restate_job = dg.define_asset_job(
+        "restate_enriched",
+        selection=[restated],
+        description="Rewrite the enriched daily history of the tickers whose adjustment factors changed.",
+    )
+    return dg.Definitions(assets=[asset, restated], jobs=[job, restate_job], schedules=[schedule])
 
 
 def _lake_session(chain: ChainContext, dataset: Dataset, session: dt.date) -> pl.DataFrame:

@@ -42,9 +42,11 @@ def enrich_daily(
     chunk: Sequence[dt.date],
     factors: pl.DataFrame,
     features: FeatureSet,
+    factors_version: dt.date | None = None,
 ) -> dict[dt.date, pl.DataFrame]:
     """The enriched rows of each session of `chunk` that the lake holds: the adjusted bars, their price and volume
-    factors, the features, and (where the lake has the session's minute bars) the session's VWAPs, adjusted."""
+    factors (and `factors_version`, the factors' as-of date), the features, and (where the lake has the session's
+    minute bars) the session's VWAPs, adjusted."""
     window = window_sessions(calendar, chunk, features.lookback)
     raw = scan(lake_root, daily_dataset, window).select(*BAR_COLUMNS).collect()
     if not raw.height:
@@ -61,7 +63,7 @@ def enrich_daily(
             frame = frame.with_columns(pl.col("vwap", "vwap_extended") * pl.col("price_factor"))
         else:
             frame = frame.with_columns(vwap=pl.lit(None, pl.Float64), vwap_extended=pl.lit(None, pl.Float64))
-        out[session] = frame.sort("ticker")
+        out[session] = frame.with_columns(factors_version=pl.lit(factors_version, pl.Date)).sort("ticker")
     return out
 
 
