@@ -291,6 +291,9 @@ def bench_features(folder: Path, seed: int) -> dict:
     """A year of daily features for 12k tickers in one run (a fresh process: time and peak memory), against a
     plain `scan_parquet` of the same lake; and the VWAPs of a full-size minute session against its raw -> lake."""
     from quant_assets.features.enrich import _vwaps
+    from quant_assets.features.intraday import minute_features, session_bars, sort_minutes
+    from quant_assets.lake import scan
+    from quant_assets.sessions import exchange_calendar
 
     root = feature_lake(folder, seed)
     month = FEATURE_RUN.format(root=str(root), start=FEATURE_YEAR[0].isoformat(), end="2025-01-31")
@@ -302,7 +305,11 @@ def bench_features(folder: Path, seed: int) -> dict:
     scan_s = float(values["SCAN"][0])
     path = bench_file(folder, MINUTE, BENCH_SESSION, seed)
     lake_root = folder / "features-minute-lake"
-    ingest_s, vwap_s = [], []
+    exchange = exchange_calendar("XNYS")
+    opens, closes = (
+        t.to_pydatetime() for t in (exchange.session_open(BENCH_SESSION), exchange.session_close(BENCH_SESSION))
+    )
+    ingest_s, vwap_s, intraday_s = [], [], []
     for _ in range(3):
         started = time.perf_counter()
         ingest_once(path, lake_root)
@@ -310,6 +317,11 @@ def bench_features(folder: Path, seed: int) -> dict:
         started = time.perf_counter()
         vwaps = _vwaps(lake_root, MINUTE.name, MINUTE.calendar, BENCH_SESSION)
         vwap_s.append(time.perf_counter() - started)
+        started = time.perf_counter()  # enriched_stocks_minute: read, minute features, the three bar sizes
+        minutes = sort_minutes(scan(lake_root, MINUTE.name, [BENCH_SESSION]).collect())
+        minute_features(minutes, opens, closes)
+        bars = session_bars(minutes, opens, closes)
+        intraday_s.append(time.perf_counter() - started)
     return {
         "year_sessions_rows": rows,
         "year_seconds": round(year_s, 2),
@@ -321,6 +333,9 @@ def bench_features(folder: Path, seed: int) -> dict:
         "minute_session_vwap_seconds": round(min(vwap_s), 3),
         "vwap_ratio_to_ingest": round(min(vwap_s) / min(ingest_s), 3),
         "vwap_tickers": vwaps.height,
+        "minute_session_intraday_seconds": round(min(intraday_s), 3),
+        "intraday_ratio_to_ingest": round(min(intraday_s) / min(ingest_s), 3),
+        "bars_60m": bars[60].height,
     }
 
 
@@ -369,6 +384,10 @@ def bench_ingest(
             (
                 f"minute VWAPs at most {VWAP_BUDGET}x the session's raw -> lake",
                 features["vwap_ratio_to_ingest"] <= VWAP_BUDGET,
+            ),
+            (
+                f"minute features and bars at most {VWAP_BUDGET}x the session's raw -> lake",
+                features["intraday_ratio_to_ingest"] <= VWAP_BUDGET,
             ),
         ]
     print(json.dumps(figures, indent=2))

@@ -18,7 +18,7 @@ from quant_assets.defs.features import ENRICHED_DAILY, build_enriched_daily, fea
 from quant_assets.defs.ingest import ingest_defs
 from quant_assets.defs.resources import DataZones, QualitySettings
 from quant_assets.features.daily import FeatureSet
-from quant_assets.features.intraday import resample
+from quant_assets.features.intraday import resample, sort_minutes
 from quant_assets.features.restate import read_enriched_daily
 from quant_assets.lake import partition_path, scan
 from quant_assets.sample import folder_writer, generate
@@ -345,7 +345,7 @@ def test_bars_end_at_an_early_close():
          "transactions": 1},
         schema_overrides={"window_start": pl.Datetime("ns", "UTC")},
     )  # fmt: skip
-    bars = resample(minutes, opens, closes, 60)
+    bars = resample(sort_minutes(minutes), opens, closes, 60)
     assert bars["window_start"].to_list()[0] == opens and bars.height == 4  # 3 whole hours and a half hour
     assert bars["window_end"].to_list()[-1] == closes and bars["volume"].to_list() == [600.0, 600.0, 600.0, 300.0]
 

@@ -24,7 +24,7 @@ from quant_assets.defs.resources import DataZones
 from quant_assets.errors import SessionError
 from quant_assets.features.daily import FeatureSet
 from quant_assets.features.enrich import CHUNK, enrich_daily
-from quant_assets.features.intraday import BAR_MINUTES, minute_features, option_features, resample
+from quant_assets.features.intraday import minute_features, option_features, session_bars, sort_minutes
 from quant_assets.features.restate import restate, restated_dir, restated_tickers
 from quant_assets.flatfiles import vendor_key
 from quant_assets.lake import partition_path, scan, sessions_in, write_parquet
@@ -255,10 +255,10 @@ def intraday_layer() -> SessionLayer:
     name = f"enriched_{MINUTE.name}"
 
     def build(chain: ChainContext, session: dt.date) -> Built:
-        minutes = _lake_session(chain, MINUTE, session)
+        minutes = sort_minutes(_lake_session(chain, MINUTE, session))
         open_at, close_at = _regular_hours(session)
         folder = partition_path(Path(chain.zones.root) / "enriched", MINUTE.name, session).parent
-        bars = {n: resample(minutes, open_at, close_at, n) for n in BAR_MINUTES}
+        bars = session_bars(minutes, open_at, close_at)
         for n, frame in bars.items():  # beside part-0, which is written last: it marks the partition complete
             frame.write_parquet(folder / f".bars_{n}m.tmp", compression="zstd", compression_level=1, mkdir=True)
         for n in bars:

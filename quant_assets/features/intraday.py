@@ -22,45 +22,61 @@ import datetime as dt
 import polars as pl
 
 NS_PER_MINUTE = 60_000_000_000
-BAR_MINUTES = (5, 15, 60)
+BAR_MINUTES = (5, 15, 60)  # each a multiple of the smallest
 
 
 def _regular(open_at: dt.datetime, close_at: dt.datetime) -> pl.Expr:
     return pl.col("window_start").is_between(open_at, close_at, closed="left")
 
 
+def sort_minutes(minutes: pl.DataFrame) -> pl.DataFrame:
+    """Minute bars sorted by ticker and time, as `minute_features` and `resample` take them (sort once)."""
+    return minutes.sort("ticker", "window_start")
+
+
+def _new_ticker() -> pl.Expr:
+    """True on the first row of each ticker (the frame sorted by ticker): one pass, no grouping."""
+    return pl.col("ticker") != pl.col("ticker").shift(1).fill_null("")
+
+
 def minute_features(minutes: pl.DataFrame, open_at: dt.datetime, close_at: dt.datetime) -> pl.DataFrame:
-    """`minutes` (one session of minute aggregates) with `return_1m` and `vwap_cumulative`, sorted by ticker and
-    time."""
+    """`minutes` (one session, sorted by `sort_minutes`) with `return_1m` and `vwap_cumulative`."""
     typical = (pl.col("high") + pl.col("low") + pl.col("close")) / 3
     regular = _regular(open_at, close_at)
-    ordered = minutes.sort("ticker", "window_start")
-    previous_start = pl.col("window_start").shift(1).over("ticker")
-    one_minute_before = (pl.col("window_start") - previous_start) == pl.duration(minutes=1)
-    pv = pl.when(regular).then(typical * pl.col("volume")).otherwise(0.0)
-    v = pl.when(regular).then(pl.col("volume")).otherwise(0.0)
-    return ordered.with_columns(
-        pl.when(one_minute_before)
-        .then(pl.col("close") / pl.col("close").shift(1).over("ticker") - 1)
-        .alias("return_1m"),
-        pl.when(regular).then(pv.cum_sum().over("ticker") / v.cum_sum().over("ticker")).alias("vwap_cumulative"),
+    same_ticker = ~_new_ticker()
+    one_minute_before = same_ticker & (
+        (pl.col("window_start") - pl.col("window_start").shift(1)) == pl.duration(minutes=1)
+    )
+
+    def per_ticker_cumsum(values: pl.Expr) -> pl.Expr:  # a running sum restarted at each ticker's first row
+        running = values.cum_sum()
+        return running - pl.when(_new_ticker()).then(running - values).forward_fill()
+
+    pv = per_ticker_cumsum(pl.when(regular).then(typical * pl.col("volume")).otherwise(0.0))
+    v = per_ticker_cumsum(pl.when(regular).then(pl.col("volume")).otherwise(0.0))
+    return minutes.with_columns(
+        pl.when(one_minute_before).then(pl.col("close") / pl.col("close").shift(1) - 1).alias("return_1m"),
+        pl.when(regular).then(pv / v).alias("vwap_cumulative"),
     )
 
 
 def resample(minutes: pl.DataFrame, open_at: dt.datetime, close_at: dt.datetime, every: int) -> pl.DataFrame:
-    """Bars of `every` minutes of the regular session, aligned to the open (see the module docstring)."""
+    """Bars of `every` minutes of the regular session, aligned to the open (see the module docstring), from
+    `minutes` sorted by `sort_minutes`."""
     start = pl.lit(open_at).cast(pl.Datetime("ns", "UTC"))
     offset = (pl.col("window_start") - start).dt.total_nanoseconds() // (every * NS_PER_MINUTE)
     bucket = start + pl.duration(nanoseconds=offset * every * NS_PER_MINUTE)
-    end = pl.min_horizontal(
-        pl.col("window_start") + pl.duration(minutes=every), pl.lit(close_at).cast(pl.Datetime("ns", "UTC"))
-    )
+    close = pl.lit(close_at).cast(pl.Datetime("ns", "UTC"))
+    end = pl.min_horizontal(pl.col("window_start") + pl.duration(minutes=every), close).cast(pl.Datetime("ns", "UTC"))
+    # A bar is a run of rows with one ticker and one bucket: numbered in one pass, grouped by that integer.
+    regular = minutes.filter(_regular(open_at, close_at)).with_columns(bucket.alias("window_start"))
+    run = (_new_ticker() | (pl.col("window_start") != pl.col("window_start").shift(1))).cum_sum().alias("_bar")
     return (
-        minutes.filter(_regular(open_at, close_at))
-        .sort("ticker", "window_start")
-        .with_columns(bucket.alias("window_start"))
-        .group_by("ticker", "window_start", maintain_order=True)
+        regular.with_columns(run)
+        .group_by("_bar", maintain_order=True)
         .agg(
+            pl.col("ticker").first(),
+            pl.col("window_start").first(),
             pl.col("open").first(),
             pl.col("high").max(),
             pl.col("low").min(),
@@ -68,8 +84,19 @@ def resample(minutes: pl.DataFrame, open_at: dt.datetime, close_at: dt.datetime,
             pl.col("volume").sum(),
             pl.col("transactions").sum(),
         )
+        .drop("_bar")
         .with_columns(end.alias("window_end"))
     )
+
+
+def session_bars(minutes: pl.DataFrame, open_at: dt.datetime, close_at: dt.datetime) -> dict[int, pl.DataFrame]:
+    """The `BAR_MINUTES` bars of a session: the smallest from the minutes, each larger one from the smallest (the
+    buckets are aligned to the open, so a larger bar is exactly a run of smaller ones), which is much cheaper."""
+    smallest, *larger = sorted(BAR_MINUTES)
+    bars = {smallest: resample(minutes, open_at, close_at, smallest)}
+    for every in larger:
+        bars[every] = resample(bars[smallest], open_at, close_at, every)
+    return bars
 
 
 def option_features(options: pl.DataFrame, stocks: pl.DataFrame, session: dt.date) -> pl.DataFrame:
