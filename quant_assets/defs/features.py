@@ -210,7 +210,8 @@ def _metadata(frame: pl.DataFrame, path: Path, factors_version: dt.date | None, 
 
 
 def features_defs(datasets: list[Dataset]) -> dg.Definitions:
-    """`enriched_stocks_daily` with its job and schedule, when stocks_daily is enabled."""
+    """`enriched_stocks_daily` with its job and schedule, and its restatement asset with its job, when stocks_daily
+    is enabled. (The chain's enriched layers come from `feature_layers`.)"""
     if DAILY not in datasets:
         return dg.Definitions()
     asset = build_enriched_daily(datasets)
