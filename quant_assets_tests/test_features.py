@@ -18,9 +18,11 @@ from quant_assets.defs.features import ENRICHED_DAILY, build_enriched_daily, fea
 from quant_assets.defs.ingest import ingest_defs
 from quant_assets.defs.resources import DataZones, QualitySettings
 from quant_assets.features.daily import FeatureSet
+from quant_assets.features.enrich import enrich_daily
 from quant_assets.features.intraday import resample, sort_minutes
 from quant_assets.features.restate import read_enriched_daily
 from quant_assets.lake import partition_path, scan
+from quant_assets.reference.factors import read_factors
 from quant_assets.sample import folder_writer, generate
 from quant_assets.sample_rest import LocalProvider
 from quant_assets.sessions import exchange_calendar, sessions
@@ -252,6 +254,19 @@ def test_a_one_day_run_equals_the_backfill_for_that_day(quarter, backfill, tmp_p
     assert not (one_day / "enriched" / DAY.name / "date=2026-03-19").exists()
 
 
+def test_chunk_boundaries_do_not_change_the_features(quarter):
+    data, _ = quarter
+    days = sessions(Calendar.XNYS, dt.date(2026, 2, 2), END)
+    factors = read_factors(data / "reference")
+    whole = enrich_daily(data / "lake", DAY.name, MINUTE.name, Calendar.XNYS, days, factors, FEATURES)
+    halves = {}
+    for part in (days[:20], days[20:]):
+        halves |= enrich_daily(data / "lake", DAY.name, MINUTE.name, Calendar.XNYS, part, factors, FEATURES)
+    assert sorted(whole) == sorted(halves) == days
+    for day in days:
+        assert_frame_equal(whole[day], halves[day], rel_tol=1e-9)
+
+
 def test_a_session_missing_from_the_lake_fails_by_name_and_the_others_are_built(quarter, tmp_path):
     data, _ = quarter
     copy = tmp_path / "data"
@@ -294,15 +309,18 @@ def february_enriched(february, tmp_path_factory) -> Path:
     return data
 
 
-def test_intraday_features_and_bars_equal_a_plain_implementation(february_enriched):
+@pytest.mark.parametrize("which", ["first", "last"])  # the first ticker, and one after every other (boundaries)
+def test_intraday_features_and_bars_equal_a_plain_implementation(february_enriched, which):
     data, day = february_enriched, dt.date(2026, 2, 27)
     folder = partition_path(data / "enriched", MINUTE.name, day).parent
     features = pl.read_parquet(folder / "part-0.parquet")
-    minutes = scan(data / "lake", MINUTE.name, [day]).filter(pl.col("ticker") == "AAPL").collect().sort("window_start")
+    busy = scan(data / "lake", MINUTE.name, [day]).group_by("ticker").len().filter(pl.col("len") > 50).collect()
+    ticker = busy["ticker"].sort()[0 if which == "first" else -1]
+    minutes = scan(data / "lake", MINUTE.name, [day]).filter(pl.col("ticker") == ticker).collect().sort("window_start")
     xnys = exchange_calendar("XNYS")
     opens, closes = xnys.session_open(day).to_pydatetime(), xnys.session_close(day).to_pydatetime()
     rows = list(minutes.iter_rows(named=True))
-    mine = features.filter(pl.col("ticker") == "AAPL").sort("window_start")
+    mine = features.filter(pl.col("ticker") == ticker).sort("window_start")
     assert mine.height == len(rows)
     pv = vol = 0.0
     for k, (row, got) in enumerate(zip(rows, mine.iter_rows(named=True))):
@@ -317,7 +335,7 @@ def test_intraday_features_and_bars_equal_a_plain_implementation(february_enrich
         else:
             assert got["vwap_cumulative"] is None
     for every in (5, 15, 60):
-        bars = pl.read_parquet(folder / f"bars_{every}m.parquet").filter(pl.col("ticker") == "AAPL")
+        bars = pl.read_parquet(folder / f"bars_{every}m.parquet").filter(pl.col("ticker") == ticker)
         buckets: dict = {}
         for row in rows:
             if opens <= row["window_start"] < closes:
@@ -366,13 +384,12 @@ def test_option_features_equal_a_plain_implementation(february_enriched):
 
 
 def materialize_restated(data: Path):
-    from quant_assets.defs.features import RESTATED_DAILY, build_restated_daily
+    from quant_assets.defs.features import build_restated_daily
 
     with dg.instance_for_test() as instance:
         result = dg.materialize(
             [build_restated_daily()],
             resources={"zones": DataZones(root=str(data))},
-            run_config={"ops": {RESTATED_DAILY: {"config": WINDOWS}}},
             instance=instance,
         )
     [event] = result.get_asset_materialization_events()
@@ -391,6 +408,9 @@ def test_a_split_added_later_rewrites_only_that_tickers_enriched_rows(quarter, b
     with LocalProvider(START, END) as server:
         server.data.announce_split("AAPL", dt.date(2026, 3, 16), 1, 4)
         refresh(copy, server, dt.date(2026, 4, 2))
+    # The daily enrich runs first and stamps its session with the new factors: AAPL's older rows are still stale.
+    assert enrich(copy, "2026-03-31", "2026-03-31").success
+    sessions_files.pop(partition_path(copy / "enriched", DAY.name, END))
     assert materialize_restated(copy)["restated_tickers"] == ["AAPL"]
     assert {p: p.stat().st_mtime_ns for p in sessions_files} == sessions_files  # no session file rewritten
     restated = sorted(p.relative_to(copy / "enriched") for p in (copy / "enriched").rglob("_restated/**/*.parquet"))

@@ -25,9 +25,15 @@ from quant_assets.errors import SessionError
 from quant_assets.features.daily import FeatureSet
 from quant_assets.features.enrich import CHUNK, enrich_daily
 from quant_assets.features.intraday import minute_features, option_features, session_bars, sort_minutes
-from quant_assets.features.restate import restate, restated_dir, restated_tickers
+from quant_assets.features.restate import (
+    read_feature_set,
+    restate,
+    restated_dir,
+    restated_tickers,
+    write_feature_set,
+)
 from quant_assets.flatfiles import vendor_key
-from quant_assets.lake import partition_path, scan, sessions_in, write_parquet
+from quant_assets.lake import partition_path, scan, sessions_in, temporary_path, write_parquet
 from quant_assets.reference.factors import TABLE as FACTORS
 from quant_assets.reference.factors import manifest_dir, read_factors
 from quant_assets.reference.versions import latest_version, read_version
@@ -92,6 +98,7 @@ def build_enriched_daily(datasets: list[Dataset]) -> dg.AssetsDefinition:
         if factors_version is None:
             context.log.warning("no adjustment_factors yet: the features are computed on raw prices")
         sessions = sorted(parse_session(k) for k in context.partition_keys)
+        write_feature_set(enriched_root(zones), DAILY.name, features)
         started, built, missing = time.perf_counter(), {}, []
         for first in range(0, len(sessions), CHUNK):
             chunk = sessions[first : first + CHUNK]
@@ -144,10 +151,15 @@ def stale_tickers(zones: DataZones) -> tuple[list[str], dt.date | None]:
     held = sessions_in(enriched_root(zones), DAILY.name)
     if manifest is None or not held:
         return [], version
+    # A ticker's oldest rows count: a later enrich run stamps its new sessions with the new factors, but the older
+    # sessions still carry the old adjustment.
     computed = (
         scan(enriched_root(zones), DAILY.name, held)
         .group_by("ticker")
-        .agg(pl.col("factors_version").max().alias("computed"))
+        .agg(
+            pl.col("factors_version").fill_null(dt.date.min).min().alias("computed"),
+            ((pl.col("price_factor") != 1.0) | (pl.col("volume_factor") != 1.0)).any().alias("adjusted"),
+        )
         .collect()
     )
     restated = pl.DataFrame(
@@ -158,8 +170,13 @@ def stale_tickers(zones: DataZones) -> tuple[list[str], dt.date | None]:
         schema={"ticker": pl.String, "restated": pl.Date},
         orient="row",
     )
+    # Candidates: tickers with factors, and tickers whose rows were adjusted or restated but that have no factors
+    # any more (an action the vendor retracted): for those, "no factors" is as new as the manifest.
+    gone = computed.filter(pl.col("adjusted")).select("ticker").vstack(restated.select("ticker")).unique()
+    gone = gone.join(manifest.select("ticker"), on="ticker", how="anti").with_columns(version=pl.lit(version))
+    candidates = pl.concat([manifest.select("ticker", "version"), gone])
     stale = (
-        manifest.join(computed, on="ticker", how="inner")
+        candidates.join(computed, on="ticker", how="inner")
         .join(restated, on="ticker", how="left")
         .filter(pl.col("version") > pl.max_horizontal("computed", "restated").fill_null(dt.date.min))
     )
@@ -178,15 +195,15 @@ def build_restated_daily() -> dg.AssetsDefinition:
         "file is rewritten. Read the enriched table with features.restate.read_enriched_daily, which prefers a "
         "restated row over a session's row adjusted with older factors.",
     )
-    def restated_daily(context: dg.AssetExecutionContext, config: FeatureConfig, zones: DataZones):
+    def restated_daily(context: dg.AssetExecutionContext, zones: DataZones):
         tickers, version = stale_tickers(zones)
         written = {}
         if tickers and version is not None:
             factors = read_factors(Path(zones.root) / "reference", tickers=tickers)
+            features = read_feature_set(enriched_root(zones), DAILY.name)  # the columns the session rows have
             written = restate(
-                zones.lake_root, enriched_root(zones), DAILY.name, DAILY.calendar, tickers, factors, version,
-                config.feature_set(),
-            )  # fmt: skip
+                zones.lake_root, enriched_root(zones), DAILY.name, DAILY.calendar, tickers, factors, version, features
+            )
         context.log.info(f"{RESTATED_DAILY}: {len(written)} tickers restated with factors {version}")
         return dg.MaterializeResult(
             metadata={
@@ -258,17 +275,22 @@ def intraday_layer() -> SessionLayer:
     def build(chain: ChainContext, session: dt.date) -> Built:
         minutes = sort_minutes(_lake_session(chain, MINUTE, session))
         open_at, close_at = _regular_hours(session)
-        folder = partition_path(Path(chain.zones.root) / "enriched", MINUTE.name, session).parent
+        path = partition_path(Path(chain.zones.root) / "enriched", MINUTE.name, session)
         bars = session_bars(minutes, open_at, close_at)
-        for n, frame in bars.items():  # beside part-0, which is written last: it marks the partition complete
-            frame.write_parquet(folder / f".bars_{n}m.tmp", compression="zstd", compression_level=1, mkdir=True)
-        for n in bars:
-            (folder / f".bars_{n}m.tmp").replace(folder / f"bars_{n}m.parquet")
         features = minute_features(minutes, open_at, close_at)
-        path = folder / "part-0.parquet"
-        temporary = folder / ".part-0.tmp"
-        features.write_parquet(temporary, compression="zstd", compression_level=1)
-        temporary.replace(path)
+        # Everything computed first; then each file through a temporary name, part-0 last: it marks the partition
+        # complete, and a failed run leaves the previous partition whole.
+        outputs = [(path.with_name(f"bars_{n}m.parquet"), frame) for n, frame in bars.items()] + [(path, features)]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporaries = [temporary_path(target) for target, _ in outputs]
+        try:
+            for temporary, (_, frame) in zip(temporaries, outputs):
+                frame.write_parquet(temporary, compression="zstd", compression_level=1)
+            for temporary, (target, _) in zip(temporaries, outputs):
+                temporary.replace(target)
+        finally:
+            for temporary in temporaries:
+                temporary.unlink(missing_ok=True)
         return Built(
             {
                 "dagster/row_count": dg.MetadataValue.int(features.height),

@@ -31,7 +31,7 @@ def chunk_of(run_sessions: Sequence[dt.date], session: dt.date) -> list[dt.date]
 def window_sessions(calendar: Calendar, chunk: Sequence[dt.date], lookback: int) -> list[dt.date]:
     """The calendar's sessions from `lookback` sessions before the chunk's first to its last."""
     earlier = sessions(calendar, chunk[0] - dt.timedelta(days=2 * lookback + 14), chunk[0] - dt.timedelta(days=1))
-    return (earlier[len(earlier) - lookback :] if lookback else []) + sessions(calendar, chunk[0], chunk[-1])
+    return (earlier[max(0, len(earlier) - lookback) :] if lookback else []) + sessions(calendar, chunk[0], chunk[-1])
 
 
 def enrich_daily(

@@ -2,10 +2,11 @@
 contract features against the underlying's close. Raw prices: one session has one adjustment factor, so returns are
 unaffected and levels are adjusted by multiplying with the session's `price_factor`.
 
-Intraday (`minute_features`, `resample`), for the regular session [open, close) of the exchange (early closes
-respected; pre- and post-market rows keep nulls):
-- `return_1m`       close[t] / close[t-1 minute] - 1, null when the ticker has no bar the minute before
-- `vwap_cumulative` Σ(p·v) / Σ(v) from the open to this minute, p the minute's (high + low + close) / 3
+Intraday (`minute_features`, `resample`):
+- `return_1m`       close[t] / close[t-1 minute] - 1 for every minute bar (pre- and post-market too), null when the
+                    ticker has no bar the minute before
+- `vwap_cumulative` Σ(p·v) / Σ(v) from the open to this minute, p the minute's (high + low + close) / 3: regular
+                    session [open, close) only (early closes respected), null outside it and before any volume
 - bars of k minutes aligned to the open: the first starts at the open, the last ends at the close (shorter when
   the session is not a multiple of k); open first, high max, low min, close last, volume and transactions summed
 
@@ -48,15 +49,13 @@ def minute_features(minutes: pl.DataFrame, open_at: dt.datetime, close_at: dt.da
         (pl.col("window_start") - pl.col("window_start").shift(1)) == pl.duration(minutes=1)
     )
 
-    def per_ticker_cumsum(values: pl.Expr) -> pl.Expr:  # a running sum restarted at each ticker's first row
-        running = values.cum_sum()
-        return running - pl.when(_new_ticker()).then(running - values).forward_fill()
-
-    pv = per_ticker_cumsum(pl.when(regular).then(typical * pl.col("volume")).otherwise(0.0))
-    v = per_ticker_cumsum(pl.when(regular).then(pl.col("volume")).otherwise(0.0))
+    # Running sums per ticker (`over`): a session-wide sum minus its value at the ticker's start would lose the
+    # digits of a late, thin ticker to the session's total.
+    pv = pl.when(regular).then(typical * pl.col("volume")).otherwise(0.0).cum_sum().over("ticker")
+    v = pl.when(regular).then(pl.col("volume")).otherwise(0.0).cum_sum().over("ticker")
     return minutes.with_columns(
         pl.when(one_minute_before).then(pl.col("close") / pl.col("close").shift(1) - 1).alias("return_1m"),
-        pl.when(regular).then(pv / v).alias("vwap_cumulative"),
+        pl.when(regular & (v > 0)).then(pv / v).alias("vwap_cumulative"),
     )
 
 

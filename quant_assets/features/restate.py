@@ -10,7 +10,9 @@ factors) makes the restatement moot for that session.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import os
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -25,6 +27,8 @@ from quant_assets.reference.factors import adjust
 from quant_assets.reference.versions import latest_version, version_path, write_version
 
 RESTATED = "_restated"
+FEATURE_SET = "_feature_set.json"  # the feature set the enriched rows were computed with
+BATCH = 500  # tickers restated together
 
 
 def restated_dir(enriched_root: str | os.PathLike, dataset: str, ticker: str) -> Path:
@@ -42,7 +46,19 @@ def restate(
     features: FeatureSet,
 ) -> dict[str, int]:
     """Recompute the enriched rows of `tickers` over every session the enriched zone holds, with `factors`
-    (version `factors_version`), and store them per ticker. Returns rows written per ticker."""
+    (version `factors_version`) and the feature set of the enriched rows, and store them per ticker, `BATCH`
+    tickers at a time (memory grows with the batch and the history, not with the number of tickers). Returns rows
+    written per ticker."""
+    written: dict[str, int] = {}
+    for first in range(0, len(tickers), BATCH):
+        batch = tickers[first : first + BATCH]
+        written |= _restate_batch(
+            lake_root, enriched_root, dataset, calendar, batch, factors, factors_version, features
+        )
+    return written
+
+
+def _restate_batch(lake_root, enriched_root, dataset, calendar, tickers, factors, factors_version, features):
     held = sessions_in(enriched_root, dataset)
     if not held or not tickers:
         return {}
@@ -102,3 +118,20 @@ def read_enriched_daily(enriched_root: str | os.PathLike, dataset: str, sessions
 def restated_tickers(enriched_root: str | os.PathLike, dataset: str) -> list[str]:
     folder = Path(enriched_root) / dataset / RESTATED
     return sorted(unquote(p.name[7:]) for p in folder.glob("ticker=*")) if folder.is_dir() else []
+
+
+def write_feature_set(enriched_root: str | os.PathLike, dataset: str, features: FeatureSet) -> None:
+    """Record the feature set of the enriched rows, so that a restatement computes the same columns."""
+    path = Path(enriched_root) / dataset / FEATURE_SET
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{FEATURE_SET}.tmp-{os.getpid()}")
+    temporary.write_text(json.dumps(dataclasses.asdict(features), indent=1))
+    temporary.replace(path)
+
+
+def read_feature_set(enriched_root: str | os.PathLike, dataset: str) -> FeatureSet:
+    """The feature set the enriched rows were computed with (the default set if none was recorded)."""
+    path = Path(enriched_root) / dataset / FEATURE_SET
+    if not path.exists():
+        return FeatureSet()
+    return FeatureSet(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(path.read_text()).items()})
