@@ -290,6 +290,7 @@ print("YEAR", time.perf_counter() - started, rows)
 def bench_features(folder: Path, seed: int) -> dict:
     """A year of daily features for 12k tickers in one run (a fresh process: time and peak memory), against a
     plain `scan_parquet` of the same lake; and the VWAPs of a full-size minute session against its raw -> lake."""
+    from quant_assets.features.daily import session_vwap
     from quant_assets.features.enrich import _vwaps
     from quant_assets.features.intraday import minute_features, session_bars, sort_minutes
     from quant_assets.lake import scan
@@ -317,10 +318,11 @@ def bench_features(folder: Path, seed: int) -> dict:
         started = time.perf_counter()
         vwaps = _vwaps(lake_root, MINUTE.name, MINUTE.calendar, BENCH_SESSION)
         vwap_s.append(time.perf_counter() - started)
-        started = time.perf_counter()  # enriched_stocks_minute: read, minute features, the three bar sizes
+        started = time.perf_counter()  # enriched_stocks_minute: read, minute features, the bar sizes, the VWAPs
         minutes = sort_minutes(scan(lake_root, MINUTE.name, [BENCH_SESSION]).collect())
         minute_features(minutes, opens, closes)
         bars = session_bars(minutes, opens, closes)
+        session_vwap(minutes, opens, closes).collect()
         intraday_s.append(time.perf_counter() - started)
     return {
         "year_sessions_rows": rows,

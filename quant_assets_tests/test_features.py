@@ -334,6 +334,8 @@ def test_intraday_features_and_bars_equal_a_plain_implementation(february_enrich
             assert got["vwap_cumulative"] == pytest.approx(pv / vol, rel=1e-12)
         else:
             assert got["vwap_cumulative"] is None
+    [session_vwap] = pl.read_parquet(folder / "vwap.parquet").filter(pl.col("ticker") == ticker).rows(named=True)
+    assert session_vwap["vwap"] == pytest.approx(pv / vol, rel=1e-12)  # what enriched_stocks_daily takes
     for every in (5, 15, 60):
         bars = pl.read_parquet(folder / f"bars_{every}m.parquet").filter(pl.col("ticker") == ticker)
         buckets: dict = {}

@@ -22,8 +22,8 @@ from quant_assets.defs.ingest import previous_session_schedule
 from quant_assets.defs.partitions import session_partitions
 from quant_assets.defs.resources import DataZones
 from quant_assets.errors import SessionError
-from quant_assets.features.daily import FeatureSet
-from quant_assets.features.enrich import CHUNK, enrich_daily
+from quant_assets.features.daily import FeatureSet, session_vwap
+from quant_assets.features.enrich import CHUNK, enrich_daily, vwap_path
 from quant_assets.features.intraday import minute_features, option_features, session_bars, sort_minutes
 from quant_assets.features.restate import (
     read_feature_set,
@@ -111,6 +111,7 @@ def build_enriched_daily(datasets: list[Dataset]) -> dg.AssetsDefinition:
                 factors,
                 features,
                 factors_version,
+                enriched_root(zones),
             )
             for session in chunk:
                 frame = out.get(session)
@@ -278,9 +279,11 @@ def intraday_layer() -> SessionLayer:
         path = partition_path(Path(chain.zones.root) / "enriched", MINUTE.name, session)
         bars = session_bars(minutes, open_at, close_at)
         features = minute_features(minutes, open_at, close_at)
+        vwaps = session_vwap(minutes, open_at, close_at).collect()  # for enriched_stocks_daily
         # Everything computed first; then each file through a temporary name, part-0 last: it marks the partition
         # complete, and a failed run leaves the previous partition whole.
-        outputs = [(path.with_name(f"bars_{n}m.parquet"), frame) for n, frame in bars.items()] + [(path, features)]
+        outputs = [(path.with_name(f"bars_{n}m.parquet"), frame) for n, frame in bars.items()]
+        outputs += [(vwap_path(Path(chain.zones.root) / "enriched", MINUTE.name, session), vwaps), (path, features)]
         path.parent.mkdir(parents=True, exist_ok=True)
         temporaries = [temporary_path(target) for target, _ in outputs]
         try:

@@ -17,6 +17,7 @@ from quant_assets.lake import partition_path, scan
 from quant_assets.reference.factors import adjust
 from quant_assets.sessions import exchange_calendar, sessions
 
+VWAP_FILE = "vwap.parquet"
 CHUNK = 63  # sessions computed together: a quarter, so the lookback read again per chunk stays a small share
 BAR_COLUMNS = ("ticker", "date", "open", "high", "low", "close", "volume")
 
@@ -43,10 +44,12 @@ def enrich_daily(
     factors: pl.DataFrame,
     features: FeatureSet,
     factors_version: dt.date | None = None,
+    enriched_root: str | os.PathLike | None = None,
 ) -> dict[dt.date, pl.DataFrame]:
     """The enriched rows of each session of `chunk` that the lake holds: the adjusted bars, their price and volume
     factors (and `factors_version`, the factors' as-of date), the features, and (where the lake has the session's
-    minute bars) the session's VWAPs, adjusted."""
+    minute bars) the session's VWAPs, adjusted: from `enriched_stocks_minute`'s `vwap.parquet` under
+    `enriched_root` where it was built, else from the lake's minute bars."""
     window = window_sessions(calendar, chunk, features.lookback)
     raw = scan(lake_root, daily_dataset, window).select(*BAR_COLUMNS).collect()
     if not raw.height:
@@ -59,7 +62,8 @@ def enrich_daily(
     for (session,), frame in table.partition_by("date", as_dict=True, maintain_order=True).items():
         frame = frame.drop("session_index", "date")  # the date is the partition's, as in the lake
         if minute_dataset and partition_path(lake_root, minute_dataset, session).exists():
-            frame = frame.join(_vwaps(lake_root, minute_dataset, calendar, session), on="ticker", how="left")
+            vwaps = _vwaps(lake_root, minute_dataset, calendar, session, enriched_root)
+            frame = frame.join(vwaps, on="ticker", how="left")
             frame = frame.with_columns(pl.col("vwap", "vwap_extended") * pl.col("price_factor"))
         else:
             frame = frame.with_columns(vwap=pl.lit(None, pl.Float64), vwap_extended=pl.lit(None, pl.Float64))
@@ -67,8 +71,15 @@ def enrich_daily(
     return out
 
 
-def _vwaps(lake_root, minute_dataset: str, calendar: Calendar, session: dt.date) -> pl.DataFrame:
+def vwap_path(enriched_root: str | os.PathLike, minute_dataset: str, session: dt.date):
+    """Where `enriched_stocks_minute` keeps the session's VWAPs (computed from the minutes it has in hand)."""
+    return partition_path(enriched_root, minute_dataset, session).with_name(VWAP_FILE)
+
+
+def _vwaps(lake_root, minute_dataset: str, calendar: Calendar, session: dt.date, enriched_root=None) -> pl.DataFrame:
     """The session's VWAPs, the regular session bounded by the exchange's open and close (early closes too)."""
+    if enriched_root is not None and (built := vwap_path(enriched_root, minute_dataset, session)).exists():
+        return pl.read_parquet(built)
     exchange = exchange_calendar(calendar.value)
     opens, closes = (t.to_pydatetime() for t in (exchange.session_open(session), exchange.session_close(session)))
     minutes = scan(lake_root, minute_dataset, [session]).select(
