@@ -1,8 +1,10 @@
 """The enriched layer's Dagster wiring. The work is in `features/`.
 
 - `enriched_stocks_daily`, partitioned by session like the lake, computed from `lake_stocks_daily` (each session
-  with the `lookback` sessions before it), `lake_stocks_minute` (VWAPs) and the newest `adjustment_factors`; its
-  own job and daily schedule, after the reference refresh that the factors need.
+  with the `lookback` sessions before it), the session VWAPs (kept by `enriched_stocks_minute`, else from
+  `lake_stocks_minute`) and the newest `adjustment_factors`; its own job and daily schedule, after the reference
+  refresh that the factors need.
+- `enriched_stocks_daily_restated`: when factors change, the enriched history of just the changed tickers.
 - `enriched_stocks_minute` and `enriched_options_daily` need nothing but their own session, so they are layers of
   the session chain (`extra_layers` of the ingest): in a range run every good session flows through them as through
   the lake.
@@ -43,7 +45,6 @@ DAILY, MINUTE = DATASETS["stocks_daily"], DATASETS["stocks_minute"]
 OPTIONS = DATASETS["options_daily"]
 ENRICHED_DAILY = f"enriched_{DAILY.name}"
 DEFAULTS = FeatureSet()
-SCHEDULE_ZONE = "America/New_York"
 
 
 class FeatureConfig(dg.Config):
