@@ -141,6 +141,8 @@ PURE = [
     "features.enrich",
     "features.intraday",
     "features.restate",
+    "qlib.symbols",
+    "qlib.bins",
     "sample_rest",
 ]
 

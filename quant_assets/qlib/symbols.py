@@ -1,0 +1,45 @@
+"""Vendor tickers as Qlib symbols and feature folders.
+
+Qlib lower-cases a symbol to find its folder (`features/<symbol lower-case>/`), reads `instruments/all.txt` with
+pandas (so a symbol spelled like a missing value, `NA`, becomes NaN), and stores Windows-reserved names with a
+`_qlib_` prefix (`code_to_fname`). Vendor tickers never contain `_`, so the rules below mark every change with one
+and cannot collide with a real ticker. They depend on the ticker alone, never on which other tickers exist, so a
+symbol's name is the same in every incremental run:
+
+- a lower-case letter (the vendor's share-class marks, `BCpC` = BC preferred C) becomes `_` + the letter:
+  `BCpC` -> `BC_pC`, whose folder `bc_pc` no longer collides with `BCPC`'s `bcpc`;
+- a name equal to a pandas missing-value token (`NA`, `NULL`, `NAN`, `NONE`, `N/A`, any case) gets a trailing `_`;
+- the folder of a Windows-reserved name (`CON`, `PRN`, `AUX`, `NUL`, `COM0`-`COM9`, `LPT0`-`LPT9`) is
+  `_qlib_<name>`, as Qlib's reader expects.
+"""
+
+from __future__ import annotations
+
+import re
+
+NA_TOKENS = frozenset(
+    t.upper()
+    for t in ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+              "NA", "NULL", "NaN", "None", "nan", "null", "n/a")
+)  # fmt: skip
+WINDOWS_RESERVED = frozenset(
+    ["CON", "PRN", "AUX", "NUL"] + [f"COM{i}" for i in range(10)] + [f"LPT{i}" for i in range(10)]
+)
+_LOWER = re.compile(r"[a-z]")
+
+
+def qlib_symbol(ticker: str) -> str:
+    """The symbol written to `instruments/*.txt` for a vendor ticker (see the module docstring)."""
+    if not ticker:
+        raise ValueError("an empty ticker has no Qlib symbol")
+    symbol = _LOWER.sub(lambda m: "_" + m.group(0), ticker)
+    if symbol.upper() in NA_TOKENS:
+        symbol += "_"
+    return symbol
+
+
+def feature_folder(symbol: str) -> str:
+    """The folder under `features/` where Qlib's reader looks for `symbol`'s bins."""
+    if symbol.upper() in WINDOWS_RESERVED:
+        symbol = "_qlib_" + symbol
+    return symbol.lower()

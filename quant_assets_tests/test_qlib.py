@@ -1,0 +1,87 @@
+"""The Qlib writer's building blocks: symbol names Qlib reads back, and bins written one slot at a time in any
+order (work in progress: the assets and the read-back with pyqlib come with issue 15)."""
+
+import multiprocessing
+import random
+import struct
+
+import numpy as np
+import pytest
+
+from quant_assets.qlib.bins import encode, put, put_many, read_bin
+from quant_assets.qlib.symbols import feature_folder, qlib_symbol
+
+
+@pytest.mark.parametrize(
+    "ticker, symbol, folder",
+    [
+        ("AAPL", "AAPL", "aapl"),
+        ("BRK.B", "BRK.B", "brk.b"),
+        ("BCpC", "BC_pC", "bc_pc"),  # would collide with BCPC after lower-casing
+        ("BCPC", "BCPC", "bcpc"),
+        ("NA", "NA_", "na_"),  # pandas would read NA in instruments/all.txt as missing
+        ("NULL", "NULL_", "null_"),
+        ("CON", "CON", "_qlib_con"),  # Windows-reserved: Qlib's reader looks for the prefixed folder
+        ("LPT0", "LPT0", "_qlib_lpt0"),
+        ("NE.WS.A", "NE.WS.A", "ne.ws.a"),
+    ],
+)
+def test_symbols_and_folders(ticker, symbol, folder):
+    assert qlib_symbol(ticker) == symbol and feature_folder(symbol) == folder
+
+
+def test_no_two_vendor_tickers_share_a_folder():
+    from quant_assets.sample import SIZES, Universe
+
+    tickers = Universe(7, SIZES["small"]).stock_tickers + ["BCPC", "BAPA", "NA", "CON", "con"]
+    folders = [feature_folder(qlib_symbol(t)) for t in tickers]
+    assert len(set(folders)) == len(set(tickers))
+
+
+def test_a_bin_is_a_float_start_index_then_float32_values(tmp_path):
+    path = tmp_path / "features" / "aapl" / "close.day.bin"
+    put(path, 5, 1.5)
+    assert path.read_bytes() == struct.pack("<ff", 5.0, 1.5)  # the index as a float value, not int bits
+    put(path, 8, 2.5)  # skipped 6 and 7: NaN padding
+    start, values = read_bin(path)
+    assert start == 5 and np.array_equal(values, np.array([1.5, np.nan, np.nan, 2.5], dtype="<f4"), equal_nan=True)
+    put(path, 3, 0.5)  # an earlier session backfilled later: the bin starts earlier
+    start, values = read_bin(path)
+    assert start == 3 and values.tolist()[:3] == [0.5, pytest.approx(float("nan"), nan_ok=True), 1.5]
+    put(path, 6, 9.0)  # in place
+    assert read_bin(path)[1][3] == 9.0 and path.stat().st_size == 4 * (1 + 6)
+
+
+def test_sessions_in_any_order_give_the_bytes_of_a_full_build(tmp_path):
+    rng = np.random.default_rng(3)
+    slots = sorted(rng.choice(np.arange(100, 400), 120, replace=False).tolist())  # a symbol that skips sessions
+    values = {i: float(np.float32(rng.normal(100, 5))) for i in slots}
+    full = np.full(slots[-1] - slots[0] + 1, np.nan, dtype="<f4")
+    for i, v in values.items():
+        full[i - slots[0]] = v
+    shuffled = list(values.items())
+    random.Random(5).shuffle(shuffled)
+    path = tmp_path / "x" / "close.day.bin"
+    for i, v in shuffled:
+        put(path, i, v)
+    assert path.read_bytes() == encode(slots[0], full)
+
+
+def _write_slots(path, slots):
+    for i in slots:
+        put_many(path, {i: float(i)})
+
+
+def test_parallel_processes_writing_one_bin_lose_nothing(tmp_path):
+    path = tmp_path / "y" / "open.day.bin"
+    slots = list(range(10, 210))
+    halves = [slots[0::2][::-1], slots[1::2]]  # interleaved, one backwards: appends and backfills race
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_write_slots, args=(path, half)) for half in halves]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    start, values = read_bin(path)
+    assert start == 10 and values.tolist() == [float(i) for i in slots]
