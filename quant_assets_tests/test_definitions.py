@@ -143,6 +143,7 @@ PURE = [
     "features.restate",
     "qlib.symbols",
     "qlib.bins",
+    "qlib.directory",
     "sample_rest",
 ]
 

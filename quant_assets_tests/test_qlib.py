@@ -85,3 +85,47 @@ def test_parallel_processes_writing_one_bin_lose_nothing(tmp_path):
         assert worker.exitcode == 0
     start, values = read_bin(path)
     assert start == 10 and values.tolist() == [float(i) for i in slots]
+
+
+def test_a_directory_written_session_by_session_out_of_order(tmp_path):
+    import datetime as dt
+
+    import polars as pl
+
+    from quant_assets.datasets import Calendar
+    from quant_assets.qlib.directory import QlibDirectory
+    from quant_assets.sessions import sessions
+
+    days = sessions(Calendar.XNYS, dt.date(2026, 2, 2), dt.date(2026, 2, 13))  # 10 sessions
+    present = {  # ticker -> sessions it trades (by position): a gap, a listing, a delisting, case twins, NA
+        "AAPL": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        "GAPY": [0, 1, 3, 4, 9],
+        "NEWCO": [5, 6, 7, 8, 9],
+        "GONE": [0, 1, 2],
+        "BCpC": [2, 3],
+        "BCPC": [2, 3, 4],
+        "NA": [1, 2],
+    }
+
+    def close(ticker, k):
+        return float(np.float32(10 + len(ticker) + k / 8))
+
+    directory = QlibDirectory(tmp_path / "qlib", Calendar.XNYS, days[0])
+    for k in [9, 0, 4, 2, 8, 1, 3, 7, 5, 6]:  # any order
+        rows = [(t, close(t, k)) for t, ks in present.items() if k in ks]
+        directory.write_session(days[k], pl.DataFrame(rows, schema=["ticker", "close"], orient="row"), ["close"])
+
+    calendar = (tmp_path / "qlib" / "calendars" / "day.txt").read_text()
+    assert calendar == "".join(f"{d:%Y-%m-%d}\n" for d in days)
+    instruments = dict(
+        line.split("\t", 1) for line in (tmp_path / "qlib" / "instruments" / "all.txt").read_text().splitlines()
+    )
+    assert instruments["GONE"] == "2026-02-02\t2026-02-04"  # ends where it stopped
+    assert instruments["NEWCO"] == f"{days[5]:%Y-%m-%d}\t{days[9]:%Y-%m-%d}"
+    assert {"BC_pC", "BCPC", "NA_"} <= set(instruments)
+    for ticker, ks in present.items():
+        full = np.full(ks[-1] - ks[0] + 1, np.nan, dtype="<f4")
+        for k in ks:
+            full[k - ks[0]] = close(ticker, k)
+        path = directory.bin_path(qlib_symbol(ticker), "close")
+        assert path.read_bytes() == encode(ks[0], full), ticker  # as a full build writes it
