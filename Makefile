@@ -54,11 +54,18 @@ demo: setup
 	$(BIN)/quant-assets status
 	$(BIN)/quant-assets providers
 
-## test: formatting and lint (ruff), then the whole suite (pytest, two workers)
-test: setup
+# Qlib's reader in its own environment (see quant_assets_tests/qlib-reader.txt), for the Qlib read-back tests.
+QLIB_VENV := .venv-qlib
+$(QLIB_VENV)/.synced: .tools/bin/uv quant_assets_tests/qlib-reader.txt
+	.tools/bin/uv venv --quiet --allow-existing --python $(PYTHON) $(QLIB_VENV)
+	VIRTUAL_ENV=$(CURDIR)/$(QLIB_VENV) .tools/bin/uv pip sync --quiet quant_assets_tests/qlib-reader.txt
+	touch $@
+
+## test: formatting and lint (ruff), then the whole suite (pytest, two workers), Qlib's reader included
+test: setup $(QLIB_VENV)/.synced
 	$(BIN)/ruff format --check quant_assets quant_assets_tests
 	$(BIN)/ruff check quant_assets quant_assets_tests
-	$(BIN)/pytest -n 2 -q
+	QUANT_ASSETS_QLIB_PYTHON=$(CURDIR)/$(QLIB_VENV)/bin/python $(BIN)/pytest -n 2 -q
 
 ## dev: the Dagster UI on http://127.0.0.1:3000
 dev: setup
@@ -69,4 +76,5 @@ bench: setup
 	$(BIN)/quant-assets bench ingest
 
 clean:
-	rm -rf data/vendor data/raw data/lake data/quarantine data/dagster_home data/bench .tools $(VENV)
+	rm -rf data/vendor data/raw data/lake data/quarantine data/enriched data/reference data/providers \
+		data/dagster_home data/bench .tools $(VENV) $(QLIB_VENV)

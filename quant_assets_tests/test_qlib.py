@@ -129,3 +129,58 @@ def test_a_directory_written_session_by_session_out_of_order(tmp_path):
             full[k - ks[0]] = close(ticker, k)
         path = directory.bin_path(qlib_symbol(ticker), "close")
         assert path.read_bytes() == encode(ks[0], full), ticker  # as a full build writes it
+
+
+READ_BACK = """
+import json, sys
+import qlib
+from qlib.data import D
+qlib.init(provider_uri=sys.argv[1], region="us")
+frame = D.features(D.instruments("all"), ["$close"], start_time=sys.argv[2], end_time=sys.argv[3], freq="day")
+values = {f"{symbol}|{day:%Y-%m-%d}": (None if value != value else float(value))
+          for (symbol, day), value in frame["$close"].items()}
+print(json.dumps(values))
+"""
+
+
+def test_qlibs_own_reader_reads_back_every_value(tmp_path):
+    """A directory written session by session in shuffled order, read by pyqlib (its own environment, set up by
+    `make test`; QUANT_ASSETS_QLIB_PYTHON names its interpreter)."""
+    import datetime as dt
+    import json
+    import os
+    import subprocess
+
+    import polars as pl
+
+    from quant_assets.datasets import Calendar
+    from quant_assets.qlib.directory import QlibDirectory
+    from quant_assets.sessions import sessions
+
+    python = os.environ.get("QUANT_ASSETS_QLIB_PYTHON")
+    if not python:
+        pytest.skip("QUANT_ASSETS_QLIB_PYTHON is not set: `make test` installs Qlib's reader and sets it")
+    days = sessions(Calendar.XNYS, dt.date(2026, 2, 2), dt.date(2026, 2, 27))
+    rng = np.random.default_rng(11)
+    tickers = ["AAPL", "BCpC", "BCPC", "NA", "CON", "BRK.B", "GAPPY", "LATE", "GONE"]
+    present = {t: sorted(rng.choice(len(days), 12, replace=False).tolist()) for t in tickers}
+    present["LATE"] = list(range(10, len(days)))  # lists mid-range
+    present["GONE"] = list(range(0, 7))  # delists mid-range
+    expected = {t: {k: float(np.float32(rng.uniform(1, 500))) for k in ks} for t, ks in present.items()}
+    directory = QlibDirectory(tmp_path / "qlib", Calendar.XNYS, days[0])
+    for k in random.Random(2).sample(range(len(days)), len(days)):
+        rows = [(t, v[k]) for t, v in expected.items() if k in v]
+        directory.write_session(days[k], pl.DataFrame(rows, schema=["ticker", "close"], orient="row"), ["close"])
+    out = subprocess.run(
+        [python, "-c", READ_BACK, str(tmp_path / "qlib"), f"{days[0]}", f"{days[-1]}"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    values = json.loads(out.stdout.strip().splitlines()[-1])
+    for ticker, by_day in expected.items():
+        symbol = qlib_symbol(ticker)
+        first, last = min(by_day), max(by_day)
+        for k in range(first, last + 1):  # inside a symbol's life: its values, NaN on the sessions it skipped
+            assert values[f"{symbol}|{days[k]:%Y-%m-%d}"] == by_day.get(k), (ticker, days[k])
+        if last + 1 < len(days):  # after its last session a symbol has no rows (survivorship-free, not padded)
+            assert f"{symbol}|{days[last + 1]:%Y-%m-%d}" not in values
