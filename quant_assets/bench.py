@@ -294,7 +294,7 @@ def bench_features(folder: Path, seed: int) -> dict:
     from quant_assets.features.enrich import _vwaps
     from quant_assets.features.intraday import minute_features, session_bars, sort_minutes
     from quant_assets.lake import scan
-    from quant_assets.sessions import exchange_calendar
+    from quant_assets.sessions import regular_hours
 
     root = feature_lake(folder, seed)
     month = FEATURE_RUN.format(root=str(root), start=FEATURE_YEAR[0].isoformat(), end="2025-01-31")
@@ -306,17 +306,14 @@ def bench_features(folder: Path, seed: int) -> dict:
     scan_s = float(values["SCAN"][0])
     path = bench_file(folder, MINUTE, BENCH_SESSION, seed)
     lake_root = folder / "features-minute-lake"
-    exchange = exchange_calendar("XNYS")
-    opens, closes = (
-        t.to_pydatetime() for t in (exchange.session_open(BENCH_SESSION), exchange.session_close(BENCH_SESSION))
-    )
+    opens, closes = regular_hours(BENCH_SESSION)
     ingest_s, vwap_s, intraday_s = [], [], []
     for _ in range(3):
         started = time.perf_counter()
         ingest_once(path, lake_root)
         ingest_s.append(time.perf_counter() - started)
         started = time.perf_counter()
-        vwaps = _vwaps(lake_root, MINUTE.name, MINUTE.calendar, BENCH_SESSION)
+        vwaps = _vwaps(lake_root, MINUTE.name, BENCH_SESSION)
         vwap_s.append(time.perf_counter() - started)
         started = time.perf_counter()  # enriched_stocks_minute: read, minute features, the bar sizes, the VWAPs
         minutes = sort_minutes(scan(lake_root, MINUTE.name, [BENCH_SESSION]).collect())

@@ -189,16 +189,38 @@ def remove_partition(root: str | os.PathLike, dataset: str, session: dt.date) ->
         pass
 
 
-def write_parquet(frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> Path:
-    """Replace `path` with `frame` (a frame in memory; `PartitionWriter` streams batches), atomically: written to a
-    temporary file beside it, then renamed."""
+def replace_file(path: Path, write: Callable[[Path], object]) -> Path:
+    """Replace `path` atomically with what `write(temporary)` writes: a temporary file beside it, then a rename, so
+    a reader never sees half a file and a failure leaves the old one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = temporary_path(path)
     try:
-        frame.write_parquet(temporary, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL, metadata=metadata)
+        write(temporary)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+    return path
+
+
+def replace_bytes(path: Path, data: bytes) -> Path:
+    """Replace `path` with `data`, atomically."""
+    return replace_file(path, lambda temporary: temporary.write_bytes(data))
+
+
+def replace_parquet(frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> Path:
+    """Replace `path` with `frame` (a frame in memory; `PartitionWriter` streams batches), atomically; the files
+    beside it stay."""
+    return replace_file(
+        path,
+        lambda temporary: frame.write_parquet(
+            temporary, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL, metadata=metadata
+        ),
+    )
+
+
+def write_parquet(frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> Path:
+    """Replace a partition's file `path` with `frame`, atomically, and remove what else is in its folder."""
+    replace_parquet(frame, path, metadata)
     remove_leftovers(path)
     return path
 

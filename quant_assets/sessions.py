@@ -81,6 +81,12 @@ def session_midnight(calendar: Calendar, session: dt.date) -> dt.datetime:
     return local.astimezone(dt.UTC)
 
 
+def regular_hours(session: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """[open, close) of an XNYS session in UTC, early closes included."""
+    xnys = exchange_calendar("XNYS")
+    return xnys.session_open(session).to_pydatetime(), xnys.session_close(session).to_pydatetime()
+
+
 def extended_hours(calendar: Calendar, session: dt.date) -> tuple[dt.datetime, dt.datetime]:
     """[start, end) in UTC within which intraday stamps of `session` must fall.
 
@@ -88,8 +94,7 @@ def extended_hours(calendar: Calendar, session: dt.date) -> tuple[dt.datetime, d
     close). For other calendars, and for index files on market holidays: the whole local day.
     """
     if calendar in (Calendar.XNYS, Calendar.WEEKDAYS) and exchange_calendar("XNYS").is_session(session):
-        xnys = exchange_calendar("XNYS")
-        open_, close = xnys.session_open(session), xnys.session_close(session)
-        return (open_ - pd.Timedelta(minutes=330)).to_pydatetime(), (close + pd.Timedelta(hours=4)).to_pydatetime()
+        open_, close = regular_hours(session)
+        return open_ - dt.timedelta(minutes=330), close + dt.timedelta(hours=4)
     start = session_midnight(calendar, session)
     return start, session_midnight(calendar, session + dt.timedelta(days=1))

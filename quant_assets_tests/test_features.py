@@ -37,7 +37,7 @@ WINDOWS = {
     "return_windows": [1, 5, 20], "volatility_windows": [10], "sma_windows": [5, 20], "ema_windows": [3, 5],
     "rsi_windows": [5], "atr_windows": [4], "relative_volume_windows": [10], "smoothing_span": 3,
 }  # fmt: skip
-FEATURES = FeatureSet(**{k: tuple(v) if isinstance(v, list) else v for k, v in WINDOWS.items()})
+FEATURES = FeatureSet.from_mapping(WINDOWS)
 BACKFILL = ("2026-02-02", "2026-03-31")
 
 

@@ -39,7 +39,7 @@ from quant_assets.lake import partition_path, scan, sessions_in, temporary_path,
 from quant_assets.reference.factors import TABLE as FACTORS
 from quant_assets.reference.factors import manifest_dir, read_factors
 from quant_assets.reference.versions import latest_version, read_version
-from quant_assets.sessions import exchange_calendar, parse_session
+from quant_assets.sessions import parse_session, regular_hours
 
 DAILY, MINUTE = DATASETS["stocks_daily"], DATASETS["stocks_minute"]
 OPTIONS = DATASETS["options_daily"]
@@ -60,12 +60,7 @@ class FeatureConfig(dg.Config):
     smoothing_span: int = Field(default=DEFAULTS.smoothing_span)
 
     def feature_set(self) -> FeatureSet:
-        fields = self.model_dump()
-        return FeatureSet(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
-
-
-def enriched_root(zones: DataZones) -> Path:
-    return Path(zones.root) / "enriched"
+        return FeatureSet.from_mapping(self.model_dump())
 
 
 def build_enriched_daily(datasets: list[Dataset]) -> dg.AssetsDefinition:
@@ -94,12 +89,12 @@ def build_enriched_daily(datasets: list[Dataset]) -> dg.AssetsDefinition:
     )
     def enriched_daily(context: dg.AssetExecutionContext, config: FeatureConfig, zones: DataZones):
         features = config.feature_set()
-        factors = read_factors(Path(zones.root) / "reference")
-        factors_version = latest_version(manifest_dir(Path(zones.root) / "reference"))
+        factors = read_factors(zones.reference_root)
+        factors_version = latest_version(manifest_dir(zones.reference_root))
         if factors_version is None:
             context.log.warning("no adjustment_factors yet: the features are computed on raw prices")
         sessions = sorted(parse_session(k) for k in context.partition_keys)
-        write_feature_set(enriched_root(zones), DAILY.name, features)
+        write_feature_set(zones.enriched_root, DAILY.name, features)
         started, built, missing = time.perf_counter(), {}, []
         for first in range(0, len(sessions), CHUNK):
             chunk = sessions[first : first + CHUNK]
@@ -112,14 +107,14 @@ def build_enriched_daily(datasets: list[Dataset]) -> dg.AssetsDefinition:
                 factors,
                 features,
                 factors_version,
-                enriched_root(zones),
+                zones.enriched_root,
             )
             for session in chunk:
                 frame = out.get(session)
                 if frame is None:
                     missing.append(session)
                     continue
-                path = write_parquet(frame, partition_path(enriched_root(zones), DAILY.name, session))
+                path = write_parquet(frame, partition_path(zones.enriched_root, DAILY.name, session))
                 built[session.isoformat()] = _metadata(frame, path, factors_version, features)
         context.log.info(
             f"{ENRICHED_DAILY}: {len(built)} sessions built, {len(missing)} without a lake partition, in "
@@ -147,16 +142,16 @@ RESTATED_DAILY = f"{ENRICHED_DAILY}_restated"
 def stale_tickers(zones: DataZones) -> tuple[list[str], dt.date | None]:
     """The tickers whose current factors are newer than the factors their enriched rows (or their latest
     restatement) were computed with, and the factors' version."""
-    reference = Path(zones.root) / "reference"
+    reference = zones.reference_root
     manifest = read_version(manifest_dir(reference))
     version = latest_version(manifest_dir(reference))
-    held = sessions_in(enriched_root(zones), DAILY.name)
+    held = sessions_in(zones.enriched_root, DAILY.name)
     if manifest is None or not held:
         return [], version
     # A ticker's oldest rows count: a later enrich run stamps its new sessions with the new factors, but the older
     # sessions still carry the old adjustment.
     computed = (
-        scan(enriched_root(zones), DAILY.name, held)
+        scan(zones.enriched_root, DAILY.name, held)
         .group_by("ticker")
         .agg(
             pl.col("factors_version").fill_null(dt.date.min).min().alias("computed"),
@@ -166,8 +161,8 @@ def stale_tickers(zones: DataZones) -> tuple[list[str], dt.date | None]:
     )
     restated = pl.DataFrame(
         [
-            (t, latest_version(restated_dir(enriched_root(zones), DAILY.name, t)))
-            for t in restated_tickers(enriched_root(zones), DAILY.name)
+            (t, latest_version(restated_dir(zones.enriched_root, DAILY.name, t)))
+            for t in restated_tickers(zones.enriched_root, DAILY.name)
         ],
         schema={"ticker": pl.String, "restated": pl.Date},
         orient="row",
@@ -201,10 +196,10 @@ def build_restated_daily() -> dg.AssetsDefinition:
         tickers, version = stale_tickers(zones)
         written = {}
         if tickers and version is not None:
-            factors = read_factors(Path(zones.root) / "reference", tickers=tickers)
-            features = read_feature_set(enriched_root(zones), DAILY.name)  # the columns the session rows have
+            factors = read_factors(zones.reference_root, tickers=tickers)
+            features = read_feature_set(zones.enriched_root, DAILY.name)  # the columns the session rows have
             written = restate(
-                zones.lake_root, enriched_root(zones), DAILY.name, DAILY.calendar, tickers, factors, version, features
+                zones.lake_root, zones.enriched_root, DAILY.name, DAILY.calendar, tickers, factors, version, features
             )
         context.log.info(f"{RESTATED_DAILY}: {len(written)} tickers restated with factors {version}")
         return dg.MaterializeResult(
@@ -264,11 +259,6 @@ def _lake_session(chain: ChainContext, dataset: Dataset, session: dt.date) -> pl
     return scan(chain.zones.lake_root, dataset.name, [session]).drop("date").collect()
 
 
-def _regular_hours(session: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    exchange = exchange_calendar("XNYS")
-    return exchange.session_open(session).to_pydatetime(), exchange.session_close(session).to_pydatetime()
-
-
 def intraday_layer() -> SessionLayer:
     """`enriched_stocks_minute`: the session's minute bars with `return_1m` and `vwap_cumulative` (part-0.parquet),
     and 5-, 15- and 60-minute bars aligned to the open (bars_<n>m.parquet), in the partition's folder."""
@@ -276,15 +266,15 @@ def intraday_layer() -> SessionLayer:
 
     def build(chain: ChainContext, session: dt.date) -> Built:
         minutes = sort_minutes(_lake_session(chain, MINUTE, session))
-        open_at, close_at = _regular_hours(session)
-        path = partition_path(Path(chain.zones.root) / "enriched", MINUTE.name, session)
+        open_at, close_at = regular_hours(session)
+        path = partition_path(chain.zones.enriched_root, MINUTE.name, session)
         bars = session_bars(minutes, open_at, close_at)
         features = minute_features(minutes, open_at, close_at)
         vwaps = session_vwap(minutes, open_at, close_at).collect()  # for enriched_stocks_daily
         # Everything computed first; then each file through a temporary name, part-0 last: it marks the partition
         # complete, and a failed run leaves the previous partition whole.
         outputs = [(path.with_name(f"bars_{n}m.parquet"), frame) for n, frame in bars.items()]
-        outputs += [(vwap_path(Path(chain.zones.root) / "enriched", MINUTE.name, session), vwaps), (path, features)]
+        outputs += [(vwap_path(chain.zones.enriched_root, MINUTE.name, session), vwaps), (path, features)]
         path.parent.mkdir(parents=True, exist_ok=True)
         temporaries = [temporary_path(target) for target, _ in outputs]
         try:
@@ -324,7 +314,7 @@ def options_layer() -> SessionLayer:
         options = _lake_session(chain, OPTIONS, session)
         stocks = _lake_session(chain, DAILY, session)
         frame = option_features(options, stocks, session)
-        path = write_parquet(frame, partition_path(Path(chain.zones.root) / "enriched", OPTIONS.name, session))
+        path = write_parquet(frame, partition_path(chain.zones.enriched_root, OPTIONS.name, session))
         unmatched = frame.filter(pl.col("underlying_close").is_null())["underlying"].unique().sort().to_list()
         if unmatched:
             chain.log.warning(f"{name} {session}: no stock close for the roots {', '.join(unmatched[:10])}")

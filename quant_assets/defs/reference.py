@@ -64,10 +64,6 @@ class SessionsConfig(dg.Config):
         return [s for s in held if first <= s <= last]
 
 
-def reference_root(zones: DataZones) -> Path:
-    return Path(zones.root) / "reference"
-
-
 def _provider_metadata(massive: Massive) -> dict[str, dg.MetadataValue]:
     client = massive.client
     return {
@@ -93,7 +89,7 @@ def build_reference_table(name: str, fetch: Fetch, description: str):
     @dg.asset(name=name, group_name=GROUP, kinds={"parquet", "rest"}, description=description)
     def reference_table(context: dg.AssetExecutionContext, config: AsOfConfig, massive: MassiveRest, zones: DataZones):
         as_of = config.date()
-        folder = table_dir(reference_root(zones), name)
+        folder = table_dir(zones.reference_root, name)
         with massive.connect(zones.root, context.log.info) as client:
             frame, extra = fetch(client, read_version(folder, as_of - dt.timedelta(days=1)))
             version, written = write_version(folder, frame, as_of)
@@ -150,7 +146,7 @@ reference_tickers = build_reference_table(
 )
 def adjustment_factors(context: dg.AssetExecutionContext, config: AsOfConfig, zones: DataZones):
     as_of = config.date()
-    root = reference_root(zones)
+    root = zones.reference_root
     splits = read_version(table_dir(root, "reference_splits"), as_of)
     dividends = read_version(table_dir(root, "reference_dividends"), as_of)
     if splits is None or dividends is None:

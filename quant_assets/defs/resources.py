@@ -28,10 +28,13 @@ from quant_assets.sources import FlatFileSource, LocalFlatFiles, S3FlatFiles
 
 
 class DataZones(dg.ConfigurableResource):
-    """The data folder and its zones: `raw/` (vendor files as landed), `lake/` (typed Parquet per session) and
-    `quarantine/` (rows set aside). Relative paths are taken from the working directory."""
+    """The data folder and its zones: `raw/` (vendor files as landed), `lake/` (typed Parquet per session),
+    `quarantine/` (rows set aside), `reference/` (reference data, factors) and `enriched/` (features). Relative
+    paths are taken from the working directory."""
 
-    root: str = Field(default=DEFAULT_DATA, description="Folder that holds the raw, lake and quarantine zones.")
+    root: str = Field(
+        default=DEFAULT_DATA, description="Folder that holds the zones (raw, lake, quarantine, reference, enriched)."
+    )
     tickers: list[str] = Field(
         default_factory=list,
         description="Keep only these tickers in the lake (exact, case-sensitive; `*` and `?` globs allowed, "
@@ -54,6 +57,16 @@ class DataZones(dg.ConfigurableResource):
     @property
     def quarantine_root(self) -> Path:
         return Path(self.root) / "quarantine"
+
+    @property
+    def reference_root(self) -> Path:
+        """Versioned reference tables and adjustment factors."""
+        return Path(self.root) / "reference"
+
+    @property
+    def enriched_root(self) -> Path:
+        """Enriched features, laid out like the lake."""
+        return Path(self.root) / "enriched"
 
 
 class QualitySettings(dg.ConfigurableResource):

@@ -25,8 +25,9 @@ The features (n from `FeatureSet`; c, o, h, l, v the adjusted close, open, high,
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -54,6 +55,11 @@ class FeatureSet:
                 raise ValueError(f"feature set: {name} must be positive whole numbers of sessions, not {windows!r}")
         if self.smoothing_span < 1:
             raise ValueError(f"feature set: smoothing_span must be at least 1, not {self.smoothing_span!r}")
+
+    @classmethod
+    def from_mapping(cls, fields: Mapping[str, Any]) -> FeatureSet:
+        """A feature set from configuration or JSON, where windows come as lists."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
     @property
     def lookback(self) -> int:

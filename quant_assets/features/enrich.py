@@ -15,7 +15,7 @@ from quant_assets.datasets import Calendar
 from quant_assets.features.daily import FeatureSet, daily_features, session_grid, session_vwap
 from quant_assets.lake import partition_path, scan
 from quant_assets.reference.factors import adjust
-from quant_assets.sessions import exchange_calendar, sessions
+from quant_assets.sessions import regular_hours, sessions
 
 VWAP_FILE = "vwap.parquet"
 CHUNK = 63  # sessions computed together: a quarter, so the lookback read again per chunk stays a small share
@@ -62,7 +62,7 @@ def enrich_daily(
     for (session,), frame in table.partition_by("date", as_dict=True, maintain_order=True).items():
         frame = frame.drop("session_index", "date")  # the date is the partition's, as in the lake
         if minute_dataset and partition_path(lake_root, minute_dataset, session).exists():
-            vwaps = _vwaps(lake_root, minute_dataset, calendar, session, enriched_root)
+            vwaps = _vwaps(lake_root, minute_dataset, session, enriched_root)
             frame = frame.join(vwaps, on="ticker", how="left")
             frame = frame.with_columns(pl.col("vwap", "vwap_extended") * pl.col("price_factor"))
         else:
@@ -76,12 +76,11 @@ def vwap_path(enriched_root: str | os.PathLike, minute_dataset: str, session: dt
     return partition_path(enriched_root, minute_dataset, session).with_name(VWAP_FILE)
 
 
-def _vwaps(lake_root, minute_dataset: str, calendar: Calendar, session: dt.date, enriched_root=None) -> pl.DataFrame:
+def _vwaps(lake_root, minute_dataset: str, session: dt.date, enriched_root=None) -> pl.DataFrame:
     """The session's VWAPs, the regular session bounded by the exchange's open and close (early closes too)."""
     if enriched_root is not None and (built := vwap_path(enriched_root, minute_dataset, session)).exists():
         return pl.read_parquet(built)
-    exchange = exchange_calendar(calendar.value)
-    opens, closes = (t.to_pydatetime() for t in (exchange.session_open(session), exchange.session_close(session)))
+    opens, closes = regular_hours(session)  # stocks: the XNYS session
     minutes = scan(lake_root, minute_dataset, [session]).select(
         "ticker", "high", "low", "close", "volume", "window_start"
     )

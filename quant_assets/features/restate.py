@@ -22,7 +22,7 @@ import polars as pl
 from quant_assets.datasets import Calendar
 from quant_assets.features.daily import FeatureSet, daily_features, session_grid
 from quant_assets.features.enrich import BAR_COLUMNS, window_sessions
-from quant_assets.lake import scan, sessions_in
+from quant_assets.lake import replace_bytes, scan, sessions_in
 from quant_assets.reference.factors import adjust
 from quant_assets.reference.versions import latest_version, version_path, write_version
 
@@ -122,11 +122,9 @@ def restated_tickers(enriched_root: str | os.PathLike, dataset: str) -> list[str
 
 def write_feature_set(enriched_root: str | os.PathLike, dataset: str, features: FeatureSet) -> None:
     """Record the feature set of the enriched rows, so that a restatement computes the same columns."""
-    path = Path(enriched_root) / dataset / FEATURE_SET
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{FEATURE_SET}.tmp-{os.getpid()}")
-    temporary.write_text(json.dumps(dataclasses.asdict(features), indent=1))
-    temporary.replace(path)
+    replace_bytes(
+        Path(enriched_root) / dataset / FEATURE_SET, json.dumps(dataclasses.asdict(features), indent=1).encode()
+    )
 
 
 def read_feature_set(enriched_root: str | os.PathLike, dataset: str) -> FeatureSet:
@@ -134,4 +132,4 @@ def read_feature_set(enriched_root: str | os.PathLike, dataset: str) -> FeatureS
     path = Path(enriched_root) / dataset / FEATURE_SET
     if not path.exists():
         return FeatureSet()
-    return FeatureSet(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(path.read_text()).items()})
+    return FeatureSet.from_mapping(json.loads(path.read_text()))

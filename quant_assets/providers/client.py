@@ -22,7 +22,6 @@ import email.utils
 import hashlib
 import json
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -36,6 +35,7 @@ import httpx
 import pybreaker
 import tenacity
 
+from quant_assets.lake import replace_bytes
 from quant_assets.providers.errors import (
     BudgetExhausted,
     CircuitOpen,
@@ -328,7 +328,6 @@ class ProviderClient:
         now = self._clock()
         request_id = uuid.uuid4().hex
         folder = self.audit_root / f"{now:%Y/%m/%d}"
-        folder.mkdir(parents=True, exist_ok=True)
         stem = f"{now:%H%M%S%f}-{request_id}"
         body = response.content
         record = {
@@ -346,13 +345,8 @@ class ProviderClient:
             "sha256": hashlib.sha256(body).hexdigest(),
             "body": f"{stem}.body",
         }
-        for name, data in ((f"{stem}.body", body), (f"{stem}.json", json.dumps(record, indent=1).encode())):
-            temporary = folder / f".{name}.tmp"
-            try:
-                temporary.write_bytes(data)
-                os.replace(temporary, folder / name)
-            finally:
-                temporary.unlink(missing_ok=True)
+        replace_bytes(folder / f"{stem}.body", body)
+        replace_bytes(folder / f"{stem}.json", json.dumps(record, indent=1).encode())
 
     def _wait(self, retry_state: tenacity.RetryCallState) -> float:
         error = retry_state.outcome.exception() if retry_state.outcome else None

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quant_assets.lake import temporary_path
+from quant_assets.lake import replace_bytes
 from quant_assets.locks import locked
 
 DTYPE = np.dtype("<f4")
@@ -43,13 +43,7 @@ def encode(start: int, values: np.ndarray) -> bytes:
 
 def write_bin(path: Path, start: int, values: np.ndarray) -> None:
     """Replace `path` with a bin of `values` from calendar index `start`, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_path(path)
-    try:
-        temporary.write_bytes(encode(start, values))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    replace_bytes(path, encode(start, values))
 
 
 def put(path: Path, index: int, value: float) -> None:

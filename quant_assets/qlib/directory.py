@@ -12,7 +12,6 @@ sessions can be written in any order by parallel processes.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from quant_assets.datasets import Calendar
-from quant_assets.lake import temporary_path
+from quant_assets.lake import replace_bytes
 from quant_assets.locks import locked
 from quant_assets.qlib.bins import DTYPE, put_many
 from quant_assets.qlib.symbols import feature_folder, qlib_symbol
@@ -32,13 +31,7 @@ DATE_FORMAT = "%Y-%m-%d"
 
 
 def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_path(path)
-    try:
-        temporary.write_text(text)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    replace_bytes(path, text.encode())
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from quant_assets.lake import temporary_path
+from quant_assets.lake import replace_parquet
 
 
 def table_dir(root: str | os.PathLike, table: str) -> Path:
@@ -58,11 +58,5 @@ def write_version(folder: Path, frame: pl.DataFrame, as_of: dt.date) -> tuple[dt
     if before is not None and same_rows(pl.read_parquet(version_path(folder, before)), frame):
         current.unlink(missing_ok=True)  # an earlier same-day version that differed is superseded
         return before, False
-    folder.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_path(current)  # beside the versions, never among them: only a whole file is renamed in
-    try:
-        frame.write_parquet(temporary)
-        os.replace(temporary, current)
-    finally:
-        temporary.unlink(missing_ok=True)
+    replace_parquet(frame, current)  # the other versions beside it stay
     return as_of, True
