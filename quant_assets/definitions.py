@@ -12,6 +12,7 @@ from quant_assets.datasets import Dataset, parse_dataset_names
 from quant_assets.defs.features import feature_layers, features_defs
 from quant_assets.defs.ingest import ingest_defs
 from quant_assets.defs.operations import operations_defs
+from quant_assets.defs.qlib import qlib_defs
 from quant_assets.defs.quality import quality_defs
 from quant_assets.defs.reference import reference_defs
 from quant_assets.defs.resources import resources_from
@@ -20,8 +21,8 @@ from quant_assets.settings import Settings, from_env
 
 def build_definitions(datasets: list[Dataset], settings: Settings) -> dg.Definitions:
     """The session chains (raw_, lake_ assets and their checks) of `datasets`, one ingest job and schedule per
-    calendar, the quality checks, coverage ledger and their jobs, the reference data and adjustment factors, and
-    the resources `settings` describe."""
+    calendar, the quality checks, coverage ledger and their jobs, the reference data and adjustment factors, the
+    enriched features, the Qlib directories, and the resources `settings` describe."""
     quality, freshness_checks = quality_defs(datasets, settings.freshness_deadline)
     reference, rest_checks = reference_defs(datasets, settings.rest_configured)
     return dg.Definitions.merge(
@@ -30,6 +31,7 @@ def build_definitions(datasets: list[Dataset], settings: Settings) -> dg.Definit
         quality,
         reference,
         features_defs(datasets),
+        qlib_defs(datasets, settings.qlib_features),
         operations_defs(),
         dg.Definitions(
             resources=resources_from(settings),

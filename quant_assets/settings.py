@@ -18,6 +18,8 @@ them and the one place each default is defined, for the code location and the `q
     QUANT_ASSETS_MAX_INFLATED_GB     refuse a file that inflates to more than this (default per frequency: 2 day,
                                      4 minute, 1024 tick)
     QUANT_ASSETS_MAX_TICKER_LENGTH   a longer ticker is a row defect (40)
+    QUANT_ASSETS_QLIB_FEATURES       enriched feature columns also written to qlib_day, comma-separated, e.g.
+                                     `return_5,rsi_14` (default: none; see `quant-assets status` for the columns)
     QUANT_ASSETS_DEBUG        1: the `quant-assets` command shows tracebacks instead of one line (default: off)
     MASSIVE_S3_ENDPOINT       S3 endpoint (default: https://files.massive.com)
     MASSIVE_S3_BUCKET         S3 bucket (default: flatfiles)
@@ -76,6 +78,7 @@ class Settings:
     s3_endpoint: str = DEFAULT_ENDPOINT
     s3_bucket: str = DEFAULT_BUCKET
     api_base_url: str = DEFAULT_API_URL
+    qlib_features: list[str] = field(default_factory=list)  # enriched columns also written to qlib_day
     api_key_set: bool = False  # whether MASSIVE_API_KEY is set; its value is read only through dagster.EnvVar
 
     @property
@@ -130,6 +133,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         s3_endpoint=endpoint,
         s3_bucket=get("MASSIVE_S3_BUCKET", DEFAULT_BUCKET),
         api_base_url=api_base_url,
+        qlib_features=[f.strip() for f in env.get("QUANT_ASSETS_QLIB_FEATURES", "").split(",") if f.strip()],
         api_key_set=bool(env.get(API_KEY_ENV, "").strip()),
     )
 

@@ -17,7 +17,7 @@ from quant_assets.qlib.symbols import feature_folder, qlib_symbol
     [
         ("AAPL", "AAPL", "aapl"),
         ("BRK.B", "BRK.B", "brk.b"),
-        ("BCpC", "BC_pC", "bc_pc"),  # would collide with BCPC after lower-casing
+        ("BCpC", "BC_PC", "bc_pc"),  # would collide with BCPC after lower-casing
         ("BCPC", "BCPC", "bcpc"),
         ("NA", "NA_", "na_"),  # pandas would read NA in instruments/all.txt as missing
         ("NULL", "NULL_", "null_"),
@@ -113,7 +113,8 @@ def test_a_directory_written_session_by_session_out_of_order(tmp_path):
     directory = QlibDirectory(tmp_path / "qlib", Calendar.XNYS, days[0])
     for k in [9, 0, 4, 2, 8, 1, 3, 7, 5, 6]:  # any order
         rows = [(t, close(t, k)) for t, ks in present.items() if k in ks]
-        directory.write_session(days[k], pl.DataFrame(rows, schema=["ticker", "close"], orient="row"), ["close"])
+        frame = pl.DataFrame(rows, schema=["ticker", "close"], orient="row").with_columns(slot=0)
+        directory.write_sessions(frame, days[k], days[k], ["close"])
 
     calendar = (tmp_path / "qlib" / "calendars" / "day.txt").read_text()
     assert calendar == "".join(f"{d:%Y-%m-%d}\n" for d in days)
@@ -122,7 +123,7 @@ def test_a_directory_written_session_by_session_out_of_order(tmp_path):
     )
     assert instruments["GONE"] == "2026-02-02\t2026-02-04"  # ends where it stopped
     assert instruments["NEWCO"] == f"{days[5]:%Y-%m-%d}\t{days[9]:%Y-%m-%d}"
-    assert {"BC_pC", "BCPC", "NA_"} <= set(instruments)
+    assert {"BC_PC", "BCPC", "NA_"} <= set(instruments)
     for ticker, ks in present.items():
         full = np.full(ks[-1] - ks[0] + 1, np.nan, dtype="<f4")
         for k in ks:
@@ -170,7 +171,8 @@ def test_qlibs_own_reader_reads_back_every_value(tmp_path):
     directory = QlibDirectory(tmp_path / "qlib", Calendar.XNYS, days[0])
     for k in random.Random(2).sample(range(len(days)), len(days)):
         rows = [(t, v[k]) for t, v in expected.items() if k in v]
-        directory.write_session(days[k], pl.DataFrame(rows, schema=["ticker", "close"], orient="row"), ["close"])
+        frame = pl.DataFrame(rows, schema=["ticker", "close"], orient="row").with_columns(slot=0)
+        directory.write_sessions(frame, days[k], days[k], ["close"])
     out = subprocess.run(
         [python, "-c", READ_BACK, str(tmp_path / "qlib"), f"{days[0]}", f"{days[-1]}"],
         capture_output=True, text=True, timeout=300,

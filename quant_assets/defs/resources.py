@@ -29,7 +29,8 @@ from quant_assets.sources import FlatFileSource, LocalFlatFiles, S3FlatFiles
 
 class DataZones(dg.ConfigurableResource):
     """The data folder and its zones: `raw/` (vendor files as landed), `lake/` (typed Parquet per session),
-    `quarantine/` (rows set aside), `reference/` (reference data, factors) and `enriched/` (features). Relative
+    `quarantine/` (rows set aside), `reference/` (reference data, factors), `enriched/` (features) and `qlib/`
+    (Qlib provider directories). Relative
     paths are taken from the working directory."""
 
     root: str = Field(
@@ -67,6 +68,11 @@ class DataZones(dg.ConfigurableResource):
     def enriched_root(self) -> Path:
         """Enriched features, laid out like the lake."""
         return Path(self.root) / "enriched"
+
+    @property
+    def qlib_root(self) -> Path:
+        """Qlib provider directories, one per frequency (`day/`, `1min/`)."""
+        return Path(self.root) / "qlib"
 
 
 class QualitySettings(dg.ConfigurableResource):

@@ -1,17 +1,16 @@
-"""Qlib `.bin` files, written one calendar slot at a time.
+"""Qlib `.bin` files, written a block of calendar slots at a time.
 
 A bin is a float32 little-endian start index (the calendar position of its first value, stored as a float value)
-followed by one float32 per calendar slot from there on, NaN where the symbol has no value. Each session has a fixed
-position in the exchange calendar, so writing one session's value is:
+followed by one float32 per calendar slot from there on, NaN where the symbol has no value. Each slot has a fixed
+position in the exchange calendar, so writing a block of slots is:
 
-- inside the bin's span: overwrite 4 bytes in place (O(1));
-- after its end: append NaN padding for the skipped slots, then the value (O(gap));
+- inside the bin's span: overwrite in place (O(block));
+- after its end: append NaN padding for the skipped slots, then the block (O(gap + block));
 - before its start (an earlier session backfilled later): rewrite the bin with the new start and NaN padding
-  (O(bin), once per such backfill).
+  (O(bin), once per such backfill), through a temporary file and a rename, so a reader never sees half a header.
 
-Writers of one symbol take turns under its folder's lock (`locks.locked`), so sessions can be written in any order
-and by parallel processes; a rewrite goes through a temporary file and a rename, so a reader never sees half a
-header.
+`write_block` takes no lock: the directory's writer holds one lock for all its bins (`directory.py`). `put` and
+`put_many` are the locked form for a single bin, for callers that write bins on their own.
 """
 
 from __future__ import annotations
@@ -26,9 +25,10 @@ from quant_assets.lake import replace_bytes
 from quant_assets.locks import locked
 
 DTYPE = np.dtype("<f4")
+NAN = np.array([np.nan], dtype=DTYPE).tobytes()
 
 
-def read_bin(path: Path) -> tuple[int, np.ndarray]:
+def read_bin(path: str | os.PathLike) -> tuple[int, np.ndarray]:
     """(start index, values) of a bin."""
     data = np.fromfile(path, dtype=DTYPE)
     if data.size == 0:
@@ -36,9 +36,16 @@ def read_bin(path: Path) -> tuple[int, np.ndarray]:
     return int(data[0]), data[1:]
 
 
+def span(path: str | os.PathLike) -> tuple[int, int]:
+    """(start index, number of values) of a bin, from its header and size, without reading its values."""
+    with open(path, "rb") as stream:
+        start = int(np.frombuffer(stream.read(4), dtype=DTYPE)[0])
+        return start, os.fstat(stream.fileno()).st_size // 4 - 1
+
+
 def encode(start: int, values: np.ndarray) -> bytes:
     """The bytes of a bin: the start index as a float32 value, then the values as float32."""
-    return np.concatenate([np.array([start], dtype=DTYPE), np.asarray(values, dtype=DTYPE)]).tobytes()
+    return np.array([start], dtype=DTYPE).tobytes() + np.asarray(values, dtype=DTYPE).tobytes()
 
 
 def write_bin(path: Path, start: int, values: np.ndarray) -> None:
@@ -46,48 +53,45 @@ def write_bin(path: Path, start: int, values: np.ndarray) -> None:
     replace_bytes(path, encode(start, values))
 
 
+def write_block(path: str, first: int, block: bytes) -> tuple[int, int]:
+    """Write `block` (float32 LE values of consecutive slots) from calendar slot `first` into the bin at `path`,
+    creating it if needed; return the bin's (start, number of values) afterwards. The caller holds the lock."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        replace_bytes(Path(path), encode(first, np.frombuffer(block, dtype=DTYPE)))
+        return first, len(block) // 4
+    try:
+        start = int(np.frombuffer(os.pread(fd, 4, 0), dtype=DTYPE)[0])
+        length = os.fstat(fd).st_size // 4 - 1
+        count = len(block) // 4
+        if first < start:  # an earlier session backfilled later: the bin starts earlier now
+            current = os.pread(fd, 4 * length, 4)
+            end = max(start + length, first + count)
+            values = bytearray(NAN * (end - first))
+            values[4 * (start - first) : 4 * (start - first + length)] = current
+            values[0 : 4 * count] = block
+            replace_bytes(Path(path), encode(first, np.frombuffer(bytes(values), dtype=DTYPE)))
+            return first, end - first
+        gap = first - (start + length)
+        if gap > 0:  # NaN for the slots the symbol skipped, then the block
+            os.pwrite(fd, NAN * gap + block, 4 * (1 + length))
+        else:
+            os.pwrite(fd, block, 4 * (1 + first - start))
+        return start, max(length, first - start + count)
+    finally:
+        os.close(fd)
+
+
 def put(path: Path, index: int, value: float) -> None:
-    """Set the value at calendar `index` (see the module docstring for the cost of each case)."""
+    """Set the value at calendar `index`, under the bin's folder lock."""
     put_many(path, {index: value})
 
 
 def put_many(path: Path, values: Mapping[int, float]) -> None:
-    """Set several calendar slots of one bin under one lock."""
-    if not values:
-        return
-    with locked(path.parent):  # one lock per symbol folder: its fields take turns too
-        first, last = min(values), max(values)
-        if not path.exists():
-            span = np.full(last - first + 1, np.nan, dtype=DTYPE)
-            for index, value in values.items():
-                span[index - first] = value
-            write_bin(path, first, span)
-            return
-        start = _start(path)
-        if first < start:  # a backfilled earlier session: the bin starts earlier now
-            _, current = read_bin(path)
-            end = start + current.size - 1
-            span = np.full(max(end, last) - first + 1, np.nan, dtype=DTYPE)
-            span[start - first : start - first + current.size] = current
-            for index, value in values.items():
-                span[index - first] = value
-            write_bin(path, first, span)
-            return
-        end = start + _length(path) - 1
-        with open(path, "r+b") as stream:
-            if last > end:  # NaN for the slots the symbol skipped, then room for the new ones
-                stream.seek(0, os.SEEK_END)
-                stream.write(np.full(last - end, np.nan, dtype=DTYPE).tobytes())
-            for index, value in sorted(values.items()):
-                stream.seek(4 * (1 + index - start))
-                stream.write(np.array([value], dtype=DTYPE).tobytes())
-
-
-def _start(path: Path) -> int:
-    with open(path, "rb") as stream:
-        return int(np.frombuffer(stream.read(4), dtype=DTYPE)[0])
-
-
-def _length(path: Path) -> int:
-    """Values in a bin, from its size."""
-    return path.stat().st_size // 4 - 1
+    """Set several calendar slots of one bin under its folder's lock (one lock per symbol folder: a symbol's
+    fields take turns too)."""
+    with locked(path.parent):
+        for index, value in sorted(values.items()):
+            write_block(str(path), index, np.array([value], dtype=DTYPE).tobytes())

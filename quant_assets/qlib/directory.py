@@ -1,17 +1,22 @@
-"""A Qlib provider directory written a session at a time: `calendars/day.txt`, `instruments/all.txt` and
-`features/<folder>/<field>.day.bin`.
+"""A Qlib provider directory written a block of sessions at a time: `calendars/<freq>.txt`,
+`instruments/all.txt` and `features/<folder>/<field>.<freq>.bin`.
 
-Every session has a fixed index: its position among the exchange calendar's sessions from the directory's first
-session (`QlibDirectory.start`), whatever the data seen so far. The calendar file lists every session from the start
-to the newest one written, so a session written out of order, or a symbol that skips sessions, never shifts a
-value; a later session only appends. Writing one session touches that session's slot in each of its symbols' bins
-(`bins.put_many`) and rewrites the two small text files. Runs of one directory take turns under its lock, so
-sessions can be written in any order by parallel processes.
+Every slot has a fixed position (`calendars.QlibCalendar`): a session written out of order, or a symbol that skips
+sessions, never shifts a value. Writing a range of sessions touches those sessions' slots in the bins of the symbols
+they hold (and of the symbols whose span reaches into them, which get NaN there: a re-run is exact), rewrites the
+instruments file and extends the calendar file to the newest session written. `instruments/all.txt` is also the
+directory's index: each symbol's first and last slot, so a delisted symbol ends where it stopped
+(survivorship-free) and a writer knows every span without opening a bin. Writers of one directory take turns under
+its lock, so ranges can be written in any order by parallel processes; every text file is replaced atomically.
+
+Sessions can only be written from the directory's first session on: it is fixed when the directory is created (the
+first calendar line) so that slots never move.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,99 +27,187 @@ import polars as pl
 from quant_assets.datasets import Calendar
 from quant_assets.lake import replace_bytes
 from quant_assets.locks import locked
-from quant_assets.qlib.bins import DTYPE, put_many
+from quant_assets.qlib.bins import DTYPE, NAN, write_block
+from quant_assets.qlib.calendars import QlibCalendar
 from quant_assets.qlib.symbols import feature_folder, qlib_symbol
-from quant_assets.sessions import sessions
 
-FREQ = "day"
-DATE_FORMAT = "%Y-%m-%d"
-
-
-def _write_text(path: Path, text: str) -> None:
-    replace_bytes(path, text.encode())
+STATE = ".quant_assets"  # our own bookkeeping inside the directory; Qlib never looks there
 
 
 @dataclass(frozen=True)
+class Written:
+    """What one write did."""
+
+    symbols: int  # symbols with values in the range
+    cleared: int  # symbols whose span reached into the range without values there: NaN now
+    bins: int  # bins written
+    calendar_slots: int  # the calendar's length afterwards
+
+
 class QlibDirectory:
-    """One provider directory for `calendar`'s sessions from `start` on."""
+    """One provider directory at one frequency. `start` is used only when the directory is new."""
 
-    root: Path
-    calendar: Calendar
-    start: dt.date
+    def __init__(self, root: str | os.PathLike, calendar: Calendar, start: dt.date, freq: str = "day"):
+        self.root = Path(root)
+        self.freq = freq
+        first = self._first_session()
+        self.slots = QlibCalendar(calendar, first or start, freq)
 
-    def index(self, session: dt.date) -> int:
-        """The session's fixed position in the calendar."""
-        days = sessions(self.calendar, self.start, session)
-        if not days or days[-1] != session:
-            raise ValueError(f"{session} is not a {self.calendar.value} session on or after {self.start}")
-        return len(days) - 1
+    @property
+    def start(self) -> dt.date:
+        return self.slots.start
 
-    def session_at(self, index: int, until: dt.date) -> dt.date:
-        return sessions(self.calendar, self.start, until)[index]
+    def _first_session(self) -> dt.date | None:
+        path = self.calendar_path()
+        if not path.exists() or not path.stat().st_size:
+            return None
+        with open(path) as stream:
+            return dt.date.fromisoformat(stream.readline()[:10])
 
     def calendar_path(self) -> Path:
-        return self.root / "calendars" / f"{FREQ}.txt"
+        return self.root / "calendars" / f"{self.freq}.txt"
 
     def instruments_path(self) -> Path:
         return self.root / "instruments" / "all.txt"
 
+    def state_dir(self) -> Path:
+        return self.root / STATE
+
     def bin_path(self, symbol: str, field: str) -> Path:
-        return self.root / "features" / feature_folder(symbol) / f"{field.lower()}.{FREQ}.bin"
+        return self.root / "features" / feature_folder(symbol) / f"{field.lower()}.{self.freq}.bin"
 
-    def written_sessions(self) -> int:
-        """How many sessions the calendar file lists."""
+    def calendar_length(self) -> int:
+        """Slots the calendar file lists (a partial last line, from a crash, does not count)."""
         path = self.calendar_path()
-        return sum(1 for _ in path.open()) if path.exists() else 0
+        return path.stat().st_size // self.slots.width if path.exists() else 0
 
-    def write_session(self, session: dt.date, frame: pl.DataFrame, fields: Sequence[str]) -> int:
-        """Write `frame` (one row per vendor `ticker`, a column per field) into `session`'s slot of each symbol's
-        bins; extend the calendar to `session` if it is newer; update the instruments. Returns the symbols written."""
-        index = self.index(session)
-        with locked(self.root):
-            tickers = frame["ticker"].to_list()
-            columns = {field: frame[field].cast(pl.Float32).to_numpy() for field in fields}
-            for row, ticker in enumerate(tickers):
-                symbol = qlib_symbol(ticker)
-                for field in fields:
-                    put_many(self.bin_path(symbol, field), {index: float(columns[field][row])})
-            if index + 1 > self.written_sessions():
-                days = sessions(self.calendar, self.start, session)
-                _write_text(self.calendar_path(), "".join(f"{d:{DATE_FORMAT}}\n" for d in days))
-            self.write_instruments(fields[0])
-        return len(tickers)
-
-    def write_instruments(self, field: str = "close") -> None:
-        """`instruments/all.txt` from the bins of `field`: each symbol's first and last session with a value (the
-        bins hold no padding outside them), so a delisted symbol ends where it stopped."""
-        days = sessions(self.calendar, self.start, self.session_limit())
-        lines = []
-        features = self.root / "features"
-        for folder in sorted(features.iterdir()) if features.is_dir() else []:
-            path = folder / f"{field}.{FREQ}.bin"
-            if not path.exists():
-                continue
-            header = np.fromfile(path, dtype=DTYPE, count=1)
-            first = int(header[0])
-            last = first + path.stat().st_size // 4 - 2
-            symbol = _symbol_of(folder.name)
-            lines.append(f"{symbol}\t{days[first]:{DATE_FORMAT}}\t{days[last]:{DATE_FORMAT}}\n")
-        _write_text(self.instruments_path(), "".join(lines))
-
-    def session_limit(self) -> dt.date:
-        """The newest session the calendar file lists (the start if none)."""
-        path = self.calendar_path()
+    def read_instruments(self) -> dict[str, tuple[int, int]]:
+        """Each symbol's first and last slot."""
+        path = self.instruments_path()
         if not path.exists():
-            return self.start
-        *_, last = path.read_text().split()
-        return dt.date.fromisoformat(last)
+            return {}
+        rows = [line.split("\t") for line in path.read_text().splitlines() if line]
+        firsts = self.slots.slots_of([row[1] for row in rows])
+        lasts = self.slots.slots_of([row[2] for row in rows])
+        return {row[0]: (int(f), int(e)) for row, f, e in zip(rows, firsts, lasts, strict=True)}
+
+    def _write_instruments(self, spans: dict[str, tuple[int, int]]) -> None:
+        symbols = sorted(spans)
+        firsts = self.slots.labels(np.array([spans[s][0] for s in symbols], dtype=np.int64))
+        lasts = self.slots.labels(np.array([spans[s][1] for s in symbols], dtype=np.int64))
+        text = "".join(f"{s}\t{f}\t{e}\n" for s, f, e in zip(symbols, firsts, lasts, strict=True))
+        replace_bytes(self.instruments_path(), text.encode())
+
+    def _extend_calendar(self, end: int) -> None:
+        """List every slot up to `end` (exclusive) in the calendar file."""
+        path = self.calendar_path()
+        length = self.calendar_length()
+        if end <= length and (not path.exists() or path.stat().st_size == length * self.slots.width):
+            return
+        kept = path.read_bytes()[: length * self.slots.width] if path.exists() else b""
+        lines = self.slots.labels(np.arange(length, max(end, length), dtype=np.int64))
+        replace_bytes(path, kept + "".join(f"{line}\n" for line in lines).encode())
+
+    def session_range(self, first: dt.date, last: dt.date) -> tuple[int, int]:
+        """[lo, hi) slots of the sessions from `first` to `last`."""
+        return self.slots.slots(first)[0], self.slots.slots(last)[1]
+
+    def write(self, frame: pl.DataFrame, lo: int, hi: int, fields: Sequence[str], extend: bool = True) -> Written:
+        """Write `frame` (a row per vendor `ticker` and calendar `slot`, a Float column per field), whose slots all
+        lie in [lo, hi), a whole range of sessions: every symbol's slots in the range are rewritten, NaN where it
+        has no row. Bins of `fields` only; a symbol's other bins are left as they are.
+
+        With `extend=False` only what the directory already spans is rewritten (a field of sessions written
+        before, or the history of symbols whose adjustment changed): rows outside their symbol's span are
+        dropped, and symbols without rows are left as they are."""
+        if frame.height and (frame["slot"].min() < lo or frame["slot"].max() >= hi):
+            raise ValueError(f"rows outside the slots [{lo}, {hi}) being written")
+        with locked(self.root):
+            spans = self.read_instruments()
+            if not extend:
+                frame = _within(frame, spans)
+            data = _grouped(frame, fields)
+            written, present = 0, set()
+            for symbol, slots, columns in data:
+                present.add(symbol)
+                old = spans.get(symbol)
+                first, last = int(slots[0]), int(slots[-1])
+                if old is not None:  # rewrite the slots of the range its span already reaches too
+                    first, last = min(first, max(old[0], lo)), max(last, min(old[1], hi - 1))
+                folder = f"{self.root}/features/{feature_folder(symbol)}/"
+                if len(slots) == last - first + 1:  # no hole in the block: the values as they are
+                    blocks = [column.tobytes() for column in columns]
+                else:
+                    blocks = []
+                    for column in columns:
+                        block = np.full(last - first + 1, np.nan, dtype=DTYPE)
+                        block[slots - first] = column
+                        blocks.append(block.tobytes())
+                for field, block in zip(fields, blocks, strict=True):
+                    start, length = write_block(f"{folder}{field.lower()}.{self.freq}.bin", first, block)
+                written += len(fields)
+                spans[symbol] = (start, start + length - 1)
+            cleared = 0
+            for symbol, (first, last) in spans.items():
+                if not extend or symbol in present or last < lo or first >= hi:
+                    continue
+                first, last = max(first, lo), min(last, hi - 1)
+                folder = self.root / "features" / feature_folder(symbol)
+                for field in fields:
+                    path = folder / f"{field.lower()}.{self.freq}.bin"
+                    if path.exists():
+                        write_block(str(path), first, NAN * (last - first + 1))
+                        written += 1
+                cleared += 1
+            self._write_instruments(spans)
+            self._extend_calendar(hi)
+            return Written(len(present), cleared, written, self.calendar_length())
+
+    def write_sessions(
+        self, frame: pl.DataFrame, first: dt.date, last: dt.date, fields: Sequence[str], extend: bool = True
+    ) -> Written:
+        """`write` for the consecutive sessions from `first` to `last`, with `slot` relative to `first`'s first
+        slot (a day frame's `slot` is the session's position from `first`)."""
+        lo, hi = self.session_range(first, last)
+        return self.write(frame.with_columns(pl.col("slot") + lo), lo, hi, fields, extend)
 
 
-def _symbol_of(folder: str) -> str:
-    """The instruments name of a feature folder: Qlib matches names case-insensitively, so the folder name serves,
-    upper-cased, with our `_` marks kept lower-case (`bc_pc` -> `BC_pC`) and the reader's prefix dropped."""
-    name = folder.removeprefix("_qlib_")
-    out, mark = [], False
-    for char in name:
-        out.append(char if mark else char.upper())
-        mark = char == "_"
-    return "".join(out)
+def _within(frame: pl.DataFrame, spans: dict[str, tuple[int, int]]) -> pl.DataFrame:
+    """The rows of `frame` inside their symbol's span."""
+    if not frame.height:
+        return frame
+    table = pl.DataFrame(
+        [(s, f, e) for s, (f, e) in spans.items()], schema={"symbol": pl.String, "first": pl.Int64, "last": pl.Int64},
+        orient="row",
+    )  # fmt: skip
+    symbols = {t: qlib_symbol(t) for t in frame["ticker"].unique().to_list()}
+    return (
+        frame.with_columns(symbol=pl.col("ticker").replace_strict(symbols, return_dtype=pl.String))
+        .join(table, on="symbol")
+        .filter(pl.col("slot").is_between(pl.col("first"), pl.col("last")))
+        .drop("symbol", "first", "last")
+    )
+
+
+def _grouped(frame: pl.DataFrame, fields: Sequence[str]):
+    """(symbol, sorted slots, [float32 values per field]) per symbol of `frame`."""
+    if not frame.height:
+        return []
+    symbols = {t: qlib_symbol(t) for t in frame["ticker"].unique().to_list()}
+    ordered = frame.with_columns(symbol=pl.col("ticker").replace_strict(symbols, return_dtype=pl.String)).sort(
+        "symbol", "slot"
+    )
+    duplicated = ordered.select("symbol", "slot").is_duplicated()
+    if duplicated.any():
+        row = ordered.filter(duplicated).row(0, named=True)
+        raise ValueError(f"two rows for {row['ticker']} (Qlib symbol {row['symbol']}) at calendar slot {row['slot']}")
+    slots = ordered["slot"].to_numpy().astype(np.int64)
+    columns = [ordered[field].cast(pl.Float32).fill_null(np.nan).to_numpy() for field in fields]
+    names = ordered["symbol"].to_numpy()
+    bounds = np.flatnonzero(names[1:] != names[:-1]) + 1
+    starts = np.concatenate([[0], bounds])
+    ends = np.concatenate([bounds, [len(names)]])
+    return [
+        (names[a], slots[a:b], [c[a:b].astype(DTYPE, copy=False) for c in columns])
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+    ]

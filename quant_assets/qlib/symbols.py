@@ -6,8 +6,9 @@ pandas (so a symbol spelled like a missing value, `NA`, becomes NaN), and stores
 and cannot collide with a real ticker. They depend on the ticker alone, never on which other tickers exist, so a
 symbol's name is the same in every incremental run:
 
-- a lower-case letter (the vendor's share-class marks, `BCpC` = BC preferred C) becomes `_` + the letter:
-  `BCpC` -> `BC_pC`, whose folder `bc_pc` no longer collides with `BCPC`'s `bcpc`;
+- symbols are upper-case, as Qlib's `dump_all` writes them; a lower-case letter (the vendor's share-class marks,
+  `BCpC` = BC preferred C) becomes `_` + the letter: `BCpC` -> `BC_PC`, whose folder `bc_pc` no longer collides
+  with `BCPC`'s `bcpc` (and `_P` always reads back as `p`);
 - a name equal to a pandas missing-value token (`NA`, `NULL`, `NAN`, `NONE`, `N/A`, any case) gets a trailing `_`;
 - the folder of a Windows-reserved name (`CON`, `PRN`, `AUX`, `NUL`, `COM0`-`COM9`, `LPT0`-`LPT9`) is
   `_qlib_<name>`, as Qlib's reader expects.
@@ -32,7 +33,7 @@ def qlib_symbol(ticker: str) -> str:
     """The symbol written to `instruments/*.txt` for a vendor ticker (see the module docstring)."""
     if not ticker:
         raise ValueError("an empty ticker has no Qlib symbol")
-    symbol = _LOWER.sub(lambda m: "_" + m.group(0), ticker)
+    symbol = _LOWER.sub(lambda m: "_" + m.group(0), ticker).upper()
     if symbol.upper() in NA_TOKENS:
         symbol += "_"
     return symbol

@@ -1,0 +1,298 @@
+"""The Qlib layer's Dagster wiring. The work is in `qlib/`.
+
+- `qlib_day`, partitioned by session: the enriched day rows (adjusted bars, factors, VWAP, features) written into
+  `data/qlib/day`, each session into its fixed calendar slot; then the publication gate (a blocking check) over
+  what the run wrote. Only a run whose gate passed moves the published mark (`.quant_assets/published.json`).
+- `qlib_1min`, partitioned by session: the lake's regular-hours minute bars, adjusted with the adjustment factors,
+  into `data/qlib/1min`.
+- `qlib_day_restated`: when the enriched layer restates tickers (their factors changed), rewrites just those
+  symbols' day bins.
+"""
+
+import datetime as dt
+import json
+import time
+from collections.abc import Sequence
+
+import dagster as dg
+import polars as pl
+
+from quant_assets.datasets import DATASETS, Dataset
+from quant_assets.defs.chain import BACKFILL_POLICY
+from quant_assets.defs.features import ENRICHED_DAILY, RESTATED_DAILY
+from quant_assets.defs.ingest import previous_session_schedule
+from quant_assets.defs.partitions import session_partitions
+from quant_assets.defs.resources import DataZones
+from quant_assets.features.enrich import CHUNK
+from quant_assets.features.restate import read_enriched_daily, restated_dir, restated_tickers
+from quant_assets.lake import partition_path, replace_bytes, scan, sessions_in
+from quant_assets.qlib.directory import QlibDirectory
+from quant_assets.qlib.fields import DAY_FIELDS, MINUTE_FIELDS, day_fields, minute_fields
+from quant_assets.qlib.health import Report, verify
+from quant_assets.qlib.symbols import qlib_symbol
+from quant_assets.reference.factors import TABLE as FACTORS
+from quant_assets.reference.factors import read_factors
+from quant_assets.reference.versions import latest_version
+from quant_assets.sessions import parse_session, regular_hours, sessions
+from quant_assets.settings import partitions_start
+
+DAILY, MINUTE = DATASETS["stocks_daily"], DATASETS["stocks_minute"]
+QLIB_DAY, QLIB_MINUTE, QLIB_RESTATED = "qlib_day", "qlib_1min", "qlib_day_restated"
+GATE = "publishable"
+GATE_DESCRIPTION = (
+    "The publication gate: the calendar is the fixed exchange calendar (strictly increasing, no duplicates), every "
+    "bin's length matches its symbol's span in instruments/all.txt, the price, volume and factor bins exist, factor "
+    "is present wherever close is, and no adjusted price moves by more than 50% from one slot to the next (Qlib's "
+    "check_data_health.py). Volume steps over 300% are warnings. Checked over what the run wrote."
+)
+
+
+def directory(zones: DataZones, freq: str) -> QlibDirectory:
+    return QlibDirectory(zones.qlib_root / freq, DAILY.calendar, dt.date.fromisoformat(partitions_start()), freq)
+
+
+def consecutive_runs(held: Sequence[dt.date], wanted: Sequence[dt.date]) -> list[list[dt.date]]:
+    """`wanted` sessions that `held` has, in runs of consecutive calendar sessions of at most `CHUNK`."""
+    runs: list[list[dt.date]] = []
+    wanted = sorted(wanted)
+    if not wanted:
+        return runs
+    calendar = sessions(DAILY.calendar, wanted[0], wanted[-1])
+    position = {s: i for i, s in enumerate(calendar)}
+    held = set(held)
+    for session in wanted:
+        if session not in held:
+            continue
+        if runs and position[session] == position[runs[-1][-1]] + 1 and len(runs[-1]) < CHUNK:
+            runs[-1].append(session)
+        else:
+            runs.append([session])
+    return runs
+
+
+def _gate(context, asset: str, report: Report, target: QlibDirectory, written: list[str]) -> dg.AssetCheckResult:
+    if report.passed:
+        published = {
+            "calendar_slots": target.calendar_length(),
+            "sessions": written,
+            "checked_symbols": report.symbols,
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        replace_bytes(target.state_dir() / "published.json", json.dumps(published, indent=1).encode())
+    else:
+        context.log.error(f"{asset}: the publication gate failed: " + "; ".join(report.errors[:5]))
+    return dg.AssetCheckResult(
+        asset_key=asset,
+        check_name=GATE,
+        passed=report.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "errors": dg.MetadataValue.int(len(report.errors)),
+            "warnings": dg.MetadataValue.int(len(report.warnings)),
+            "checked_symbols": dg.MetadataValue.int(report.symbols),
+            "checked_bins": dg.MetadataValue.int(report.bins),
+            "first_errors": dg.MetadataValue.json(report.errors[:20]),
+            "first_warnings": dg.MetadataValue.json(report.warnings[:20]),
+        },
+    )
+
+
+def _results(context, asset: str, built: dict, gate: dg.AssetCheckResult, missing: list[dt.date], why: str):
+    """The run's events: each written session's materialisation and the gate's result; then, if some sessions
+    had nothing to write, a failure that names them (the others stay materialised)."""
+    if missing:
+        for key, metadata in built.items():
+            yield dg.AssetMaterialization(asset_key=asset, partition=key, metadata=metadata)
+        yield gate
+        raise dg.Failure(
+            description=f"{len(missing)} sessions {why}: " + ", ".join(s.isoformat() for s in missing),
+            allow_retries=False,
+        )
+    for key, metadata in built.items():
+        context.add_asset_metadata(metadata, partition_key=key)
+    yield dg.MaterializeResult(check_results=[gate])
+
+
+def build_qlib_day(features: Sequence[str]) -> dg.AssetsDefinition:
+    fields = [*DAY_FIELDS, *(f.lower() for f in features)]
+
+    @dg.asset(
+        name=QLIB_DAY,
+        group_name="qlib",
+        partitions_def=session_partitions(DAILY.calendar),
+        backfill_policy=BACKFILL_POLICY,
+        deps=[ENRICHED_DAILY],
+        kinds={"qlib", "numpy"},
+        check_specs=[dg.AssetCheckSpec(GATE, asset=QLIB_DAY, blocking=True, description=GATE_DESCRIPTION)],
+        description="A Microsoft Qlib provider directory at data/qlib/day (`qlib.init(provider_uri='data/qlib/day', "
+        f"region='us')`): calendars/day.txt, instruments/all.txt and features/<symbol>/<field>.day.bin for "
+        f"{', '.join(fields)} (see qlib/fields.py for each convention). Each session has a fixed slot from the "
+        "exchange calendar, so sessions can be written in any order and in parallel runs; a run writes only its "
+        "sessions' slots.",
+    )
+    def qlib_day(context: dg.AssetExecutionContext, zones: DataZones):
+        target = directory(zones, "day")
+        wanted = sorted(parse_session(k) for k in context.partition_keys)
+        held = sessions_in(zones.enriched_root, DAILY.name)
+        started, built, symbols = time.perf_counter(), {}, set()
+        lo = hi = None
+        for run in consecutive_runs(held, wanted):
+            before = sessions(DAILY.calendar, run[0] - dt.timedelta(days=10), run[0])[-2:-1]
+            rows = read_enriched_daily(zones.enriched_root, DAILY.name, before + run).collect()
+            frame = day_fields(rows, run, features)
+            target.write_sessions(frame, run[0], run[-1], fields)
+            symbols.update(frame["ticker"].unique().to_list())
+            _next_change(zones, target, run[-1])
+            run_lo, run_hi = target.session_range(run[0], run[-1])
+            lo, hi = min(lo if lo is not None else run_lo, run_lo), max(hi or 0, run_hi)
+            counts = dict(frame.group_by("date").len().iter_rows())
+            for session in run:
+                built[session.isoformat()] = {"dagster/row_count": dg.MetadataValue.int(counts.get(session, 0))}
+        missing = [s for s in wanted if s.isoformat() not in built]
+        context.log.info(
+            f"{QLIB_DAY}: {len(built)} sessions written, {len(missing)} without enriched rows, in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        report = verify(target, sorted({qlib_symbol(t) for t in symbols}), lo, hi)
+        for metadata in built.values():
+            metadata["path"] = dg.MetadataValue.path(str(target.root))
+        yield from _results(
+            context, QLIB_DAY, built, _gate(context, QLIB_DAY, report, target, sorted(built)), missing,
+            f"have no {ENRICHED_DAILY} partition, so nothing to write",
+        )  # fmt: skip
+
+    return qlib_day
+
+
+def _next_change(zones: DataZones, target: QlibDirectory, last: dt.date) -> None:
+    """`change` of the session after `last` compares with `last`'s close: rewrite it if the directory holds it."""
+    following = sessions(DAILY.calendar, last + dt.timedelta(days=1), last + dt.timedelta(days=10))[:1]
+    if not following or target.session_range(following[0], following[0])[0] >= target.calendar_length():
+        return
+    if not partition_path(zones.enriched_root, DAILY.name, following[0]).exists():
+        return
+    rows = read_enriched_daily(zones.enriched_root, DAILY.name, [last, following[0]]).collect()
+    frame = day_fields(rows, following).select("ticker", "slot", "change")
+    target.write_sessions(frame, following[0], following[0], ["change"], extend=False)
+
+
+def build_qlib_minute() -> dg.AssetsDefinition:
+    @dg.asset(
+        name=QLIB_MINUTE,
+        group_name="qlib",
+        partitions_def=session_partitions(MINUTE.calendar),
+        backfill_policy=BACKFILL_POLICY,
+        deps=[f"lake_{MINUTE.name}", FACTORS],
+        kinds={"qlib", "numpy"},
+        check_specs=[dg.AssetCheckSpec(GATE, asset=QLIB_MINUTE, blocking=True, description=GATE_DESCRIPTION)],
+        description="A Qlib provider directory of regular-hours minute bars at data/qlib/1min (`provider_uri="
+        "{'1min': 'data/qlib/1min'}`, `freq='1min'`): calendars/1min.txt with bar starts in New York time, "
+        f"features/<symbol>/<field>.1min.bin for {', '.join(MINUTE_FIELDS)}, adjusted with the newest "
+        "adjustment_factors. Each minute has a fixed slot, so sessions can be written in any order.",
+    )
+    def qlib_minute(context: dg.AssetExecutionContext, zones: DataZones):
+        target = directory(zones, "1min")
+        wanted = sorted(parse_session(k) for k in context.partition_keys)
+        factors = read_factors(zones.reference_root)
+        started, built, missing, symbols = time.perf_counter(), {}, [], set()
+        lo = hi = None
+        for session in wanted:
+            if not partition_path(zones.lake_root, MINUTE.name, session).exists():
+                missing.append(session)
+                continue
+            open_, close = regular_hours(session)
+            frame = minute_fields(scan(zones.lake_root, MINUTE.name, [session]), session, factors, open_, close)
+            target.write_sessions(frame, session, session, MINUTE_FIELDS)
+            symbols.update(frame["ticker"].unique().to_list())
+            session_lo, session_hi = target.session_range(session, session)
+            lo, hi = min(lo if lo is not None else session_lo, session_lo), max(hi or 0, session_hi)
+            built[session.isoformat()] = {
+                "dagster/row_count": dg.MetadataValue.int(frame.height),
+                "symbols": dg.MetadataValue.int(frame["ticker"].n_unique()),
+                "path": dg.MetadataValue.path(str(target.root)),
+            }
+        context.log.info(f"{QLIB_MINUTE}: {len(built)} sessions written in {time.perf_counter() - started:.1f} s")
+        report = verify(target, sorted({qlib_symbol(t) for t in symbols}), lo, hi)
+        yield from _results(
+            context, QLIB_MINUTE, built, _gate(context, QLIB_MINUTE, report, target, sorted(built)), missing,
+            f"have no lake_{MINUTE.name} partition",
+        )  # fmt: skip
+
+    return qlib_minute
+
+
+RESTATED_STATE = "restated.json"
+
+
+def build_qlib_restated(features: Sequence[str]) -> dg.AssetsDefinition:
+    fields = [*DAY_FIELDS, *(f.lower() for f in features)]
+
+    @dg.asset(
+        name=QLIB_RESTATED,
+        group_name="qlib",
+        deps=[RESTATED_DAILY, QLIB_DAY],
+        kinds={"qlib", "numpy"},
+        automation_condition=dg.AutomationCondition.any_deps_updated() & ~dg.AutomationCondition.in_progress(),
+        description="When the enriched layer restates tickers (their adjustment factors changed), rewrite just "
+        "those symbols' bins in data/qlib/day, over the sessions the directory already holds for them.",
+    )
+    def qlib_restated(context: dg.AssetExecutionContext, zones: DataZones):
+        target = directory(zones, "day")
+        state_path = target.state_dir() / RESTATED_STATE
+        applied = json.loads(state_path.read_text()) if state_path.exists() else {}
+        stale = {}
+        for ticker in restated_tickers(zones.enriched_root, DAILY.name):
+            version = latest_version(restated_dir(zones.enriched_root, DAILY.name, ticker))
+            if version is not None and applied.get(ticker, "") < version.isoformat():
+                stale[ticker] = version.isoformat()
+        length = target.calendar_length()
+        rewritten = 0
+        if stale and length:
+            first, last = target.start, target.slots.session_of(length - 1)
+            days = sessions(DAILY.calendar, first, last)
+            rows = (
+                read_enriched_daily(zones.enriched_root, DAILY.name)
+                .filter(pl.col("ticker").is_in(list(stale)) & pl.col("date").is_between(first, last))
+                .collect()
+            )
+            frame = day_fields(rows, days, features)
+            rewritten = target.write(frame, 0, length, fields, extend=False).symbols
+            applied.update(stale)
+            replace_bytes(state_path, json.dumps(applied, indent=1, sort_keys=True).encode())
+        context.log.info(f"{QLIB_RESTATED}: {rewritten} symbols rewritten ({len(stale)} restated tickers)")
+        return dg.MaterializeResult(
+            metadata={
+                "restated_tickers": dg.MetadataValue.json(sorted(stale)),
+                "symbols_rewritten": dg.MetadataValue.int(rewritten),
+            }
+        )
+
+    return qlib_restated
+
+
+def qlib_defs(datasets: list[Dataset], features: Sequence[str] = ()) -> dg.Definitions:
+    """`qlib_day` (with stocks_daily) and its restatement, `qlib_1min` (with stocks_minute), the `publish_qlib`
+    job and its daily schedule."""
+    assets = []
+    if DAILY in datasets:
+        assets += [build_qlib_day(features), build_qlib_restated(features)]
+    if MINUTE in datasets:
+        assets.append(build_qlib_minute())
+    if not assets:
+        return dg.Definitions()
+    partitioned = [a for a in assets if a.partitions_def is not None]
+    job = dg.define_asset_job(
+        "publish_qlib",
+        selection=partitioned,
+        partitions_def=session_partitions(DAILY.calendar),
+        description="Write the selected sessions into the Qlib directories (data/qlib/day, data/qlib/1min) and run "
+        "their publication gates.",
+    )
+    schedule = previous_session_schedule(
+        job,
+        DAILY.calendar,
+        at="15 13",
+        description="Writes the previous session into the Qlib directories at 13:15 New York, after its features "
+        "(13:00).",
+    )
+    return dg.Definitions(assets=assets, jobs=[job], schedules=[schedule])
