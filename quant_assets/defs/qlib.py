@@ -47,8 +47,15 @@ GATE_DESCRIPTION = (
 )
 
 
-def directory(zones: DataZones, freq: str) -> QlibDirectory:
-    return QlibDirectory(zones.qlib_root / freq, DAILY.calendar, dt.date.fromisoformat(partitions_start()), freq)
+def directory(zones: DataZones, freq: str, start: dt.date | None = None) -> QlibDirectory:
+    """The directory of `freq` under data/qlib. A new directory's calendar starts at `start` (the partitions'
+    first session, so that every partition has its slot); an existing one keeps its own start."""
+    start = start or dt.date.fromisoformat(partitions_start())
+    return QlibDirectory(zones.qlib_root / freq, DAILY.calendar, start, freq)
+
+
+def _start(context: dg.AssetExecutionContext) -> dt.date:
+    return context.assets_def.partitions_def.start.date()
 
 
 def consecutive_runs(held: Sequence[dt.date], wanted: Sequence[dt.date]) -> list[list[dt.date]]:
@@ -113,13 +120,13 @@ def _results(context, asset: str, built: dict, gate: dg.AssetCheckResult, missin
     yield dg.MaterializeResult(check_results=[gate])
 
 
-def build_qlib_day(features: Sequence[str]) -> dg.AssetsDefinition:
+def build_qlib_day(features: Sequence[str], start: str | None = None) -> dg.AssetsDefinition:
     fields = [*DAY_FIELDS, *(f.lower() for f in features)]
 
     @dg.asset(
         name=QLIB_DAY,
         group_name="qlib",
-        partitions_def=session_partitions(DAILY.calendar),
+        partitions_def=session_partitions(DAILY.calendar, start),
         backfill_policy=BACKFILL_POLICY,
         deps=[ENRICHED_DAILY],
         kinds={"qlib", "numpy"},
@@ -131,7 +138,7 @@ def build_qlib_day(features: Sequence[str]) -> dg.AssetsDefinition:
         "sessions' slots.",
     )
     def qlib_day(context: dg.AssetExecutionContext, zones: DataZones):
-        target = directory(zones, "day")
+        target = directory(zones, "day", _start(context))
         wanted = sorted(parse_session(k) for k in context.partition_keys)
         held = sessions_in(zones.enriched_root, DAILY.name)
         started, built, symbols = time.perf_counter(), {}, set()
@@ -176,11 +183,11 @@ def _next_change(zones: DataZones, target: QlibDirectory, last: dt.date) -> None
     target.write_sessions(frame, following[0], following[0], ["change"], extend=False)
 
 
-def build_qlib_minute() -> dg.AssetsDefinition:
+def build_qlib_minute(start: str | None = None) -> dg.AssetsDefinition:
     @dg.asset(
         name=QLIB_MINUTE,
         group_name="qlib",
-        partitions_def=session_partitions(MINUTE.calendar),
+        partitions_def=session_partitions(MINUTE.calendar, start),
         backfill_policy=BACKFILL_POLICY,
         deps=[f"lake_{MINUTE.name}", FACTORS],
         kinds={"qlib", "numpy"},
@@ -191,7 +198,7 @@ def build_qlib_minute() -> dg.AssetsDefinition:
         "adjustment_factors. Each minute has a fixed slot, so sessions can be written in any order.",
     )
     def qlib_minute(context: dg.AssetExecutionContext, zones: DataZones):
-        target = directory(zones, "1min")
+        target = directory(zones, "1min", _start(context))
         wanted = sorted(parse_session(k) for k in context.partition_keys)
         factors = read_factors(zones.reference_root)
         started, built, missing, symbols = time.perf_counter(), {}, [], set()

@@ -86,6 +86,9 @@ class QlibCalendar:
         return int(self.first_slots[position]), int(self.first_slots[position + 1])
 
     def session_of(self, slot: int) -> dt.date:
+        """The session that holds `slot`."""
+        while slot >= self.first_slots[-1]:
+            self._cover(max(self._until, self.start) + dt.timedelta(days=HORIZON_DAYS))
         position = int(np.searchsorted(self.first_slots, slot, side="right")) - 1
         return self.days[position].astype(dt.date)
 
@@ -94,18 +97,12 @@ class QlibCalendar:
         slots = np.asarray(slots, dtype=np.int64)
         if not slots.size:
             return []
-        self._cover(self.session_of_safe(int(slots.max())))
+        self.session_of(int(slots.max()))  # lays the slots out that far
         position = np.searchsorted(self.first_slots, slots, side="right") - 1
         if self.freq == "day":
             return np.datetime_as_string(self.days[position], unit="D").tolist()
         minutes = self.opens[position] + (slots - self.first_slots[position]).astype("timedelta64[m]")
         return [text.replace("T", " ") for text in np.datetime_as_string(minutes, unit="s").tolist()]
-
-    def session_of_safe(self, slot: int) -> dt.date:
-        """A session at or after `slot`'s, laying out more sessions until the slot is covered."""
-        while slot >= self.first_slots[-1]:
-            self._cover(self._until + dt.timedelta(days=HORIZON_DAYS))
-        return self.session_of(slot)
 
     def slots_of(self, labels: list[str]) -> np.ndarray:
         """The slot of each calendar label (the inverse of `labels`); ValueError for a label off the calendar."""

@@ -20,24 +20,34 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from quant_assets.datasets import Calendar
 from quant_assets.reference.factors import adjust
+from quant_assets.sessions import sessions
 
 PRICES = ("open", "high", "low", "close")
 DAY_FIELDS = (*PRICES, "volume", "vwap", "factor", "change")
 MINUTE_FIELDS = (*PRICES, "volume", "factor", "change")
 
 
-def day_fields(rows: pl.DataFrame, sessions: Sequence[dt.date], features: Sequence[str] = ()) -> pl.DataFrame:
-    """(ticker, date, slot, fields...) of `sessions` (consecutive, `slot` counted from the first) from enriched
-    day rows (ticker, date, adjusted prices, `raw_volume`, `price_factor`, `vwap`, features) of those sessions and
-    of the session before them, for `change`."""
+def day_fields(
+    rows: pl.DataFrame, days: Sequence[dt.date], features: Sequence[str] = (), calendar: Calendar = Calendar.XNYS
+) -> pl.DataFrame:
+    """(ticker, date, slot, fields...) of `days` (consecutive sessions of `calendar`, `slot` counted from the
+    first) from enriched day rows (ticker, date, adjusted prices, `raw_volume`, `price_factor`, `vwap`, features)
+    of those sessions and of the session before them, for `change`."""
     missing = sorted({*features} - set(rows.columns))
     if missing:
         raise ValueError(f"no enriched feature {', '.join(missing)}: the enriched rows have {', '.join(rows.columns)}")
-    grid = pl.DataFrame({"date": list(sessions)}, schema={"date": pl.Date}).with_row_index("slot")
+    grid = pl.DataFrame({"date": list(days)}, schema={"date": pl.Date}).with_row_index("slot")
+    before = sessions(calendar, days[0] - dt.timedelta(days=10), days[0])[-2:-1] if days else []
     previous = (
         rows.select("ticker", "date", pl.col("close").alias("previous_close"))
-        .join(grid.with_columns(pl.col("slot") + 1), on="date")  # the slot after each row's session
+        .join(
+            pl.DataFrame({"date": before + list(days)}, schema={"date": pl.Date}).with_row_index(
+                "slot", offset=1 - len(before)
+            ),
+            on="date",
+        )  # the slot after each row's session, counted from `days[0]`
         .drop("date")
     )
     feature_columns = [pl.col(name).cast(pl.Float64).alias(name.lower()) for name in features]
