@@ -7,7 +7,10 @@ the same process (`gzip -dc` of the same file), so that figures from a noisy mac
    peak memory of each, the fixed overhead of a run and the time per session;
 3. one full-size day of stock trades streamed into the lake: rows, seconds, ratio to `gzip -dc`, peak memory;
 4. a year of daily features for 12k tickers in one run (fresh process: seconds, peak memory) against a plain
-   `scan_parquet` of the same lake, and a full-size minute session's VWAPs against its raw -> lake.
+   `scan_parquet` of the same lake, and a full-size minute session's VWAPs against its raw -> lake;
+5. Qlib: a full build of 500 symbols x 2,500 sessions (8 fields) against a writer that follows `dump_all`'s rules
+   with pandas, in the same process; appending one session of 12k symbols to a 10-year directory and to a 1-month
+   one (the ratio shows whether the time depends on history), and the publication gate of that session.
 """
 
 import datetime as dt
@@ -39,6 +42,9 @@ CHECKS_BUDGET = 0.25  # the quality gate may add this share to raw -> lake
 RANGE_MEMORY_BUDGET = 0.15  # the 10-session run's peak may exceed the 1-session run's by this share
 TICK_TIME_BUDGET = 1.0  # x gzip -dc
 TICK_MEMORY_BUDGET = 1.5 * 2**30
+QLIB_BUILD_BUDGET_S = 1.5  # 500 symbols x 2,500 sessions, 8 fields
+QLIB_APPEND_BUDGET_S = 2.0  # one session of 12k symbols into a 10-year directory
+QLIB_HISTORY_BUDGET = 1.3  # appending to 10 years / appending to 1 month
 
 
 def bench_file(folder: Path, dataset: Dataset, session: dt.date, seed: int) -> Path:
@@ -338,6 +344,106 @@ def bench_features(folder: Path, seed: int) -> dict:
     }
 
 
+def _qlib_frame(tickers: int, days: int, seed: int, presence: float = 0.96) -> pl.DataFrame:
+    """Per-symbol day rows (ticker, slot, the 8 day fields): random walks, each ticker missing some sessions."""
+    from quant_assets.qlib.fields import DAY_FIELDS
+
+    rng = np.random.default_rng(seed)
+    names = [f"T{i:05d}" for i in range(tickers)]
+    keep = rng.random(tickers * days) < presence
+    ticker = np.repeat(np.arange(tickers), days)[keep]
+    slot = np.tile(np.arange(days), tickers)[keep]
+    columns = {f: (100 + rng.standard_normal(keep.sum()).cumsum() % 50).astype(np.float64) for f in DAY_FIELDS}
+    return pl.DataFrame({"ticker": pl.Series(names)[ticker], "slot": slot, **columns})
+
+
+def _dump_all_rules(frame: pl.DataFrame, out: Path, fields) -> None:
+    """The reference: Qlib's `dump_all` rules with pandas, per symbol (reindex to the calendar span, `<f`)."""
+    import pandas as pd
+
+    for (ticker,), rows in frame.partition_by("ticker", as_dict=True).items():
+        data = rows.to_pandas().set_index("slot")
+        data = data.reindex(pd.RangeIndex(data.index[0], data.index[-1] + 1))
+        folder = out / "features" / ticker.lower()
+        folder.mkdir(parents=True, exist_ok=True)
+        for field in fields:
+            np.hstack([[data.index[0]], data[field].to_numpy()]).astype("<f").tofile(folder / f"{field}.day.bin")
+
+
+def _qlib_history(root: Path, tickers: int, days: int, seed: int) -> None:
+    """A directory of `days` sessions from 2015-01-02 for `tickers` symbols, written a chunk of sessions at a
+    time."""
+    from quant_assets.datasets import Calendar
+    from quant_assets.qlib.directory import QlibDirectory
+    from quant_assets.qlib.fields import DAY_FIELDS
+
+    directory = QlibDirectory(root, Calendar.XNYS, QLIB_HISTORY_START)
+    step = max(1, 2_000_000 // tickers)
+    for first in range(0, days, step):
+        count = min(step, days - first)
+        frame = _qlib_frame(tickers, count, seed + first).with_columns(pl.col("slot") + first)
+        directory.write(frame, first, first + count, DAY_FIELDS)
+
+
+QLIB_HISTORY_START = dt.date(2015, 1, 2)
+
+
+def bench_qlib(folder: Path, seed: int, tickers: int = 12_000) -> dict:
+    from quant_assets.datasets import Calendar
+    from quant_assets.qlib.directory import QlibDirectory
+    from quant_assets.qlib.fields import DAY_FIELDS
+    from quant_assets.qlib.health import verify
+    from quant_assets.qlib.symbols import qlib_symbol
+
+    root = folder / "qlib"
+    shutil.rmtree(root, ignore_errors=True)
+    frame = _qlib_frame(500, 2500, seed)
+    build_s, reference_s = [], []
+    for attempt in range(3):
+        out = root / f"build-{attempt}"
+        started = time.perf_counter()
+        QlibDirectory(out, Calendar.XNYS, QLIB_HISTORY_START).write(frame, 0, 2500, DAY_FIELDS)
+        build_s.append(time.perf_counter() - started)
+        if attempt == 0:
+            started = time.perf_counter()
+            _dump_all_rules(frame, root / "reference", DAY_FIELDS)
+            reference_s.append(time.perf_counter() - started)
+    same = all(
+        (root / "build-0" / p.relative_to(root / "reference")).read_bytes() == p.read_bytes()
+        for p in (root / "reference" / "features").rglob("*.bin")
+    )
+    appends = {}
+    for name, days in (("ten_years", 2520), ("one_month", 21)):
+        directory_root = root / name
+        _qlib_history(directory_root, tickers, days, seed)
+        directory = QlibDirectory(directory_root, Calendar.XNYS, QLIB_HISTORY_START)
+        times, gates = [], []
+        for k in range(3):
+            session = directory.slots.session_of(days + k)
+            rows = _qlib_frame(tickers, 1, seed + 99 + k).with_columns(slot=pl.lit(0, pl.Int64))
+            started = time.perf_counter()
+            directory.write_sessions(rows, session, session, DAY_FIELDS)
+            times.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            report = verify(directory, [qlib_symbol(t) for t in rows["ticker"]], days + k, days + k + 1)
+            gates.append(time.perf_counter() - started)
+            assert report.passed, report.errors[:3]
+        appends[name] = {"sessions": days, "append_seconds": round(min(times), 3), "gate_seconds": round(min(gates), 3)}
+    shutil.rmtree(root, ignore_errors=True)
+    return {
+        "build_rows": frame.height,
+        "build_seconds": round(min(build_s), 3),
+        "dump_all_rules_pandas_seconds": round(reference_s[0], 2),
+        "build_speedup_over_reference": round(reference_s[0] / min(build_s), 1),
+        "build_bytes_equal_reference": same,
+        "append_tickers": tickers,
+        **{f"append_{k}": v for k, v in appends.items()},
+        "append_ratio_ten_years_to_one_month": round(
+            appends["ten_years"]["append_seconds"] / appends["one_month"]["append_seconds"], 2
+        ),
+    }
+
+
 def bench_ingest(
     folder: Path, repeat: int = 9, seed: int = 7, parts: tuple[str, ...] = ("day", "range", "ticks")
 ) -> int:
@@ -387,6 +493,20 @@ def bench_ingest(
             (
                 f"minute features and bars at most {VWAP_BUDGET}x the session's raw -> lake",
                 features["intraday_ratio_to_ingest"] <= VWAP_BUDGET,
+            ),
+        ]
+    if "qlib" in parts:
+        qlib = figures["qlib"] = bench_qlib(folder, seed)
+        verdicts += [
+            (f"Qlib full build under {QLIB_BUILD_BUDGET_S:g} s", qlib["build_seconds"] < QLIB_BUILD_BUDGET_S),
+            ("Qlib full build byte-identical to dump_all's rules", qlib["build_bytes_equal_reference"]),
+            (
+                f"appending a session to 10 years under {QLIB_APPEND_BUDGET_S:g} s",
+                qlib["append_ten_years"]["append_seconds"] < QLIB_APPEND_BUDGET_S,
+            ),
+            (
+                f"append time 10 years / 1 month at most {QLIB_HISTORY_BUDGET}",
+                qlib["append_ratio_ten_years_to_one_month"] <= QLIB_HISTORY_BUDGET,
             ),
         ]
     print(json.dumps(figures, indent=2))

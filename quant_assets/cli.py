@@ -252,9 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--parts",
         nargs="+",
-        choices=["day", "range", "ticks", "features"],
-        default=["day", "range", "ticks", "features"],
-        help="which measurements to run (default: all four)",
+        choices=["day", "range", "ticks", "features", "qlib"],
+        default=["day", "range", "ticks", "features", "qlib"],
+        help="which measurements to run (default: all five)",
     )
     ingest.set_defaults(func=cmd_bench)
     return parser

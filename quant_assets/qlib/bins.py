@@ -16,6 +16,7 @@ position in the exchange calendar, so writing a block of slots is:
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def write_block(path: str, first: int, block: bytes) -> tuple[int, int]:
         replace_bytes(Path(path), encode(first, np.frombuffer(block, dtype=DTYPE)))
         return first, len(block) // 4
     try:
-        start = int(np.frombuffer(os.pread(fd, 4, 0), dtype=DTYPE)[0])
+        start = int(struct.unpack("<f", os.pread(fd, 4, 0))[0])
         length = os.fstat(fd).st_size // 4 - 1
         count = len(block) // 4
         if first < start:  # an earlier session backfilled later: the bin starts earlier now

@@ -128,21 +128,21 @@ class QlibDirectory:
                 frame = _within(frame, spans)
             data = _grouped(frame, fields)
             written, present = 0, set()
-            for symbol, slots, columns in data:
+            for symbol, slots, blocks in data:
                 present.add(symbol)
                 old = spans.get(symbol)
-                first, last = int(slots[0]), int(slots[-1])
+                first, last = slots[0], slots[-1]
                 if old is not None:  # rewrite the slots of the range its span already reaches too
                     first, last = min(first, max(old[0], lo)), max(last, min(old[1], hi - 1))
                 folder = f"{self.root}/features/{feature_folder(symbol)}/"
-                if len(slots) == last - first + 1:  # no hole in the block: the values as they are
-                    blocks = [column.tobytes() for column in columns]
-                else:
-                    blocks = []
-                    for column in columns:
-                        block = np.full(last - first + 1, np.nan, dtype=DTYPE)
-                        block[slots - first] = column
-                        blocks.append(block.tobytes())
+                if len(slots) != last - first + 1:  # holes in the block: NaN there
+                    at = np.array(slots) - first
+                    filled = []
+                    for block in blocks:
+                        values = np.full(last - first + 1, np.nan, dtype=DTYPE)
+                        values[at] = np.frombuffer(block, dtype=DTYPE)
+                        filled.append(values.tobytes())
+                    blocks = filled
                 for field, block in zip(fields, blocks, strict=True):
                     start, length = write_block(f"{folder}{field.lower()}.{self.freq}.bin", first, block)
                 written += len(fields)
@@ -190,7 +190,7 @@ def _within(frame: pl.DataFrame, spans: dict[str, tuple[int, int]]) -> pl.DataFr
 
 
 def _grouped(frame: pl.DataFrame, fields: Sequence[str]):
-    """(symbol, sorted slots, [float32 values per field]) per symbol of `frame`."""
+    """(symbol, sorted slots, [float32 LE bytes per field]) per symbol of `frame`."""
     if not frame.height:
         return []
     symbols = {t: qlib_symbol(t) for t in frame["ticker"].unique().to_list()}
@@ -201,13 +201,10 @@ def _grouped(frame: pl.DataFrame, fields: Sequence[str]):
     if duplicated.any():
         row = ordered.filter(duplicated).row(0, named=True)
         raise ValueError(f"two rows for {row['ticker']} (Qlib symbol {row['symbol']}) at calendar slot {row['slot']}")
-    slots = ordered["slot"].to_numpy().astype(np.int64)
-    columns = [ordered[field].cast(pl.Float32).fill_null(np.nan).to_numpy() for field in fields]
+    slots = ordered["slot"].to_list()
+    columns = [ordered[field].cast(pl.Float32).fill_null(np.nan).to_numpy().astype(DTYPE).tobytes() for field in fields]
     names = ordered["symbol"].to_numpy()
     bounds = np.flatnonzero(names[1:] != names[:-1]) + 1
-    starts = np.concatenate([[0], bounds])
-    ends = np.concatenate([bounds, [len(names)]])
-    return [
-        (names[a], slots[a:b], [c[a:b].astype(DTYPE, copy=False) for c in columns])
-        for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
-    ]
+    starts = [0, *bounds.tolist()]
+    ends = [*bounds.tolist(), len(names)]
+    return [(names[a], slots[a:b], [c[4 * a : 4 * b] for c in columns]) for a, b in zip(starts, ends, strict=True)]

@@ -19,6 +19,7 @@ symbols in it, so the gate of one session costs O(one session).
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -75,11 +76,7 @@ def verify(
             if folder.name not in folders:
                 report.errors.append(f"features/{folder.name}: no line in instruments/all.txt")
         symbols = spans
-    for symbol in symbols:
-        if symbol not in spans:
-            report.errors.append(f"{symbol}: written but not in instruments/all.txt")
-            continue
-        _check_symbol(directory, symbol, spans[symbol], lo, hi, price_step, volume_step, report)
+    _check_symbols(directory, symbols, spans, lo, hi, price_step, volume_step, report)
     return report
 
 
@@ -109,49 +106,79 @@ def _check_calendar(directory: QlibDirectory, report: Report) -> int:
     return len(lines)
 
 
-def _check_symbol(directory, symbol, span, lo, hi, price_step, volume_step, report) -> None:
-    first, last = span
-    folder = directory.root / "features" / feature_folder(symbol)
+def _check_symbols(directory, symbols, spans, lo, hi, price_step, volume_step, report) -> None:
+    """Spans and fields of each symbol's bins, then the value checks over all symbols at once."""
     suffix = f".{directory.freq}.bin"
-    paths = {p.name[: -len(suffix)]: p for p in folder.glob(f"*{suffix}")} if folder.is_dir() else {}
-    missing = [f for f in REQUIRED if f not in paths]
-    if missing:
-        report.errors.append(f"{symbol}: no {', '.join(missing)} bin in features/{folder.name}")
-    report.symbols += 1
-    window_lo = first if lo is None else max(first, lo - 1)
-    window_hi = last + 1 if hi is None else min(last + 1, hi)
-    values = {}
-    for name, path in paths.items():
-        report.bins += 1
-        with open(path, "rb") as stream:
-            start = int(np.frombuffer(stream.read(4), dtype=DTYPE)[0])
-            count = os.fstat(stream.fileno()).st_size // 4 - 1
-            if (start, start + count - 1) != (first, last):
-                report.errors.append(
-                    f"{symbol}: features/{folder.name}/{path.name} spans slots {start}..{start + count - 1}, "
-                    f"instruments/all.txt says {first}..{last}"
-                )
-                continue
-            if window_lo < window_hi and name in (*PRICES, "volume", "factor"):
-                stream.seek(4 * (1 + window_lo - start))
-                values[name] = np.frombuffer(stream.read(4 * (window_hi - window_lo)), dtype=DTYPE)
+    features = f"{directory.root}/features/"
+    windows: dict[str, list[bytes]] = {name: [] for name in REQUIRED}
+    owners, firsts = [], []  # per window: its symbol and its first slot
+    for symbol in symbols:
+        if symbol not in spans:
+            report.errors.append(f"{symbol}: written but not in instruments/all.txt")
+            continue
+        first, last = spans[symbol]
+        folder = feature_folder(symbol)
+        try:
+            names = [n[: -len(suffix)] for n in os.listdir(features + folder) if n.endswith(suffix)]
+        except FileNotFoundError:
+            names = []
+        missing = [f for f in REQUIRED if f not in names]
+        if missing:
+            report.errors.append(f"{symbol}: no {', '.join(missing)} bin in features/{folder}")
+        report.symbols += 1
+        window_lo = first if lo is None else max(first, lo - 1)
+        window_hi = last + 1 if hi is None else min(last + 1, hi)
+        whole = not missing and window_lo < window_hi
+        for name in names:
+            report.bins += 1
+            fd = os.open(f"{features}{folder}/{name}{suffix}", os.O_RDONLY)
+            try:
+                start = int(struct.unpack("<f", os.pread(fd, 4, 0))[0])
+                count = os.fstat(fd).st_size // 4 - 1
+                if (start, start + count - 1) != (first, last):
+                    report.errors.append(
+                        f"{symbol}: features/{folder}/{name}{suffix} spans slots {start}..{start + count - 1}, "
+                        f"instruments/all.txt says {first}..{last}"
+                    )
+                    whole = False
+                elif whole and name in windows:
+                    windows[name].append(os.pread(fd, 4 * (window_hi - window_lo), 4 * (1 + window_lo - start)))
+            finally:
+                os.close(fd)
+        if whole:
+            owners.append(symbol)
+            firsts.append(window_lo)
+        else:  # keep the windows aligned: drop what this symbol added
+            for name in windows:
+                del windows[name][len(owners) :]
+    if not owners:
+        return
+    lengths = np.array([len(w) // 4 for w in windows["close"]])
+    owner = np.repeat(np.arange(len(owners)), lengths)
+    slot = (
+        np.repeat(np.array(firsts), lengths)
+        + np.arange(lengths.sum())
+        - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    )
+    values = {name: np.frombuffer(b"".join(chunks), dtype=DTYPE) for name, chunks in windows.items()}
     label = directory.slots.labels
-    if "close" in values and "factor" in values:
-        bad = np.flatnonzero(~np.isnan(values["close"]) & np.isnan(values["factor"]))
-        if bad.size:
-            report.errors.append(
-                f"{symbol}: close without factor at {label([window_lo + bad[0]])[0]} ({bad.size} slots)"
-            )
+    bad = np.flatnonzero(~np.isnan(values["close"]) & np.isnan(values["factor"]))
+    for symbol in sorted({owners[i] for i in owner[bad]}):
+        at = bad[owner[bad] == owners.index(symbol)]
+        report.errors.append(f"{symbol}: close without factor at {label([slot[at[0]]])[0]} ({at.size} slots)")
+    same = owner[1:] == owner[:-1]
     for name, limit, out in [
         *((p, price_step, report.errors) for p in PRICES),
         ("volume", volume_step, report.warnings),
     ]:
-        series = values.get(name)
-        if series is None or series.size < 2:
-            continue
+        series = values[name]
         with np.errstate(divide="ignore", invalid="ignore"):
             step = np.abs(series[1:] / series[:-1] - 1)
-        big = np.flatnonzero(step > limit)
-        if big.size:
-            at = label([window_lo + big[0] + 1])[0]
-            out.append(f"{symbol}: {name} moves {step[big[0]]:.0%} into {at} (over {limit:.0%}; {big.size} such steps)")
+        big = np.flatnonzero((step > limit) & same)
+        for i in np.unique(owner[big + 1], return_index=True)[1]:
+            at = big[owner[big + 1] == owner[big + 1][i]]
+            into = label([slot[at[0] + 1]])[0]
+            out.append(
+                f"{owners[owner[at[0] + 1]]}: {name} moves {step[at[0]]:.0%} into {into} (over {limit:.0%}; "
+                f"{at.size} such steps)"
+            )
