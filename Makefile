@@ -2,6 +2,8 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 UV_VERSION := 0.13.9
 VENV := .venv
+# Qlib's reader, in its own environment (see quant_assets_tests/qlib-reader.txt)
+QLIB_VENV := .venv-qlib
 BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
@@ -37,8 +39,8 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 ## demo: install, generate February 2026 of sample vendor files, ingest raw -> lake for the month, fetch splits,
 ## dividends and tickers from a local Massive REST server, build the adjustment factors, check the lake against the
-## REST day bars, compute the enriched daily features, summarise
-demo: setup
+## REST day bars, compute the enriched daily features, write the Qlib directories, load them with Qlib, summarise
+demo: setup $(QLIB_VENV)/.synced
 	$(BIN)/quant-assets sample --start $(DEMO_START) --end $(DEMO_END)
 	$(BIN)/dagster job execute -m quant_assets.definitions -j ingest_us_equities --tags '$(DEMO_RANGE)' 2>&1 \
 		| $(QUIET)
@@ -51,11 +53,20 @@ demo: setup
 			2>&1 | $(QUIET)
 	$(BIN)/dagster job execute -m quant_assets.definitions -j enrich_us_equities --tags '$(DEMO_RANGE)' 2>&1 \
 		| $(QUIET)
+	$(BIN)/dagster job execute -m quant_assets.definitions -j publish_qlib --tags '$(DEMO_RANGE)' 2>&1 | $(QUIET)
+	$(QLIB_VENV)/bin/python -c "$$QLIB_DEMO" 2>&1 | grep -v -e '^\[' -e 'Warning' -e 'warn('
 	$(BIN)/quant-assets status
 	$(BIN)/quant-assets providers
 
+define QLIB_DEMO
+import qlib
+from qlib.data import D
+qlib.init(provider_uri={"day": "data/qlib/day", "1min": "data/qlib/1min"}, region="us")
+print(D.features(["AAPL", "BRK.B"], ["$$close", "$$factor", "$$close / $$factor", "$$vwap"], "2026-02-17", "2026-02-20"))
+endef
+export QLIB_DEMO
+
 # Qlib's reader in its own environment (see quant_assets_tests/qlib-reader.txt), for the Qlib read-back tests.
-QLIB_VENV := .venv-qlib
 $(QLIB_VENV)/.synced: .tools/bin/uv quant_assets_tests/qlib-reader.txt
 	.tools/bin/uv venv --quiet --allow-existing --python $(PYTHON) $(QLIB_VENV)
 	VIRTUAL_ENV=$(CURDIR)/$(QLIB_VENV) .tools/bin/uv pip sync --quiet quant_assets_tests/qlib-reader.txt

@@ -50,7 +50,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from quant_assets.status import lake_summary, reference_summary
+    from quant_assets.status import lake_summary, qlib_summary, reference_summary
 
     datasets = parse_dataset_names(args.datasets)
     print(lake_summary(Path(args.data) / "lake", datasets))
@@ -58,6 +58,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(lake_summary(Path(args.data) / "enriched", datasets, zone="enriched"))
     if reference := reference_summary(Path(args.data) / "reference"):
         print(reference)
+    if qlib := qlib_summary(Path(args.data) / "qlib"):
+        print(qlib)
     return 0
 
 
@@ -208,9 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser(
         "status",
-        help="summarise what the lake and the reference data hold",
-        description="Sessions, rows, tickers and bytes per lake dataset (read from the Parquet files), and the "
-        "newest version of each reference table with the adjustment factors' size.",
+        help="summarise what the lake, the enriched zone, the reference data and the Qlib directories hold",
+        description="Sessions, rows, tickers and bytes per lake and enriched dataset (read from the Parquet files), "
+        "the newest version of each reference table with the adjustment factors' size, and each Qlib directory's "
+        "calendar, symbols and last publication.",
     )
     status.add_argument("--data", default=settings.data, help=f"data folder (default: {settings.data})")
     status.add_argument(

@@ -51,3 +51,27 @@ def reference_summary(reference_root: Path) -> str | None:
         factors = read_factors(reference_root)
         lines.append(f"{TABLE:<20} {factors.height:>7,} rows  {factors['ticker'].n_unique():,} tickers")
     return "\n".join([f"reference data at {reference_root.resolve()}", *lines]) if lines else None
+
+
+def qlib_summary(qlib_root: Path) -> str | None:
+    """One line per Qlib directory: its calendar's first and last slot, symbols, and what the gate last published;
+    None without any."""
+    import json
+
+    lines = []
+    for freq in ("day", "1min"):
+        calendar = qlib_root / freq / "calendars" / f"{freq}.txt"
+        if not calendar.exists():
+            continue
+        with calendar.open() as stream:
+            first = stream.readline().strip()
+        last = calendar.read_bytes()[-21:].decode().strip().splitlines()[-1]
+        instruments = qlib_root / freq / "instruments" / "all.txt"
+        symbols = sum(1 for _ in instruments.open()) if instruments.exists() else 0
+        published = qlib_root / freq / ".quant_assets" / "published.json"
+        gate = "not published"
+        if published.exists():
+            mark = json.loads(published.read_text())
+            gate = f"published {mark['at']} ({len(mark['sessions'])} sessions checked)"
+        lines.append(f"{freq:<5} {first:>19}  {last:>19}  {symbols:>6,} symbols  {gate}")
+    return "\n".join([f"qlib at {qlib_root.resolve()}", *lines]) if lines else None

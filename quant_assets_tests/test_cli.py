@@ -141,7 +141,7 @@ def test_job_execute_a_failing_partition_exits_non_zero_and_says_why(workdir):
         (["sample-rest", "--help"], "in the vendor's JSON shapes"),
         (["providers", "--help"], "`reset NAME` closes breaker NAME"),
         (["sample", "--help"], "in the vendor's exact format"),
-        (["status", "--help"], "Sessions, rows, tickers and bytes per lake dataset"),
+        (["status", "--help"], "Sessions, rows, tickers and bytes per lake and enriched dataset"),
         (["coverage", "--help"], "Rebuild the coverage ledger"),
         (["bench", "ingest", "--help"], "Budgets: day at most 0.65x gzip -dc"),
     ],

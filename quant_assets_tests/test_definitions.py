@@ -144,6 +144,9 @@ PURE = [
     "qlib.symbols",
     "qlib.bins",
     "qlib.directory",
+    "qlib.calendars",
+    "qlib.fields",
+    "qlib.health",
     "sample_rest",
 ]
 

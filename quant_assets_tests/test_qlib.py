@@ -186,3 +186,45 @@ def test_qlibs_own_reader_reads_back_every_value(tmp_path):
             assert values[f"{symbol}|{days[k]:%Y-%m-%d}"] == by_day.get(k), (ticker, days[k])
         if last + 1 < len(days):  # after its last session a symbol has no rows (survivorship-free, not padded)
             assert f"{symbol}|{days[last + 1]:%Y-%m-%d}" not in values
+
+
+def _write_sessions(root, order):
+    import datetime as dt
+
+    import polars as pl
+
+    from quant_assets.datasets import Calendar
+    from quant_assets.qlib.directory import QlibDirectory
+
+    directory = QlibDirectory(root, Calendar.XNYS, dt.date(2026, 2, 2))
+    for day, rows in order:
+        frame = pl.DataFrame(rows, schema=["ticker", "close", "open"], orient="row").with_columns(slot=0)
+        directory.write_sessions(frame, day, day, ["close", "open"])
+
+
+def test_parallel_processes_writing_sessions_of_one_directory_give_a_sequential_build(tmp_path):
+    import datetime as dt
+
+    from quant_assets.datasets import Calendar
+    from quant_assets.sessions import sessions
+
+    days = sessions(Calendar.XNYS, dt.date(2026, 2, 2), dt.date(2026, 4, 30))
+    rng = np.random.default_rng(4)
+    tickers = [f"T{i}" for i in range(40)] + ["BCpC", "NA"]
+    work = [
+        (day, [(t, float(rng.uniform(1, 9)), float(rng.uniform(1, 9))) for t in tickers if rng.random() < 0.8])
+        for day in days
+    ]
+    _write_sessions(tmp_path / "sequential", work)
+    halves = [work[0::2][::-1], work[1::2]]  # interleaved sessions, one process backwards: appends and backfills race
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_write_sessions, args=(tmp_path / "parallel", half)) for half in halves]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    for path in sorted((tmp_path / "sequential").rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            twin = tmp_path / "parallel" / path.relative_to(tmp_path / "sequential")
+            assert twin.read_bytes() == path.read_bytes(), path
