@@ -23,7 +23,7 @@ def test_the_default_code_location():
     assert defs.resources["zones"].root == "data" and defs.resources["flatfiles"].root == "data/vendor"
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert keys == {"coverage", *REFERENCE, *ENRICHED} | {
+    assert keys == {"coverage", *REFERENCE, *ENRICHED, *QLIB} | {
         f"{layer}_{d}"
         for d in ("stocks_daily", "stocks_minute", "options_daily", "options_minute")
         for layer in ("raw", "lake")
@@ -35,6 +35,7 @@ def test_the_default_code_location():
         "refresh_coverage",
         "refresh_reference",
         "enrich_us_equities",
+        "publish_qlib",
     }
     assert "reconcile_with_rest" not in jobs  # no provider configured: no check that would call the vendor keyless
     assert {s.name for s in repo.schedule_defs} == {
@@ -43,6 +44,7 @@ def test_the_default_code_location():
         "refresh_coverage_daily",
         "refresh_reference_daily",
         "enrich_us_equities_daily",
+        "publish_qlib_daily",
     }
     job = repo.get_job("ingest_us_equities")
     checks = {k.name for k in job.asset_layer.asset_graph.asset_check_keys}
@@ -76,7 +78,9 @@ def test_every_dataset_and_the_s3_source():
         "ingest_forex",
         "ingest_indices",
     }
-    assert len(repo.asset_graph.get_all_asset_keys()) == 2 * len(DATASETS) + 1 + len(REFERENCE) + len(ENRICHED)
+    assert len(repo.asset_graph.get_all_asset_keys()) == 2 * len(DATASETS) + 1 + len(REFERENCE) + len(ENRICHED) + len(
+        QLIB
+    )
     source = defs.resources["flatfiles"]
     assert source.bucket == "b" and "MASSIVE_S3_SECRET_ACCESS_KEY" not in repr(source)
 
@@ -105,6 +109,7 @@ def test_settings_are_read_in_one_place_with_clear_errors():
 
 
 REFERENCE = {"reference_splits", "reference_dividends", "reference_tickers", "adjustment_factors"}
+QLIB = {"qlib_day", "qlib_1min", "qlib_day_restated"}
 ENRICHED = {
     "enriched_stocks_daily",
     "enriched_stocks_daily_restated",
