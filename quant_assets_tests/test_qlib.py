@@ -1,5 +1,6 @@
-"""The Qlib writer's building blocks: symbol names Qlib reads back, and bins written one slot at a time in any
-order (work in progress: the assets and the read-back with pyqlib come with issue 15)."""
+"""The Qlib writer's building blocks: symbol names Qlib reads back, bins written a slot at a time in any order, a
+directory written session by session, in any order and by parallel processes, and read back by pyqlib. The assets
+are tested in test_qlib_assets.py."""
 
 import multiprocessing
 import random

@@ -1,7 +1,6 @@
-"""Microsoft Qlib provider directories (see ../shared/reference/qlib-format.md): symbol names Qlib can read back
-(`symbols.py`), `.bin` files updated one calendar slot at a time (`bins.py`), and a directory written a session at a
-time with fixed calendar indexes (`directory.py`). Pure modules: no Dagster import.
-
-Work in progress (issue 15): the Dagster assets `qlib_day` / `qlib_1min`, the fields (adjusted prices, factor,
-change, features), the publication gate, the read-back tests with pyqlib and the benchmark come next.
+"""Microsoft Qlib provider directories (see ../shared/reference/qlib-format.md): symbol names Qlib reads back
+(`symbols.py`), fixed calendar slots for day and 1min (`calendars.py`), `.bin` files written a block of slots at a
+time (`bins.py`), a directory written a range of sessions at a time in any order (`directory.py`), the fields in
+Qlib's conventions (`fields.py`) and the publication gate (`health.py`). Pure modules: no Dagster import; the
+assets are in `defs/qlib.py`.
 """
