@@ -272,6 +272,7 @@ def test_a_corporate_action_rewrites_only_that_symbols_bins(built, tmp_path):
     for zone in ("lake", "reference", "enriched", "qlib"):
         shutil.copytree(data / zone, copy / zone)
     bins = {p: p.read_bytes() for p in (copy / "qlib" / "day" / "features").rglob("*.bin")}
+    minute_bins = {p: p.read_bytes() for p in (copy / "qlib" / "1min" / "features").rglob("*.bin")}
     restated = build_qlib_restated(FEATURES)
     with LocalProvider(START, END) as server:
         server.data.announce_split("SPY", dt.date(2026, 3, 16), 1, 4)
@@ -283,6 +284,17 @@ def test_a_corporate_action_rewrites_only_that_symbols_bins(built, tmp_path):
     assert event.step_materialization_data.materialization.metadata["symbols_rewritten"].value == 1
     changed = sorted({p.parent.name for p, content in bins.items() if p.read_bytes() != content})
     assert changed == ["spy"]
+    # The minute history is re-adjusted in place: SPY's 1-for-4 split on 2026-03-16 scales its February bars.
+    metadata = event.step_materialization_data.materialization.metadata
+    assert metadata["minute_symbols_readjusted"].value == ["SPY"]
+    changed = sorted({p.parent.name for p, content in minute_bins.items() if p.read_bytes() != content})
+    assert changed == ["spy"]
+    for field, scale in (("close", 0.25), ("open", 0.25), ("volume", 4.0), ("factor", 0.25)):
+        path = copy / "qlib" / "1min" / "features" / "spy" / f"{field}.1min.bin"
+        before = np.frombuffer(minute_bins[path], dtype="<f4")
+        after = np.fromfile(path, dtype="<f4")
+        assert after[0] == before[0] and np.isnan(after[1:]).sum() == np.isnan(before[1:]).sum() < after.size - 2
+        assert np.allclose(after[1:], before[1:].astype(np.float64) * scale, rtol=1e-6, equal_nan=True), field
     directory = QlibDirectory(copy / "qlib" / "day", Calendar.XNYS, START)
     spy = read_enriched_daily(copy / "enriched", DAY.name).filter(pl.col("ticker") == "SPY").collect()
     want = day_fields(spy, DAYS, FEATURES)
@@ -297,7 +309,8 @@ def test_a_corporate_action_rewrites_only_that_symbols_bins(built, tmp_path):
     assert want.filter(pl.col("date") < dt.date(2026, 3, 16))["factor"].max() < 0.26
     again = dg.materialize([restated], resources={"zones": DataZones(root=str(copy))})
     [event] = again.get_asset_materialization_events()
-    assert event.step_materialization_data.materialization.metadata["symbols_rewritten"].value == 0  # idempotent
+    metadata = event.step_materialization_data.materialization.metadata
+    assert metadata["symbols_rewritten"].value == 0 and metadata["minute_symbols_readjusted"].value == []  # idempotent
 
 
 def test_the_publication_gate_blocks_a_broken_directory(built, tmp_path):

@@ -6,7 +6,8 @@
 - `qlib_1min`, partitioned by session: the lake's regular-hours minute bars, adjusted with the adjustment factors,
   into `data/qlib/1min`.
 - `qlib_day_restated`: when the enriched layer restates tickers (their factors changed), rewrites just those
-  symbols' day bins.
+  symbols' day bins from the restated rows, and re-adjusts just the minute bins of the symbols whose factors
+  changed.
 """
 
 import datetime as dt
@@ -26,13 +27,13 @@ from quant_assets.defs.resources import DataZones
 from quant_assets.features.enrich import CHUNK
 from quant_assets.features.restate import read_enriched_daily, restated_dir, restated_tickers
 from quant_assets.lake import partition_path, replace_bytes, scan, sessions_in
-from quant_assets.qlib.directory import QlibDirectory
+from quant_assets.qlib.directory import QlibDirectory, readjust
 from quant_assets.qlib.fields import DAY_FIELDS, MINUTE_FIELDS, day_fields, minute_fields
 from quant_assets.qlib.health import Report, verify
 from quant_assets.qlib.symbols import qlib_symbol
 from quant_assets.reference.factors import TABLE as FACTORS
-from quant_assets.reference.factors import read_factors
-from quant_assets.reference.versions import latest_version
+from quant_assets.reference.factors import manifest_dir, read_factors
+from quant_assets.reference.versions import latest_version, read_version
 from quant_assets.sessions import parse_session, regular_hours, sessions
 from quant_assets.settings import partitions_start
 
@@ -241,7 +242,8 @@ def build_qlib_restated(features: Sequence[str]) -> dg.AssetsDefinition:
         kinds={"qlib", "numpy"},
         automation_condition=dg.AutomationCondition.any_deps_updated() & ~dg.AutomationCondition.in_progress(),
         description="When the enriched layer restates tickers (their adjustment factors changed), rewrite just "
-        "those symbols' bins in data/qlib/day, over the sessions the directory already holds for them.",
+        "those symbols' bins in data/qlib/day, over the sessions the directory already holds for them; and "
+        "re-adjust the data/qlib/1min bins of just the symbols whose factors changed.",
     )
     def qlib_restated(context: dg.AssetExecutionContext, zones: DataZones):
         target = directory(zones, "day")
@@ -266,15 +268,37 @@ def build_qlib_restated(features: Sequence[str]) -> dg.AssetsDefinition:
             rewritten = target.write(frame, 0, length, fields, extend=False).symbols
             applied.update(stale)
             replace_bytes(state_path, json.dumps(applied, indent=1, sort_keys=True).encode())
-        context.log.info(f"{QLIB_RESTATED}: {rewritten} symbols rewritten ({len(stale)} restated tickers)")
+        minute = _readjust_minutes(zones)
+        context.log.info(
+            f"{QLIB_RESTATED}: {rewritten} symbols rewritten ({len(stale)} restated tickers), {len(minute)} minute "
+            "symbols re-adjusted"
+        )
         return dg.MaterializeResult(
             metadata={
                 "restated_tickers": dg.MetadataValue.json(sorted(stale)),
                 "symbols_rewritten": dg.MetadataValue.int(rewritten),
+                "minute_symbols_readjusted": dg.MetadataValue.json(minute),
             }
         )
 
     return qlib_restated
+
+
+def _readjust_minutes(zones: DataZones) -> list[str]:
+    """The 1min directory's history is not re-read from the lake: the symbols whose factors changed since the last
+    pass are re-adjusted in place from the factor each slot was written with (`directory.readjust`)."""
+    target = directory(zones, "1min")
+    manifest = read_version(manifest_dir(zones.reference_root))
+    if not target.calendar_length() or manifest is None:
+        return []
+    state_path = target.state_dir() / "factors.json"
+    applied = json.loads(state_path.read_text()) if state_path.exists() else {}
+    current = dict(manifest.select("ticker", "digest").iter_rows())
+    changed = sorted(t for t in {*current, *applied} if current.get(t) != applied.get(t))
+    factors = read_factors(zones.reference_root, tickers=changed)
+    done = [t for t in changed if readjust(target, t, factors.filter(pl.col("ticker") == t))]
+    replace_bytes(state_path, json.dumps(current, indent=1, sort_keys=True).encode())
+    return done
 
 
 def qlib_defs(datasets: list[Dataset], features: Sequence[str] = ()) -> dg.Definitions:

@@ -27,9 +27,11 @@ import polars as pl
 from quant_assets.datasets import Calendar
 from quant_assets.lake import replace_bytes
 from quant_assets.locks import locked
-from quant_assets.qlib.bins import DTYPE, NAN, write_block
+from quant_assets.qlib.bins import DTYPE, NAN, read_bin, write_bin, write_block
 from quant_assets.qlib.calendars import QlibCalendar
 from quant_assets.qlib.symbols import feature_folder, qlib_symbol
+from quant_assets.reference.factors import PRICE_COLUMNS as PRICES
+from quant_assets.reference.factors import adjust
 
 STATE = ".quant_assets"  # our own bookkeeping inside the directory; Qlib never looks there
 
@@ -170,6 +172,35 @@ class QlibDirectory:
         slot (a day frame's `slot` is the session's position from `first`)."""
         lo, hi = self.session_range(first, last)
         return self.write(frame.with_columns(pl.col("slot") + lo), lo, hi, fields, extend)
+
+
+def readjust(directory: QlibDirectory, ticker: str, factors: pl.DataFrame) -> bool:
+    """Re-adjust a symbol's price, volume and factor bins to `factors` (the ticker's rows of the factor table),
+    slot by slot from the factor each slot was written with (its `factor` bin): prices x new / old, volume x old /
+    new. For a directory whose history is not re-read from its source (1min). Returns whether anything changed."""
+    symbol = qlib_symbol(ticker)
+    span = directory.read_instruments().get(symbol)
+    path = directory.bin_path(symbol, "factor")
+    if span is None or not path.exists():
+        return False
+    with locked(directory.root):
+        old = np.fromfile(path, dtype=DTYPE)[1:].astype(np.float64)
+        slots = np.arange(span[0], span[0] + old.size)
+        position = np.searchsorted(directory.slots.first_slots, slots, side="right") - 1
+        days = pl.DataFrame({"date": directory.slots.days[position].astype("datetime64[D]")}).with_columns(
+            ticker=pl.lit(ticker)
+        )
+        new = adjust(days, factors)["price_factor"].to_numpy()
+        written = ~np.isnan(old)
+        if np.array_equal(new[written].astype(DTYPE), old[written].astype(DTYPE)):  # the same at float32
+            return False
+        ratio = np.where(written, new / old, 1.0)
+        for field, scale in [*((p, ratio) for p in PRICES), ("volume", 1 / ratio), ("factor", ratio)]:
+            target = directory.bin_path(symbol, field)
+            if target.exists():
+                start, values = read_bin(target)
+                write_bin(target, start, values.astype(np.float64) * scale)
+        return True
 
 
 def _within(frame: pl.DataFrame, spans: dict[str, tuple[int, int]]) -> pl.DataFrame:
