@@ -5,6 +5,7 @@ sessions), against a plain implementation written here with numpy and loops."""
 import datetime as dt
 import math
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -41,19 +42,27 @@ FEATURES = FeatureSet.from_mapping(WINDOWS)
 BACKFILL = ("2026-02-02", "2026-03-31")
 
 
+@contextmanager
+def stock_lake(tmp_path_factory, name: str, start: dt.date, end: dt.date, as_of: dt.date):
+    """A data folder with the lake of stocks_daily and stocks_minute from `start` to `end` (generated, ingested by
+    Dagster) and the factors as of `as_of` from the local REST server, which stays up: (data folder, server)."""
+    vendor, data = tmp_path_factory.mktemp(f"vendor-{name}"), tmp_path_factory.mktemp(f"data-{name}")
+    generate([DAY, MINUTE], start, end, folder_writer(vendor))
+    tags = {
+        "dagster/asset_partition_range_start": start.isoformat(),
+        "dagster/asset_partition_range_end": end.isoformat(),
+    }
+    materialize_spine([DAY, MINUTE], LocalFlatFiles(root=str(vendor)), data, tags=tags)
+    with LocalProvider(start, end) as server:
+        refresh(data, server, as_of)
+        yield data, server
+
+
 @pytest.fixture(scope="module")
 def quarter(tmp_path_factory) -> tuple[Path, LocalProvider]:
     """A data folder with the lake of stocks_daily and stocks_minute for the quarter and the factors as of April."""
-    vendor, data = tmp_path_factory.mktemp("vendor-q1"), tmp_path_factory.mktemp("data-q1")
-    generate([DAY, MINUTE], START, END, folder_writer(vendor))
-    tags = {
-        "dagster/asset_partition_range_start": START.isoformat(),
-        "dagster/asset_partition_range_end": END.isoformat(),
-    }
-    materialize_spine([DAY, MINUTE], LocalFlatFiles(root=str(vendor)), data, tags=tags)
-    with LocalProvider(START, END) as server:
-        refresh(data, server, dt.date(2026, 4, 1))
-        yield data, server
+    with stock_lake(tmp_path_factory, "q1", START, END, dt.date(2026, 4, 1)) as built:
+        yield built
 
 
 def enrich(data: Path, first: str, last: str):

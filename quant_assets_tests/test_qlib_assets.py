@@ -30,12 +30,9 @@ from quant_assets.qlib.directory import QlibDirectory
 from quant_assets.qlib.fields import DAY_FIELDS, day_fields
 from quant_assets.qlib.symbols import qlib_symbol
 from quant_assets.reference.factors import read_factors
-from quant_assets.sample import folder_writer, generate
 from quant_assets.sample_rest import LocalProvider
 from quant_assets.sessions import regular_hours, sessions
-from quant_assets.sources import LocalFlatFiles
-from quant_assets_tests.conftest import materialize_spine
-from quant_assets_tests.test_features import enrich, materialize_restated
+from quant_assets_tests.test_features import enrich, materialize_restated, stock_lake
 from quant_assets_tests.test_reference import expected_factors, refresh
 
 DAY, MINUTE = DATASETS["stocks_daily"], DATASETS["stocks_minute"]
@@ -66,15 +63,7 @@ def run_qlib(data: Path, asset, first: str, last: str, instance=None):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> tuple[Path, LocalProvider]:
-    vendor, data = tmp_path_factory.mktemp("vendor-qlib"), tmp_path_factory.mktemp("data-qlib")
-    generate([DAY, MINUTE], START, END, folder_writer(vendor))
-    tags = {
-        "dagster/asset_partition_range_start": START.isoformat(),
-        "dagster/asset_partition_range_end": END.isoformat(),
-    }
-    materialize_spine([DAY, MINUTE], LocalFlatFiles(root=str(vendor)), data, tags=tags)
-    with LocalProvider(START, END) as server:
-        refresh(data, server, dt.date(2026, 3, 23))
+    with stock_lake(tmp_path_factory, "qlib", START, END, dt.date(2026, 3, 23)) as (data, server):
         assert enrich(data, START.isoformat(), END.isoformat()).success
         day = build_qlib_day(FEATURES, start=START.isoformat())
         for first, last in RUNS:

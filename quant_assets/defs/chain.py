@@ -36,6 +36,8 @@ from quant_assets.sources import FlatFileSource
 
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
 BACKFILL_POLICY = dg.BackfillPolicy.single_run()
+# An unpartitioned follower (a restatement) runs after any of its dependencies changes, one run at a time.
+ON_CHANGE = dg.AutomationCondition.any_deps_updated() & ~dg.AutomationCondition.in_progress()
 SKIPPED = "skipped"  # a session's metadata key: True when it was already current and nothing was redone
 
 
@@ -107,6 +109,31 @@ def _as_session_error(layer: SessionLayer, session: dt.date, error: Exception) -
     return SessionError(
         layer.dataset.name, session, vendor_key(layer.dataset, session), f"{type(error).__name__}: {error}"
     )
+
+
+def range_results(
+    context: dg.AssetExecutionContext,
+    asset: str,
+    built: dict[str, dict],
+    missing: Sequence[dt.date],
+    why: str,
+    check_results: Sequence[dg.AssetCheckResult] = (),
+):
+    """The events of a partitioned asset's range run: each built session's metadata (`built`, by partition key)
+    and the check results; then, if some sessions had no input (`missing`), a failure that names them, the others
+    staying materialised."""
+    if missing:
+        for key, metadata in built.items():
+            yield dg.AssetMaterialization(asset_key=asset, partition=key, metadata=metadata)
+        yield from check_results
+        raise dg.Failure(
+            description=f"{len(missing)} sessions {why}: " + ", ".join(s.isoformat() for s in missing)
+            + "; every other session is materialised",
+            allow_retries=False,
+        )  # fmt: skip
+    for key, metadata in built.items():
+        context.add_asset_metadata(metadata, partition_key=key)
+    yield dg.MaterializeResult(check_results=list(check_results))
 
 
 def build_session_chain(calendar: Calendar, layers: Sequence[SessionLayer], name: str) -> dg.AssetsDefinition:

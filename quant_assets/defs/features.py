@@ -19,7 +19,7 @@ import polars as pl
 from pydantic import Field
 
 from quant_assets.datasets import DATASETS, Calendar, Dataset
-from quant_assets.defs.chain import BACKFILL_POLICY, Built, ChainContext, SessionLayer
+from quant_assets.defs.chain import BACKFILL_POLICY, ON_CHANGE, Built, ChainContext, SessionLayer, range_results
 from quant_assets.defs.ingest import previous_session_schedule
 from quant_assets.defs.partitions import session_partitions
 from quant_assets.defs.resources import DataZones
@@ -120,18 +120,9 @@ def build_enriched_daily(datasets: list[Dataset]) -> dg.AssetsDefinition:
             f"{ENRICHED_DAILY}: {len(built)} sessions built, {len(missing)} without a lake partition, in "
             f"{time.perf_counter() - started:.1f} s"
         )
-        if missing:
-            for key, metadata in built.items():
-                yield dg.AssetMaterialization(asset_key=ENRICHED_DAILY, partition=key, metadata=metadata)
-            raise dg.Failure(
-                description=f"{len(missing)} sessions have no lake_{DAILY.name} partition, so no features: "
-                + ", ".join(s.isoformat() for s in missing)
-                + "; every other session is materialised",
-                allow_retries=False,
-            )
-        for key, metadata in built.items():
-            context.add_asset_metadata(metadata, partition_key=key)
-        yield dg.MaterializeResult()
+        yield from range_results(
+            context, ENRICHED_DAILY, built, missing, f"have no lake_{DAILY.name} partition, so no features"
+        )
 
     return enriched_daily
 
@@ -186,7 +177,7 @@ def build_restated_daily() -> dg.AssetsDefinition:
         group_name="enriched",
         deps=[FACTORS, ENRICHED_DAILY],
         kinds={"parquet", "polars"},
-        automation_condition=dg.AutomationCondition.any_deps_updated() & ~dg.AutomationCondition.in_progress(),
+        automation_condition=ON_CHANGE,
         description="When adjustment_factors change, the enriched daily history of just the changed tickers, "
         "recomputed with the new factors and stored per ticker (data/enriched/stocks_daily/_restated/); no session "
         "file is rewritten. Read the enriched table with features.restate.read_enriched_daily, which prefers a "

@@ -19,7 +19,7 @@ import dagster as dg
 import polars as pl
 
 from quant_assets.datasets import DATASETS, Dataset
-from quant_assets.defs.chain import BACKFILL_POLICY
+from quant_assets.defs.chain import BACKFILL_POLICY, ON_CHANGE, range_results
 from quant_assets.defs.features import ENRICHED_DAILY, RESTATED_DAILY
 from quant_assets.defs.ingest import previous_session_schedule
 from quant_assets.defs.partitions import session_partitions
@@ -105,22 +105,6 @@ def _gate(context, asset: str, report: Report, target: QlibDirectory, written: l
     )
 
 
-def _results(context, asset: str, built: dict, gate: dg.AssetCheckResult, missing: list[dt.date], why: str):
-    """The run's events: each written session's materialisation and the gate's result; then, if some sessions
-    had nothing to write, a failure that names them (the others stay materialised)."""
-    if missing:
-        for key, metadata in built.items():
-            yield dg.AssetMaterialization(asset_key=asset, partition=key, metadata=metadata)
-        yield gate
-        raise dg.Failure(
-            description=f"{len(missing)} sessions {why}: " + ", ".join(s.isoformat() for s in missing),
-            allow_retries=False,
-        )
-    for key, metadata in built.items():
-        context.add_asset_metadata(metadata, partition_key=key)
-    yield dg.MaterializeResult(check_results=[gate])
-
-
 def build_qlib_day(features: Sequence[str], start: str | None = None) -> dg.AssetsDefinition:
     fields = [*DAY_FIELDS, *(f.lower() for f in features)]
 
@@ -164,10 +148,10 @@ def build_qlib_day(features: Sequence[str], start: str | None = None) -> dg.Asse
         report = verify(target, sorted({qlib_symbol(t) for t in symbols}), lo, hi)
         for metadata in built.values():
             metadata["path"] = dg.MetadataValue.path(str(target.root))
-        yield from _results(
-            context, QLIB_DAY, built, _gate(context, QLIB_DAY, report, target, sorted(built)), missing,
-            f"have no {ENRICHED_DAILY} partition, so nothing to write",
-        )  # fmt: skip
+        gate = _gate(context, QLIB_DAY, report, target, sorted(built))
+        yield from range_results(
+            context, QLIB_DAY, built, missing, f"have no {ENRICHED_DAILY} partition, so nothing to write", [gate]
+        )
 
     return qlib_day
 
@@ -221,10 +205,8 @@ def build_qlib_minute(start: str | None = None) -> dg.AssetsDefinition:
             }
         context.log.info(f"{QLIB_MINUTE}: {len(built)} sessions written in {time.perf_counter() - started:.1f} s")
         report = verify(target, sorted({qlib_symbol(t) for t in symbols}), lo, hi)
-        yield from _results(
-            context, QLIB_MINUTE, built, _gate(context, QLIB_MINUTE, report, target, sorted(built)), missing,
-            f"have no lake_{MINUTE.name} partition",
-        )  # fmt: skip
+        gate = _gate(context, QLIB_MINUTE, report, target, sorted(built))
+        yield from range_results(context, QLIB_MINUTE, built, missing, f"have no lake_{MINUTE.name} partition", [gate])
 
     return qlib_minute
 
@@ -240,7 +222,7 @@ def build_qlib_restated(features: Sequence[str]) -> dg.AssetsDefinition:
         group_name="qlib",
         deps=[RESTATED_DAILY, QLIB_DAY],
         kinds={"qlib", "numpy"},
-        automation_condition=dg.AutomationCondition.any_deps_updated() & ~dg.AutomationCondition.in_progress(),
+        automation_condition=ON_CHANGE,
         description="When the enriched layer restates tickers (their adjustment factors changed), rewrite just "
         "those symbols' bins in data/qlib/day, over the sessions the directory already holds for them; and "
         "re-adjust the data/qlib/1min bins of just the symbols whose factors changed.",
@@ -295,8 +277,7 @@ def _readjust_minutes(zones: DataZones) -> list[str]:
     applied = json.loads(state_path.read_text()) if state_path.exists() else {}
     current = dict(manifest.select("ticker", "digest").iter_rows())
     changed = sorted(t for t in {*current, *applied} if current.get(t) != applied.get(t))
-    factors = read_factors(zones.reference_root, tickers=changed)
-    done = [t for t in changed if readjust(target, t, factors.filter(pl.col("ticker") == t))]
+    done = readjust(target, changed, read_factors(zones.reference_root, tickers=changed))
     replace_bytes(state_path, json.dumps(current, indent=1, sort_keys=True).encode())
     return done
 

@@ -9,6 +9,7 @@ import dagster as dg
 import polars as pl
 
 from quant_assets.datasets import DATASETS, Dataset
+from quant_assets.defs.chain import ON_CHANGE
 from quant_assets.defs.resources import DataZones, QualitySettings
 from quant_assets.lake import partition_path, scan
 from quant_assets.quality.coverage import STATUSES, build_ledger, problems, status_counts, strips, write_ledger
@@ -189,7 +190,7 @@ def build_coverage_asset(datasets: Sequence[Dataset]) -> dg.AssetsDefinition:
         group_name="quality",
         deps=[f"lake_{d.name}" for d in datasets],
         kinds={"parquet"},
-        automation_condition=dg.AutomationCondition.any_deps_updated() & ~dg.AutomationCondition.in_progress(),
+        automation_condition=ON_CHANGE,
         description="The coverage ledger: one status per dataset and session (present, quarantined, missing, "
         "rejected, failed, stale, pending, replaced, unexpected), from the calendar, the source's listing, the raw "
         "zone, the lake and the failure records. Stored at data/lake/_coverage/coverage.parquet; "

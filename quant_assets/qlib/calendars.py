@@ -59,6 +59,8 @@ class QlibCalendar:
     @cached_property
     def opens(self) -> np.ndarray:
         """Each session's first bar start, exchange-local, tz-naive, in minutes (1min only)."""
+        if not len(self.days):
+            return np.array([], dtype="datetime64[m]")
         schedule = exchange_calendar("XNYS").schedule.loc[str(self.days[0]) : str(self.days[-1])]
         local = schedule["open"].dt.tz_convert(calendar_timezone(self.calendar)).dt.tz_localize(None)
         return local.to_numpy().astype("datetime64[m]")
@@ -66,7 +68,7 @@ class QlibCalendar:
     @cached_property
     def first_slots(self) -> np.ndarray:
         """Each session's first slot, and one past the last slot at the end."""
-        if self.freq == "day":
+        if self.freq == "day" or not len(self.days):
             counts = np.ones(len(self.days), dtype=np.int64)
         else:
             schedule = exchange_calendar("XNYS").schedule.loc[str(self.days[0]) : str(self.days[-1])]

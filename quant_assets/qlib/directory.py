@@ -174,33 +174,36 @@ class QlibDirectory:
         return self.write(frame.with_columns(pl.col("slot") + lo), lo, hi, fields, extend)
 
 
-def readjust(directory: QlibDirectory, ticker: str, factors: pl.DataFrame) -> bool:
-    """Re-adjust a symbol's price, volume and factor bins to `factors` (the ticker's rows of the factor table),
-    slot by slot from the factor each slot was written with (its `factor` bin): prices x new / old, volume x old /
-    new. For a directory whose history is not re-read from its source (1min). Returns whether anything changed."""
-    symbol = qlib_symbol(ticker)
-    span = directory.read_instruments().get(symbol)
-    path = directory.bin_path(symbol, "factor")
-    if span is None or not path.exists():
-        return False
+def readjust(directory: QlibDirectory, tickers: Sequence[str], factors: pl.DataFrame) -> list[str]:
+    """Re-adjust the price, volume and factor bins of `tickers`' symbols to `factors` (their rows of the factor
+    table), slot by slot from the factor each slot was written with (its `factor` bin): prices x new / old, volume
+    x old / new. For a directory whose history is not re-read from its source (1min). Returns the tickers whose
+    bins changed."""
+    changed = []
     with locked(directory.root):
-        old = np.fromfile(path, dtype=DTYPE)[1:].astype(np.float64)
-        slots = np.arange(span[0], span[0] + old.size)
-        position = np.searchsorted(directory.slots.first_slots, slots, side="right") - 1
-        days = pl.DataFrame({"date": directory.slots.days[position].astype("datetime64[D]")}).with_columns(
-            ticker=pl.lit(ticker)
-        )
-        new = adjust(days, factors)["price_factor"].to_numpy()
-        written = ~np.isnan(old)
-        if np.array_equal(new[written].astype(DTYPE), old[written].astype(DTYPE)):  # the same at float32
-            return False
-        ratio = np.where(written, new / old, 1.0)
-        for field, scale in [*((p, ratio) for p in PRICES), ("volume", 1 / ratio), ("factor", ratio)]:
-            target = directory.bin_path(symbol, field)
-            if target.exists():
-                start, values = read_bin(target)
-                write_bin(target, start, values.astype(np.float64) * scale)
-        return True
+        spans = directory.read_instruments()
+        for ticker in tickers:
+            symbol = qlib_symbol(ticker)
+            path = directory.bin_path(symbol, "factor")
+            if symbol not in spans or not path.exists():
+                continue
+            start, old = read_bin(path)
+            old = old.astype(np.float64)
+            slots = np.arange(start, start + old.size)
+            position = np.searchsorted(directory.slots.first_slots, slots, side="right") - 1
+            days = pl.DataFrame({"date": directory.slots.days[position].astype("datetime64[D]"), "ticker": ticker})
+            new = adjust(days, factors.filter(pl.col("ticker") == ticker))["price_factor"].to_numpy()
+            written = ~np.isnan(old)
+            if np.array_equal(new[written].astype(DTYPE), old[written].astype(DTYPE)):  # the same at float32
+                continue
+            ratio = np.where(written, new / old, 1.0)
+            for field, scale in [*((p, ratio) for p in PRICES), ("volume", 1 / ratio), ("factor", ratio)]:
+                target = directory.bin_path(symbol, field)
+                if target.exists():
+                    first, values = read_bin(target)
+                    write_bin(target, first, values.astype(np.float64) * scale)
+            changed.append(ticker)
+    return changed
 
 
 def _within(frame: pl.DataFrame, spans: dict[str, tuple[int, int]]) -> pl.DataFrame:

@@ -12,8 +12,8 @@ Errors (the directory is not publishable):
 Warnings: volume moving by more than `volume_step` (300%, Qlib's threshold) from one slot to the next, which busy
 sessions do on their own.
 
-A full check reads every bin; a check of a written range reads only the range (and the slot before it) of the
-symbols in it, so the gate of one session costs O(one session).
+A full check reads every bin and the whole calendar; a check of a written range reads only the range (and the slot
+before it) of the calendar and of the symbols in it, so the gate of one session costs O(one session).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def verify(
 ) -> Report:
     """Check `directory` (every symbol and slot, or `symbols`' slots in [lo, hi)); see the module docstring."""
     report = Report()
-    length = _check_calendar(directory, report)
+    length = _check_calendar(directory, report, lo, hi)
     try:
         spans = directory.read_instruments()
     except ValueError as error:
@@ -80,30 +80,40 @@ def verify(
     return report
 
 
-def _check_calendar(directory: QlibDirectory, report: Report) -> int:
+def _check_calendar(directory: QlibDirectory, report: Report, lo: int | None, hi: int | None) -> int:
+    """Check the calendar's lines (all, or those of the slots [lo - 1, hi): lines have a fixed width); return its
+    length in slots."""
     path = directory.calendar_path()
+    name = f"calendars/{directory.freq}.txt"
     if not path.exists():
-        report.errors.append(f"{path.relative_to(directory.root)} is missing")
+        report.errors.append(f"{name} is missing")
         return 0
-    lines = path.read_text().splitlines()
+    width = directory.slots.width
+    size = path.stat().st_size
+    if size % width:
+        report.errors.append(f"{name}: {size} bytes is not a whole number of {width}-byte lines")
+    length = size // width
+    if hi is not None and hi > length:
+        report.errors.append(f"{name}: {length} slots, the run wrote up to slot {hi - 1}")
+    first = 0 if lo is None else min(max(lo - 1, 0), length)
+    end = length if hi is None else min(hi, length)
+    with open(path, "rb") as stream:
+        stream.seek(first * width)
+        lines = stream.read((end - first) * width).decode(errors="replace").splitlines()
     try:
         stamps = np.array([line.replace(" ", "T") for line in lines], dtype="datetime64[m]")
     except ValueError as error:
-        report.errors.append(f"calendars/{directory.freq}.txt: {error}")
-        return len(lines)
+        report.errors.append(f"{name}: {error}")
+        return length
     steps = np.diff(stamps)
     if (steps <= np.timedelta64(0, "m")).any():
         at = int(np.argmax(steps <= np.timedelta64(0, "m"))) + 1
-        report.errors.append(
-            f"calendars/{directory.freq}.txt: line {at + 1} ({lines[at]}) is not after the line before"
-        )
-    expected = directory.slots.labels(np.arange(len(lines)))
+        report.errors.append(f"{name}: line {first + at + 1} ({lines[at]}) is not after the line before")
+    expected = directory.slots.labels(np.arange(first, first + len(lines)))
     if lines != expected:
         at = next(i for i, (a, b) in enumerate(zip(lines, expected, strict=True)) if a != b)
-        report.errors.append(
-            f"calendars/{directory.freq}.txt: line {at + 1} is {lines[at]}, the calendar says {expected[at]}"
-        )
-    return len(lines)
+        report.errors.append(f"{name}: line {first + at + 1} is {lines[at]}, the calendar says {expected[at]}")
+    return length
 
 
 def _check_symbols(directory, symbols, spans, lo, hi, price_step, volume_step, report) -> None:
