@@ -10,7 +10,9 @@ the same process (`gzip -dc` of the same file), so that figures from a noisy mac
    `scan_parquet` of the same lake, and a full-size minute session's VWAPs against its raw -> lake;
 5. Qlib: a full build of 500 symbols x 2,500 sessions (8 fields) against a writer that follows `dump_all`'s rules
    with pandas, in the same process; appending one session of 12k symbols to a 10-year directory and to a 1-month
-   one (the ratio shows whether the time depends on history), and the publication gate of that session.
+   one (the ratio shows whether the time depends on history), and the publication gate of that session; `qlib_day`
+   through Dagster over a month and a year of 12k tickers in one run (fresh processes: seconds, peak memory), and
+   `qlib_1min` for a full-size minute session against its raw -> lake.
 """
 
 import datetime as dt
@@ -387,6 +389,112 @@ def _qlib_history(root: Path, tickers: int, days: int, seed: int) -> None:
 
 QLIB_HISTORY_START = dt.date(2015, 1, 2)
 
+QLIB_RANGE_RUN = """
+import time, shutil
+from pathlib import Path
+import dagster as dg
+from quant_assets.defs.qlib import build_qlib_day
+from quant_assets.defs.resources import DataZones
+root = Path({root!r})
+shutil.rmtree(root / "qlib", ignore_errors=True)
+asset = build_qlib_day([], start={start!r})
+tags = {{"dagster/asset_partition_range_start": {start!r}, "dagster/asset_partition_range_end": {end!r}}}
+with dg.instance_for_test() as instance:
+    started = time.perf_counter()
+    result = dg.materialize(
+        [asset], resources={{"zones": DataZones(root=str(root))}}, tags=tags, instance=instance, raise_on_error=False
+    )
+    seconds = time.perf_counter() - started
+    [gate] = result.get_asset_check_evaluations()
+    print("RUN", seconds, len(result.get_asset_materialization_events()), gate.metadata["errors"].value)
+"""
+
+QLIB_MINUTE_RUN = """
+import time, datetime as dt, shutil
+from pathlib import Path
+from quant_assets.datasets import Calendar
+from quant_assets.lake import scan
+from quant_assets.qlib.directory import QlibDirectory
+from quant_assets.qlib.fields import MINUTE_FIELDS, minute_fields
+from quant_assets.qlib.health import verify
+from quant_assets.qlib.symbols import qlib_symbol
+from quant_assets.reference.factors import read_factors
+from quant_assets.sessions import regular_hours
+lake, out, session = Path({lake!r}), Path({out!r}), dt.date.fromisoformat({session!r})
+shutil.rmtree(out, ignore_errors=True)
+factors = read_factors(Path({reference!r}))
+started = time.perf_counter()
+open_, close = regular_hours(session)
+frame = minute_fields(scan(lake, "stocks_minute", [session]), session, factors, open_, close)
+directory = QlibDirectory(out, Calendar.XNYS, session, "1min")
+directory.write_sessions(frame, session, session, MINUTE_FIELDS)
+print("WRITE", time.perf_counter() - started, frame.height, frame["ticker"].n_unique())
+lo, hi = directory.session_range(session, session)
+started = time.perf_counter()
+report = verify(directory, sorted({{qlib_symbol(t) for t in frame["ticker"].unique()}}), lo, hi)
+print("GATE", time.perf_counter() - started, report.passed)
+following = directory.slots.session_of(hi)  # the same bars again as the next session: the everyday append
+started = time.perf_counter()
+directory.write_sessions(frame, following, following, MINUTE_FIELDS)
+print("APPEND", time.perf_counter() - started)
+"""
+
+
+def bench_qlib_scale(folder: Path, seed: int) -> dict:
+    """`qlib_day` through Dagster over a quarter (one chunk of sessions) and over a year of 12k tickers, each in one
+    run in a fresh process (seconds, peak memory), from the enriched year of `--parts features` (computed here if
+    missing); and
+    `qlib_1min` work for a full-size minute session (fresh process) against the session's raw -> lake."""
+    from quant_assets.features.enrich import CHUNK
+    from quant_assets.lake import sessions_in
+
+    root = feature_lake(folder, seed)
+    year = sessions(DAY.calendar, *FEATURE_YEAR)
+    if len(set(sessions_in(root / "enriched", DAY.name)) & set(year)) < len(year):
+        _fresh_process(FEATURE_RUN.format(root=str(root), start=year[0].isoformat(), end=year[-1].isoformat()))
+    runs = {}
+    for name, end in (("one_quarter", year[CHUNK - 1].isoformat()), ("one_year", year[-1].isoformat())):
+        peak, out = _fresh_process(QLIB_RANGE_RUN.format(root=str(root), start=year[0].isoformat(), end=end))
+        seconds, written, errors = next(line.split()[1:] for line in out.splitlines() if line.startswith("RUN "))
+        if int(written) != len(sessions(DAY.calendar, year[0], dt.date.fromisoformat(end))):
+            raise RuntimeError(f"qlib_day over {name} did not write every session:\n{out[-3000:]}")
+        # The benchmark's factors are made-up splits its random prices never made: the gate flags each as a step.
+        runs[name] = {
+            "sessions": int(written),
+            "run_seconds": round(float(seconds), 2),
+            "peak_rss_mib": round(peak / 2**20),
+            "gate_errors": int(errors),
+        }
+    path = bench_file(folder, MINUTE, BENCH_SESSION, seed)
+    lake_root = folder / "features-minute-lake"
+    ingest_s = []
+    for _ in range(2):
+        started = time.perf_counter()
+        ingest_once(path, lake_root)
+        ingest_s.append(time.perf_counter() - started)
+    minute_peak, out = _fresh_process(
+        QLIB_MINUTE_RUN.format(
+            lake=str(lake_root), out=str(folder / "qlib-minute"), session=BENCH_SESSION.isoformat(),
+            reference=str(root / "reference"),
+        )
+    )  # fmt: skip
+    values = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()}
+    shutil.rmtree(folder / "qlib-minute", ignore_errors=True)
+    return {
+        "day_range_runs": runs,
+        "day_peak_growth_year_over_quarter": round(
+            runs["one_year"]["peak_rss_mib"] / runs["one_quarter"]["peak_rss_mib"] - 1, 3
+        ),
+        "minute_session_rows": int(values["WRITE"][1]),
+        "minute_session_symbols": int(values["WRITE"][2]),
+        "minute_first_session_write_seconds": round(float(values["WRITE"][0]), 2),
+        "minute_next_session_append_seconds": round(float(values["APPEND"][0]), 2),
+        "minute_session_gate_seconds": round(float(values["GATE"][0]), 2),
+        "minute_session_ingest_seconds": round(min(ingest_s), 2),
+        "minute_append_ratio_to_ingest": round(float(values["APPEND"][0]) / min(ingest_s), 2),
+        "minute_peak_rss_mib": round(minute_peak / 2**20),
+    }
+
 
 def bench_qlib(folder: Path, seed: int, tickers: int = 12_000) -> dict:
     from quant_assets.datasets import Calendar
@@ -498,6 +606,7 @@ def bench_ingest(
         ]
     if "qlib" in parts:
         qlib = figures["qlib"] = bench_qlib(folder, seed)
+        qlib["at_scale"] = bench_qlib_scale(folder, seed)
         verdicts += [
             (f"Qlib full build under {QLIB_BUILD_BUDGET_S:g} s", qlib["build_seconds"] < QLIB_BUILD_BUDGET_S),
             ("Qlib full build byte-identical to dump_all's rules", qlib["build_bytes_equal_reference"]),

@@ -28,7 +28,7 @@ from quant_assets.features.enrich import CHUNK
 from quant_assets.features.restate import read_enriched_daily, restated_dir, restated_tickers
 from quant_assets.lake import partition_path, replace_bytes, scan, sessions_in
 from quant_assets.qlib.directory import QlibDirectory, readjust
-from quant_assets.qlib.fields import DAY_FIELDS, MINUTE_FIELDS, day_fields, minute_fields
+from quant_assets.qlib.fields import DAY_FIELDS, ENRICHED_COLUMNS, MINUTE_FIELDS, day_fields, minute_fields
 from quant_assets.qlib.health import Report, verify
 from quant_assets.qlib.symbols import qlib_symbol
 from quant_assets.reference.factors import TABLE as FACTORS
@@ -124,13 +124,14 @@ def build_qlib_day(features: Sequence[str], start: str | None = None) -> dg.Asse
     )
     def qlib_day(context: dg.AssetExecutionContext, zones: DataZones):
         target = directory(zones, "day", _start(context))
+        columns = [*ENRICHED_COLUMNS, *features]  # only what the fields need: the enriched rows have ~30 columns
         wanted = sorted(parse_session(k) for k in context.partition_keys)
         held = sessions_in(zones.enriched_root, DAILY.name)
         started, built, symbols = time.perf_counter(), {}, set()
         lo = hi = None
         for run in consecutive_runs(held, wanted):
             before = sessions(DAILY.calendar, run[0] - dt.timedelta(days=10), run[0])[-2:-1]
-            rows = read_enriched_daily(zones.enriched_root, DAILY.name, before + run).collect()
+            rows = read_enriched_daily(zones.enriched_root, DAILY.name, before + run).select(columns).collect()
             frame = day_fields(rows, run, features)
             target.write_sessions(frame, run[0], run[-1], fields)
             symbols.update(frame["ticker"].unique().to_list())
@@ -163,7 +164,7 @@ def _next_change(zones: DataZones, target: QlibDirectory, last: dt.date) -> None
         return
     if not partition_path(zones.enriched_root, DAILY.name, following[0]).exists():
         return
-    rows = read_enriched_daily(zones.enriched_root, DAILY.name, [last, following[0]]).collect()
+    rows = read_enriched_daily(zones.enriched_root, DAILY.name, [last, following[0]]).select(ENRICHED_COLUMNS).collect()
     frame = day_fields(rows, following).select("ticker", "slot", "change")
     target.write_sessions(frame, following[0], following[0], ["change"], extend=False)
 
@@ -243,6 +244,7 @@ def build_qlib_restated(features: Sequence[str]) -> dg.AssetsDefinition:
             days = sessions(DAILY.calendar, first, last)
             rows = (
                 read_enriched_daily(zones.enriched_root, DAILY.name)
+                .select(*ENRICHED_COLUMNS, *features)
                 .filter(pl.col("ticker").is_in(list(stale)) & pl.col("date").is_between(first, last))
                 .collect()
             )

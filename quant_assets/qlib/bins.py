@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quant_assets.lake import replace_bytes
+from quant_assets.lake import replace_bytes, temporary_path
 from quant_assets.locks import locked
 
 DTYPE = np.dtype("<f4")
@@ -60,8 +60,7 @@ def write_block(path: str, first: int, block: bytes) -> tuple[int, int]:
     try:
         fd = os.open(path, os.O_RDWR)
     except FileNotFoundError:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        replace_bytes(Path(path), encode(first, np.frombuffer(block, dtype=DTYPE)))
+        _create(path, struct.pack("<f", first) + block)
         return first, len(block) // 4
     try:
         start = int(struct.unpack("<f", os.pread(fd, 4, 0))[0])
@@ -81,6 +80,26 @@ def write_block(path: str, first: int, block: bytes) -> tuple[int, int]:
         else:
             os.pwrite(fd, block, 4 * (1 + first - start))
         return start, max(length, first - start + count)
+    finally:
+        os.close(fd)
+
+
+def _create(path: str, data: bytes) -> None:
+    """A new bin, atomically (a temporary name beside it, then a rename), with os-level calls and its folder made
+    only when missing: a first build creates a bin per symbol and field, tens of thousands of them."""
+    temporary = str(temporary_path(Path(path)))
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with os.fdopen(fd, "wb", closefd=False) as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
     finally:
         os.close(fd)
 

@@ -27,6 +27,7 @@ from quant_assets.sessions import sessions
 PRICES = ("open", "high", "low", "close")
 DAY_FIELDS = (*PRICES, "volume", "vwap", "factor", "change")
 MINUTE_FIELDS = (*PRICES, "volume", "factor", "change")
+ENRICHED_COLUMNS = ("ticker", "date", *PRICES, "raw_volume", "price_factor", "vwap")  # what `day_fields` reads
 
 
 def day_fields(

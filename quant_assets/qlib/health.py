@@ -33,7 +33,7 @@ from quant_assets.qlib.symbols import NA_TOKENS, feature_folder
 REQUIRED = (*PRICES, "volume", "factor")
 PRICE_STEP = 0.5
 VOLUME_STEP = 3.0
-SAMPLES = 20
+BATCH = 1000  # symbols whose windows are checked together
 
 
 @dataclass
@@ -76,7 +76,9 @@ def verify(
             if folder.name not in folders:
                 report.errors.append(f"features/{folder.name}: no line in instruments/all.txt")
         symbols = spans
-    _check_symbols(directory, symbols, spans, lo, hi, price_step, volume_step, report)
+    symbols = list(symbols)
+    for first in range(0, len(symbols), BATCH):  # memory bounded by a batch of windows, whatever the range
+        _check_symbols(directory, symbols[first : first + BATCH], spans, lo, hi, price_step, volume_step, report)
     return report
 
 
@@ -173,9 +175,9 @@ def _check_symbols(directory, symbols, spans, lo, hi, price_step, volume_step, r
     values = {name: np.frombuffer(b"".join(chunks), dtype=DTYPE) for name, chunks in windows.items()}
     label = directory.slots.labels
     bad = np.flatnonzero(~np.isnan(values["close"]) & np.isnan(values["factor"]))
-    for symbol in sorted({owners[i] for i in owner[bad]}):
-        at = bad[owner[bad] == owners.index(symbol)]
-        report.errors.append(f"{symbol}: close without factor at {label([slot[at[0]]])[0]} ({at.size} slots)")
+    found, first, counts = np.unique(owner[bad], return_index=True, return_counts=True)  # `owner` is sorted
+    for o, at, n in zip(found, label(slot[bad[first]]), counts, strict=True):
+        report.errors.append(f"{owners[o]}: close without factor at {at} ({n} slots)")
     same = owner[1:] == owner[:-1]
     for name, limit, out in [
         *((p, price_step, report.errors) for p in PRICES),
@@ -184,11 +186,7 @@ def _check_symbols(directory, symbols, spans, lo, hi, price_step, volume_step, r
         series = values[name]
         with np.errstate(divide="ignore", invalid="ignore"):
             step = np.abs(series[1:] / series[:-1] - 1)
-        big = np.flatnonzero((step > limit) & same)
-        for i in np.unique(owner[big + 1], return_index=True)[1]:
-            at = big[owner[big + 1] == owner[big + 1][i]]
-            into = label([slot[at[0] + 1]])[0]
-            out.append(
-                f"{owners[owner[at[0] + 1]]}: {name} moves {step[at[0]]:.0%} into {into} (over {limit:.0%}; "
-                f"{at.size} such steps)"
-            )
+        big = np.flatnonzero((step > limit) & same)  # a step into slot big + 1
+        found, first, counts = np.unique(owner[big + 1], return_index=True, return_counts=True)
+        for o, at, size, n in zip(found, label(slot[big[first] + 1]), step[big[first]], counts, strict=True):
+            out.append(f"{owners[o]}: {name} moves {size:.0%} into {at} (over {limit:.0%}; {n} such steps)")
