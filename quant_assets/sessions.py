@@ -58,6 +58,21 @@ def sessions(calendar: Calendar, start: dt.date | str, end: dt.date | str) -> li
     return [ts.date() for ts in days]
 
 
+NEIGHBOUR_DAYS = 14  # the longest gap between two sessions of any calendar is well under this (XNYS, Sept 2001: 6)
+
+
+def previous_session(calendar: Calendar, day: dt.date) -> dt.date | None:
+    """The last session of `calendar` strictly before `day` (None if none within `NEIGHBOUR_DAYS`)."""
+    before = sessions(calendar, day - dt.timedelta(days=NEIGHBOUR_DAYS), day - dt.timedelta(days=1))
+    return before[-1] if before else None
+
+
+def next_session(calendar: Calendar, day: dt.date) -> dt.date | None:
+    """The first session of `calendar` strictly after `day` (None if none within `NEIGHBOUR_DAYS`)."""
+    after = sessions(calendar, day + dt.timedelta(days=1), day + dt.timedelta(days=NEIGHBOUR_DAYS))
+    return after[0] if after else None
+
+
 def is_session(calendar: Calendar, day: dt.date) -> bool:
     """Whether `day` is a session of `calendar`."""
     return bool(sessions(calendar, day, day))

@@ -22,7 +22,7 @@ from quant_assets.lake import partition_counts, partition_path
 from quant_assets.quality.anomaly import volume_anomalies
 from quant_assets.quality.gate import GateSummary
 from quant_assets.raw import land, mark_corrupt, read_landed
-from quant_assets.sessions import sessions
+from quant_assets.sessions import NEIGHBOUR_DAYS, previous_session
 
 JOB_NAMES = {
     Calendar.XNYS: "ingest_us_equities",
@@ -204,10 +204,10 @@ def previous_session_schedule(
     )
     def _schedule(context: dg.ScheduleEvaluationContext):
         today = context.scheduled_execution_time.date()
-        previous = sessions(calendar, today - dt.timedelta(days=10), today - dt.timedelta(days=1))
-        if not previous:
-            return dg.SkipReason(f"no {calendar.value} session in the ten days before {today}")
-        key = previous[-1].isoformat()
+        previous = previous_session(calendar, today)
+        if previous is None:
+            return dg.SkipReason(f"no {calendar.value} session in the {NEIGHBOUR_DAYS} days before {today}")
+        key = previous.isoformat()
         return dg.RunRequest(run_key=key, partition_key=key)
 
     return _schedule

@@ -34,7 +34,7 @@ from quant_assets.qlib.symbols import qlib_symbol
 from quant_assets.reference.factors import TABLE as FACTORS
 from quant_assets.reference.factors import manifest_dir, read_factors
 from quant_assets.reference.versions import latest_version, read_version
-from quant_assets.sessions import parse_session, regular_hours, sessions
+from quant_assets.sessions import next_session, parse_session, previous_session, regular_hours, sessions
 from quant_assets.settings import partitions_start
 
 DAILY, MINUTE = DATASETS["stocks_daily"], DATASETS["stocks_minute"]
@@ -130,8 +130,9 @@ def build_qlib_day(features: Sequence[str], start: str | None = None) -> dg.Asse
         started, built, symbols = time.perf_counter(), {}, set()
         lo = hi = None
         for run in consecutive_runs(held, wanted):
-            before = sessions(DAILY.calendar, run[0] - dt.timedelta(days=10), run[0])[-2:-1]
-            rows = read_enriched_daily(zones.enriched_root, DAILY.name, before + run).select(columns).collect()
+            before = previous_session(DAILY.calendar, run[0])  # for the first session's change
+            days = ([before] if before else []) + run
+            rows = read_enriched_daily(zones.enriched_root, DAILY.name, days).select(columns).collect()
             frame = day_fields(rows, run, features)
             target.write_sessions(frame, run[0], run[-1], fields)
             symbols.update(frame["ticker"].unique().to_list())
@@ -159,14 +160,14 @@ def build_qlib_day(features: Sequence[str], start: str | None = None) -> dg.Asse
 
 def _next_change(zones: DataZones, target: QlibDirectory, last: dt.date) -> None:
     """`change` of the session after `last` compares with `last`'s close: rewrite it if the directory holds it."""
-    following = sessions(DAILY.calendar, last + dt.timedelta(days=1), last + dt.timedelta(days=10))[:1]
-    if not following or target.session_range(following[0], following[0])[0] >= target.calendar_length():
+    following = next_session(DAILY.calendar, last)
+    if following is None or target.session_range(following, following)[0] >= target.calendar_length():
         return
-    if not partition_path(zones.enriched_root, DAILY.name, following[0]).exists():
+    if not partition_path(zones.enriched_root, DAILY.name, following).exists():
         return
-    rows = read_enriched_daily(zones.enriched_root, DAILY.name, [last, following[0]]).select(ENRICHED_COLUMNS).collect()
-    frame = day_fields(rows, following).select("ticker", "slot", "change")
-    target.write_sessions(frame, following[0], following[0], ["change"], extend=False)
+    rows = read_enriched_daily(zones.enriched_root, DAILY.name, [last, following]).select(ENRICHED_COLUMNS).collect()
+    frame = day_fields(rows, [following]).select("ticker", "slot", "change")
+    target.write_sessions(frame, following, following, ["change"], extend=False)
 
 
 def build_qlib_minute(start: str | None = None) -> dg.AssetsDefinition:

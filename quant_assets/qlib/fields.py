@@ -22,7 +22,7 @@ import polars as pl
 
 from quant_assets.datasets import Calendar
 from quant_assets.reference.factors import adjust
-from quant_assets.sessions import sessions
+from quant_assets.sessions import previous_session
 
 PRICES = ("open", "high", "low", "close")
 DAY_FIELDS = (*PRICES, "volume", "vwap", "factor", "change")
@@ -40,7 +40,8 @@ def day_fields(
     if missing:
         raise ValueError(f"no enriched feature {', '.join(missing)}: the enriched rows have {', '.join(rows.columns)}")
     grid = pl.DataFrame({"date": list(days)}, schema={"date": pl.Date}).with_row_index("slot")
-    before = sessions(calendar, days[0] - dt.timedelta(days=10), days[0])[-2:-1] if days else []
+    previous = previous_session(calendar, days[0]) if days else None
+    before = [previous] if previous else []
     previous = (
         rows.select("ticker", "date", pl.col("close").alias("previous_close"))
         .join(
