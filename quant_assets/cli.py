@@ -1,5 +1,6 @@
 """The `quant-assets` command: sample vendor files and a local REST provider, summarise the lake and its coverage,
-show and reset the providers' state, benchmark ingestion.
+plan a run (dry run), show and reset the providers' state, benchmark ingestion. Long commands show a progress bar
+on a terminal only.
 
 Dagster itself is driven with its own CLI (`dagster asset materialize`, `dagster job execute`, `dagster dev`);
 this command covers what Dagster does not.
@@ -43,7 +44,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
         write, where = s3_writer(client, args.bucket), f"s3://{args.bucket} at {args.s3_endpoint}"
     else:
         write, where = folder_writer(args.out), str(Path(args.out).resolve())
-    keys = generate(datasets, args.start, args.end, write, seed=args.seed, size=args.size)
+    from quant_assets.progress import progress
+
+    keys = generate(datasets, args.start, args.end, write, seed=args.seed, size=args.size, progress=progress)
     names = ", ".join(d.name for d in datasets)
     print(f"wrote {len(keys)} files ({names}) for {args.start}..{args.end} to {where}")
     return 0
@@ -82,6 +85,40 @@ def cmd_coverage(args: argparse.Namespace) -> int:
         )
     write_ledger(ledger, zones.lake_root)
     print(summary(ledger))
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    import json
+
+    import dagster as dg
+
+    from quant_assets.defs.resources import resources_from
+    from quant_assets.plan import plan, seconds_per_byte, summary
+    from quant_assets.progress import progress
+
+    settings = from_env()
+    datasets = parse_dataset_names(args.datasets)
+    end = args.end or dt.date.today()
+    start = args.start or end - dt.timedelta(days=30)
+    data = Path(args.data)
+    with dg.build_resources({"flatfiles": resources_from(settings)["flatfiles"]}) as resources:
+        work = plan(
+            datasets,
+            start,
+            end,
+            resources.flatfiles.list_objects,
+            data / "raw",
+            data / "lake",
+            settings.tickers,
+            progress=lambda items: progress(items, "plan"),
+        )
+    if args.json:
+        print(json.dumps([{**vars(w), "session": w.session.isoformat()} for w in work], indent=1))
+        return 0
+    rates = {d.name: seconds_per_byte(data / "lake", d) for d in datasets}
+    print(f"a run over {start}..{end} would do:")
+    print(summary(work, rates))
     return 0
 
 
@@ -144,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="quant-assets",
         description="Sample vendor flat files and a local REST provider, summarise the lake, its coverage and the "
-        "reference data, show and reset the providers' state, and benchmark ingestion. "
+        "reference data, plan a run (dry run), show and reset the providers' state, and benchmark ingestion. "
         "Materialise assets with Dagster's own CLI (see README).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -231,6 +268,25 @@ def build_parser() -> argparse.ArgumentParser:
     coverage.add_argument("--data", default=settings.data, help=f"data folder (default: {settings.data})")
     coverage.add_argument("--datasets", default=settings.datasets, help=dataset_help)
     coverage.set_defaults(func=cmd_coverage)
+
+    planner = commands.add_parser(
+        "plan",
+        help="dry run: what a run over a window would fetch and build, and how long it would take",
+        description="For each dataset and session from --start to --end: whether a run would fetch the vendor file "
+        "(new, replaced, or never landed; with its bytes), build the lake partition from the landed file (not built, "
+        "or built from another file or by older code), skip it (current), or fail for want of a file (missing at the "
+        "source); and the estimated raw -> lake time from the timings the newest lake partitions recorded. Reads the "
+        "configured source (QUANT_ASSETS_SOURCE, as for Dagster), the raw zone and the lake; changes nothing. "
+        "The decisions are those the raw and lake layers make.",
+    )
+    planner.add_argument(
+        "--start", type=_date, default=None, help="first date, YYYY-MM-DD (default: 30 days before --end)"
+    )
+    planner.add_argument("--end", type=_date, default=None, help="last date, YYYY-MM-DD, included (default: today)")
+    planner.add_argument("--datasets", default=settings.datasets, help=dataset_help)
+    planner.add_argument("--data", default=settings.data, help=f"data folder (default: {settings.data})")
+    planner.add_argument("--json", action="store_true", help="print every (dataset, session) as JSON instead")
+    planner.set_defaults(func=cmd_plan)
 
     bench = commands.add_parser("bench", help="benchmarks", description="Benchmarks, as ratios to a reference.")
     which = bench.add_subparsers(dest="which", required=True)

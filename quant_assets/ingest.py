@@ -159,6 +159,7 @@ def _build(landed, dataset, session, lake_root, quarantine_root, options: Ingest
             "rows": str(seen["rows"]),
             "tickers": str(len(seen["tickers"])),
             "quarantined": str(gate.summary.quarantined),
+            "seconds": f"{time.perf_counter() - started:.3f}",  # what `quant-assets plan` estimates from
         }
         return provenance_metadata(dataset.name, session, details)
 

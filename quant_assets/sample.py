@@ -487,13 +487,15 @@ def generate(
     write: Writer,
     seed: int = 7,
     size: str = "small",
+    progress=lambda items, what: items,
 ) -> list[str]:
     """Write every session file of `datasets` from `start` to `end` through `write(key, chunks)`, where `chunks`
-    are the file's gzip bytes in pieces; return the keys."""
+    are the file's gzip bytes in pieces; return the keys. `progress(items, what)` may wrap each dataset's
+    sessions (a progress bar)."""
     universe = Universe(seed, SIZES[size])
     keys = []
     for dataset in datasets:
-        for session in sessions(dataset.calendar, start, end):
+        for session in progress(sessions(dataset.calendar, start, end), dataset.name):
             key = vendor_key(dataset, session)
             write(key, session_chunks(dataset, session, universe))
             keys.append(key)

@@ -7,7 +7,7 @@ them and the one place each default is defined, for the code location and the `q
     QUANT_ASSETS_VENDOR_DIR   the local source folder (default: data/vendor)
     QUANT_ASSETS_DATA         the data folder with raw/, lake/, quarantine/ (default: data)
     QUANT_ASSETS_TICKERS      keep only these tickers in the lake, comma-separated, globs allowed (default: all)
-    QUANT_ASSETS_START_DATE   first partition (default: 2020-01-02)
+    QUANT_ASSETS_START_DATE   first partition (default: 2026-01-02, the year of the demo's sample month)
     QUANT_ASSETS_MAX_FAILURE_SHARE   share of rows that may be quarantined before a partition is rejected (0.01)
     QUANT_ASSETS_MAX_VOLUME_DROP     warn when rows or tickers drop this share below the trailing median (0.5)
     QUANT_ASSETS_FRESHNESS_DEADLINE  a session is late if not in the lake by this time (New York) on the next
@@ -20,6 +20,14 @@ them and the one place each default is defined, for the code location and the `q
     QUANT_ASSETS_MAX_TICKER_LENGTH   a longer ticker is a row defect (40)
     QUANT_ASSETS_QLIB_FEATURES       enriched feature columns also written to qlib_day, comma-separated, e.g.
                                      `return_5,rsi_14` (default: none; see `quant-assets status` for the columns)
+    QUANT_ASSETS_GAP_WINDOW   sessions back from the newest that the gap sensor looks at (30)
+    QUANT_ASSETS_GAP_MAX_SESSIONS    sessions per run the gap sensor requests at most (10)
+    QUANT_ASSETS_ALERT_WEBHOOK_URL   post run-failure alerts to this URL as JSON: read only through
+                                     `dagster.EnvVar`, and only when set (default: alerts are only written under
+                                     data/alerts/)
+    QUANT_ASSETS_DASK_ADDRESS a Dask scheduler (tcp://host:8786) whose workers build the sessions of a session
+                              chain's run (default: none, the run's own process builds them; see
+                              deploy/README.md)
     QUANT_ASSETS_DEBUG        1: the `quant-assets` command shows tracebacks instead of one line (default: off)
     MASSIVE_S3_ENDPOINT       S3 endpoint (default: https://files.massive.com)
     MASSIVE_S3_BUCKET         S3 bucket (default: flatfiles)
@@ -43,7 +51,9 @@ from urllib.parse import urlsplit
 
 DEFAULT_DATA = "data"
 DEFAULT_VENDOR_DIR = "data/vendor"
-DEFAULT_START = "2020-01-02"
+# The sample data is February 2026: from here its month is a visible part of the partition bar. A real history
+# sets QUANT_ASSETS_START_DATE to its first session.
+DEFAULT_START = "2026-01-02"
 DEFAULT_MAX_FAILURE_SHARE = 0.01
 DEFAULT_MAX_VOLUME_DROP = 0.5
 DEFAULT_DEADLINE = dt.time(12, 0)
@@ -55,6 +65,9 @@ ACCESS_KEY_ENV = "MASSIVE_S3_ACCESS_KEY_ID"
 SECRET_KEY_ENV = "MASSIVE_S3_SECRET_ACCESS_KEY"
 DEFAULT_API_URL = "https://api.massive.com"
 API_KEY_ENV = "MASSIVE_API_KEY"
+WEBHOOK_ENV = "QUANT_ASSETS_ALERT_WEBHOOK_URL"
+DEFAULT_GAP_WINDOW = 30
+DEFAULT_GAP_MAX_SESSIONS = 10
 
 
 @dataclass(frozen=True)
@@ -78,8 +91,12 @@ class Settings:
     s3_endpoint: str = DEFAULT_ENDPOINT
     s3_bucket: str = DEFAULT_BUCKET
     api_base_url: str = DEFAULT_API_URL
+    dask_address: str = ""  # empty: the run's process builds the sessions
     qlib_features: list[str] = field(default_factory=list)  # enriched columns also written to qlib_day
     api_key_set: bool = False  # whether MASSIVE_API_KEY is set; its value is read only through dagster.EnvVar
+    gap_window: int = DEFAULT_GAP_WINDOW
+    gap_max_sessions: int = DEFAULT_GAP_MAX_SESSIONS
+    webhook_set: bool = False  # whether QUANT_ASSETS_ALERT_WEBHOOK_URL is set; read only through dagster.EnvVar
 
     @property
     def rest_configured(self) -> bool:
@@ -133,8 +150,12 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         s3_endpoint=endpoint,
         s3_bucket=get("MASSIVE_S3_BUCKET", DEFAULT_BUCKET),
         api_base_url=api_base_url,
+        dask_address=get("QUANT_ASSETS_DASK_ADDRESS", ""),
         qlib_features=[f.strip() for f in env.get("QUANT_ASSETS_QLIB_FEATURES", "").split(",") if f.strip()],
         api_key_set=bool(env.get(API_KEY_ENV, "").strip()),
+        gap_window=number("QUANT_ASSETS_GAP_WINDOW", DEFAULT_GAP_WINDOW, int),
+        gap_max_sessions=number("QUANT_ASSETS_GAP_MAX_SESSIONS", DEFAULT_GAP_MAX_SESSIONS, int),
+        webhook_set=bool(env.get(WEBHOOK_ENV, "").strip()),
     )
 
 
@@ -152,5 +173,5 @@ def check_endpoint(
 
 
 def partitions_start() -> str:
-    """The first partition date: `QUANT_ASSETS_START_DATE`, or 2020-01-02."""
+    """The first partition date: `QUANT_ASSETS_START_DATE`, or DEFAULT_START (2026-01-02)."""
     return from_env().start_date

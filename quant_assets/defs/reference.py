@@ -11,7 +11,7 @@ import dagster as dg
 import polars as pl
 
 from quant_assets.datasets import DATASETS, Dataset
-from quant_assets.defs.resources import DataZones, MassiveRest
+from quant_assets.defs.resources import REST_POOL, DataZones, MassiveRest
 from quant_assets.lake import partition_path, scan, sessions_in, ticker_filter
 from quant_assets.providers.errors import ProviderError
 from quant_assets.providers.massive import Massive
@@ -86,7 +86,7 @@ Fetch = Callable[[Massive, pl.DataFrame | None], tuple[pl.DataFrame, dict]]
 
 
 def build_reference_table(name: str, fetch: Fetch, description: str):
-    @dg.asset(name=name, group_name=GROUP, kinds={"parquet", "rest"}, description=description)
+    @dg.asset(name=name, group_name=GROUP, kinds={"parquet", "rest"}, description=description, pool=REST_POOL)
     def reference_table(context: dg.AssetExecutionContext, config: AsOfConfig, massive: MassiveRest, zones: DataZones):
         as_of = config.date()
         folder = table_dir(zones.reference_root, name)

@@ -1,0 +1,287 @@
+"""Sensors that keep the lake current without anyone watching; on by default, so `dagster dev` (`make dev`) runs them.
+
+- `<job>_new_files` (one per calendar): lists the vendor source (local folder or S3) and requests a run for exactly
+  the sessions whose files are new or were replaced (their ETag changed), with only the datasets whose file
+  changed. Its cursor holds the ETag of every file it has seen; on its first look, files already landed unchanged
+  count as seen. A file for a day that is not a session (a holiday) or before the first partition is ignored.
+- `<job>_gaps` (one per calendar): over the last `QUANT_ASSETS_GAP_WINDOW` sessions, what a run would do
+  (`plan.py`: the same calendar, source listing, raw zone and lake the coverage ledger reads) and requests range
+  runs of at most `QUANT_ASSETS_GAP_MAX_SESSIONS` consecutive sessions for every session that is missing from the
+  lake, stale, or rejected and whose file has since appeared or changed. A request's run key names its datasets,
+  sessions and the files' ETags: a session that fails again is not retried until its file changes. Sessions with
+  a run queued or in progress are left to it.
+- `run_failure_alerts`: on every failed run of this code location, writes an alert record to
+  `data/alerts/YYYY-MM-DD/<run_id>.json` and, when `QUANT_ASSETS_ALERT_WEBHOOK_URL` is set (through
+  `dagster.EnvVar`: a webhook URL is a secret), posts it there as JSON.
+
+Runs requested by the sensors go through the instance's run queue (`dagster.yaml`), one at a time by default.
+"""
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import dagster as dg
+import httpx
+from pydantic import Field
+
+from quant_assets.datasets import Calendar, Dataset
+from quant_assets.defs.partitions import session_partitions
+from quant_assets.defs.resources import DataZones
+from quant_assets.flatfiles import session_from_key, vendor_key
+from quant_assets.lake import replace_bytes
+from quant_assets.plan import changed_files, chunks, plan, sessions_of_keys
+from quant_assets.raw import read_landed
+from quant_assets.sessions import is_session, parse_session, sessions
+from quant_assets.sources import FlatFileSource
+
+NEW_FILES_INTERVAL = 300  # seconds between two listings of the source
+GAP_INTERVAL = 1800
+MAX_REQUESTS_PER_TICK = 100  # sessions requested by one new-file tick; the rest follow on the next ticks
+ACTIVE = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+class AlertWebhook(dg.ConfigurableResource):
+    """Where run-failure alerts are posted (a Slack-style incoming webhook, or any URL taking JSON). The URL is
+    read only as `EnvVar("QUANT_ASSETS_ALERT_WEBHOOK_URL")` and never logged: such URLs carry their token."""
+
+    url: str | None = Field(default=None, repr=False, description="Set only as EnvVar(QUANT_ASSETS_ALERT_WEBHOOK_URL).")
+    timeout_seconds: float = Field(default=10.0, description="Seconds to connect, and between two reads.")
+
+    def post(self, payload: dict) -> str:
+        """Post `payload`; returns what happened, in words that never include the URL."""
+        if not self.url:
+            return "not configured"
+        try:
+            response = httpx.post(self.url, json=payload, timeout=self.timeout_seconds)
+        except httpx.HTTPError as exc:
+            return f"failed: {type(exc).__name__}"
+        return f"HTTP {response.status_code}"
+
+
+def _partitions_of(calendar: Calendar, now: dt.datetime) -> tuple[dt.date, dt.date]:
+    """The first and last partition of `calendar` at `now`."""
+    partitions = session_partitions(calendar)
+    last = partitions.get_last_partition_key(current_time=now)
+    return parse_session(partitions.get_first_partition_key()), parse_session(last) if last else None
+
+
+def _active_sessions(instance: dg.DagsterInstance, job_name: str) -> set[str]:
+    """Partition keys of `job_name` that a queued or running run covers."""
+    keys: set[str] = set()
+    for run in instance.get_runs(filters=dg.RunsFilter(job_name=job_name, statuses=ACTIVE)):
+        tags = run.tags
+        if "dagster/partition" in tags:
+            keys.add(tags["dagster/partition"])
+        start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
+        if start and end:
+            keys.update(k for k in _keys_between(start, end))
+    return keys
+
+
+def _keys_between(start: str, end: str) -> list[str]:
+    return [d.isoformat() for d in sessions(Calendar.EVERY_DAY, start, end)]  # a superset: only membership counts
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+
+def new_files_sensor(
+    job_name: str, calendar: Calendar, datasets: Sequence[Dataset], keys: Mapping[str, list[dg.AssetKey]]
+) -> dg.SensorDefinition:
+    """The new-file sensor of one calendar: `keys[dataset]` are the chain's assets a changed file of it runs."""
+
+    @dg.sensor(
+        name=f"{job_name}_new_files",
+        job_name=job_name,
+        minimum_interval_seconds=NEW_FILES_INTERVAL,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Lists the vendor source every {NEW_FILES_INTERVAL // 60} minutes and requests a run for exactly "
+        f"the sessions whose {', '.join(d.name for d in datasets)} files are new or replaced (ETag changed), with "
+        "just those datasets. Holidays and days before the first partition are ignored.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, flatfiles: FlatFileSource, zones: DataZones):
+        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        first, last = _partitions_of(calendar, dt.datetime.now(dt.UTC))
+        listed: dict[str, str] = {}
+        changed: dict[dt.date, list[tuple[Dataset, str, str]]] = {}
+        for dataset in datasets:
+            listing = [
+                info
+                for session, infos in sessions_of_keys(flatfiles.list_objects(dataset.key_prefix)).items()
+                for info in infos
+                if info.key == vendor_key(dataset, session)
+                and is_session(calendar, session)
+                and first <= session <= (last or session)
+            ]
+            listed.update((info.key, info.etag) for info in listing)
+
+            def landed_etag(key: str, dataset=dataset) -> str | None:
+                landed = read_landed(zones.raw_root, dataset, session_from_key(key))
+                return landed.etag if landed and not landed.corrupt else None
+
+            for info in changed_files(listing, seen, landed_etag):
+                changed.setdefault(session_from_key(info.key), []).append((dataset, info.key, info.etag))
+        requests = []
+        cursor = {k: v for k, v in seen.items() if k in listed}  # forget files the source no longer has
+        cursor.update((k, v) for k, v in listed.items() if k not in seen)  # first look, or unchanged since
+        for session in sorted(changed)[:MAX_REQUESTS_PER_TICK]:
+            files = changed[session]
+            selection = [key for dataset, _, _ in files for key in keys[dataset.name]]
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"new:{session}:{_digest(sorted((k, e) for _, k, e in files))}",
+                    partition_key=session.isoformat(),
+                    asset_selection=selection,
+                    tags={"quant_assets/trigger": "new_files", "quant_assets/files": ",".join(k for _, k, _ in files)},
+                )
+            )
+            cursor.update((key, etag) for _, key, etag in files)
+        for session in sorted(changed)[MAX_REQUESTS_PER_TICK:]:  # not requested yet: seen on a later tick
+            for _, key, _ in changed[session]:
+                if key in seen:
+                    cursor[key] = seen[key]
+                else:
+                    cursor.pop(key, None)
+        if not requests:
+            return dg.SensorResult(skip_reason="no new or replaced files", cursor=json.dumps(cursor, sort_keys=True))
+        context.log.info(f"requesting {len(requests)} sessions with new or replaced files")
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
+
+    return _sensor
+
+
+def gap_requests(
+    work, keys: Mapping[str, list[dg.AssetKey]], calendar: Calendar, max_sessions: int, skip: set[str]
+) -> list[dg.RunRequest]:
+    """Range run requests for the sessions of `work` (plan items) that need a run, per dataset: consecutive
+    sessions of the calendar in runs of at most `max_sessions`, requests with the same range merged."""
+    by_range: dict[tuple[dt.date, dt.date], list] = {}
+    for dataset in sorted({w.dataset for w in work}):
+        items = sorted((w for w in work if w.dataset == dataset), key=lambda w: w.session)
+        streak: list = []
+        for item in [*items, None]:
+            if item is not None and item.needs_run and item.session.isoformat() not in skip:
+                streak.append(item)
+                continue
+            for part in chunks(streak, max_sessions):
+                by_range.setdefault((part[0].session, part[-1].session), []).extend(part)
+            streak = []
+    requests = []
+    for (start, end), items in sorted(by_range.items()):
+        datasets = sorted({w.dataset for w in items})
+        requests.append(
+            dg.RunRequest(
+                run_key=f"gap:{start}..{end}:{','.join(datasets)}:{_digest(sorted((w.key, w.etag) for w in items))}",
+                asset_selection=[key for name in datasets for key in keys[name]],
+                tags={
+                    "dagster/asset_partition_range_start": start.isoformat(),
+                    "dagster/asset_partition_range_end": end.isoformat(),
+                    "quant_assets/trigger": "gaps",
+                },
+            )
+        )
+    return requests
+
+
+def gap_sensor(
+    job_name: str,
+    calendar: Calendar,
+    datasets: Sequence[Dataset],
+    keys: Mapping[str, list[dg.AssetKey]],
+    window: int,
+    max_sessions: int,
+) -> dg.SensorDefinition:
+    """The gap sensor of one calendar (see the module docstring)."""
+
+    @dg.sensor(
+        name=f"{job_name}_gaps",
+        job_name=job_name,
+        minimum_interval_seconds=GAP_INTERVAL,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Every {GAP_INTERVAL // 60} minutes, compares the last {window} sessions of the calendar with "
+        "the source, raw zone and lake (the coverage ledger's view) and requests range runs of at most "
+        f"{max_sessions} sessions for the ones missing from the lake, stale, or rejected and whose file has since "
+        "appeared or changed. Not retried while the file stays the same.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, flatfiles: FlatFileSource, zones: DataZones):
+        first, last = _partitions_of(calendar, dt.datetime.now(dt.UTC))
+        if last is None:
+            return dg.SkipReason("no partition yet")
+        window_sessions = [s for s in sessions(calendar, last - dt.timedelta(days=2 * window + 14), last) if s >= first]
+        if not window_sessions:
+            return dg.SkipReason("no session in the window")
+        start = window_sessions[-window:][0]
+        work = plan(datasets, start, last, flatfiles.list_objects, zones.raw_root, zones.lake_root, zones.tickers)
+        requests = gap_requests(work, keys, calendar, max_sessions, _active_sessions(context.instance, job_name))
+        if not requests:
+            return dg.SkipReason(f"no gaps to fill from {start} to {last}")
+        return requests
+
+    return _sensor
+
+
+def alert_record(run: dg.DagsterRun, message: str, failures: list[str], at: dt.datetime) -> dict:
+    """What an alert says about a failed run."""
+    tags = run.tags
+    return {
+        "run_id": run.run_id,
+        "job": run.job_name,
+        "failed_at": at.isoformat(timespec="seconds"),
+        "partition": tags.get("dagster/partition"),
+        "partition_range": [
+            tags.get("dagster/asset_partition_range_start"),
+            tags.get("dagster/asset_partition_range_end"),
+        ]
+        if "dagster/asset_partition_range_start" in tags
+        else None,
+        "message": message,
+        "step_failures": failures,
+    }
+
+
+def alert_path(data_root: str | Path, run_id: str, at: dt.datetime) -> Path:
+    return Path(data_root) / "alerts" / f"{at:%Y-%m-%d}" / f"{run_id}.json"
+
+
+@dg.run_failure_sensor(
+    name="run_failure_alerts",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="On every failed run, writes an alert record to data/alerts/YYYY-MM-DD/<run_id>.json and, when "
+    "QUANT_ASSETS_ALERT_WEBHOOK_URL is set, posts it to that webhook as JSON.",
+)
+def run_failure_alerts(context: dg.RunFailureSensorContext, zones: DataZones, alerts: AlertWebhook):
+    run = context.dagster_run
+    failures = [
+        event.message or "" for event in context.get_step_failure_events() if event.message
+    ]  # each names the failed sessions
+    at = dt.datetime.now(dt.UTC)
+    record = alert_record(run, context.failure_event.message or "", failures, at)
+    path = alert_path(zones.root, run.run_id, at)
+    if path.exists():  # the tick was retried: the alert is out already
+        return
+    record["webhook"] = alerts.post(record)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    replace_bytes(path, json.dumps(record, indent=2).encode())
+    context.log.info(
+        f"alert for failed run {run.run_id} ({run.job_name}) written to {path}; webhook: {record['webhook']}"
+    )
+
+
+def sensor_defs(
+    chains: Mapping[Calendar, tuple[str, list[Dataset], dict[str, list[dg.AssetKey]]]], window: int, max_sessions: int
+) -> dg.Definitions:
+    """The new-file and gap sensors of each calendar's ingest job, and the run-failure alerts."""
+    sensors = [run_failure_alerts]
+    for calendar, (job_name, datasets, keys) in chains.items():
+        sensors.append(new_files_sensor(job_name, calendar, datasets, keys))
+        sensors.append(gap_sensor(job_name, calendar, datasets, keys, window, max_sessions))
+    return dg.Definitions(sensors=sensors)

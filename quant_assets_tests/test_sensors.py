@@ -1,0 +1,255 @@
+"""The sensors, evaluated with Dagster's testing APIs on a real instance (`instance_for_test`), against a real moto S3
+server and a local folder; the run-failure alert posts to a real local HTTP server."""
+
+import datetime as dt
+import json
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import dagster as dg
+import pytest
+
+from quant_assets.datasets import DATASETS, Calendar
+from quant_assets.defs.ingest import JOB_NAMES, lake_key, raw_key
+from quant_assets.defs.resources import DataZones, resources_from
+from quant_assets.defs.sensors import AlertWebhook, gap_sensor, new_files_sensor, run_failure_alerts
+from quant_assets.flatfiles import vendor_key
+from quant_assets.lake import partition_path
+from quant_assets.settings import from_env
+from quant_assets.sources import LocalFlatFiles
+from quant_assets_tests.conftest import materialize_spine, s3_client, s3_source
+
+DAY = DATASETS["stocks_daily"]
+JOB = JOB_NAMES[Calendar.XNYS]
+KEYS = {DAY.name: [raw_key(DAY), lake_key(DAY)]}
+HOLIDAY = dt.date(2026, 2, 16)  # Presidents' Day
+
+
+def _evaluate(sensor, instance, cursor, flatfiles, data):
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"flatfiles": flatfiles, "zones": DataZones(root=str(data))}
+    )
+    return sensor(context)
+
+
+def _requests(result) -> list[dg.RunRequest]:
+    return list(result.run_requests or []) if isinstance(result, dg.SensorResult) else list(result or [])
+
+
+def test_new_file_sensor_requests_exactly_new_and_replaced_files_on_s3(s3_endpoint, bucket, february, tmp_path):
+    client = s3_client(s3_endpoint)
+    days = [dt.date(2026, 2, d) for d in (2, 3, 4)]
+    for day in days:
+        client.put_object(Bucket=bucket, Key=vendor_key(DAY, day), Body=(february / vendor_key(DAY, day)).read_bytes())
+    # a file for a holiday: not a session, never requested
+    holiday_body = (february / vendor_key(DAY, days[0])).read_bytes()
+    client.put_object(Bucket=bucket, Key=vendor_key(DAY, HOLIDAY), Body=holiday_body)
+    source, data = s3_source(s3_endpoint, bucket), tmp_path / "data"
+    sensor = new_files_sensor(JOB, Calendar.XNYS, [DAY], KEYS)
+
+    with dg.instance_for_test() as instance:
+        # Feb 2 already landed unchanged: a first look at the source does not request it again
+        materialize_spine([DAY], source, data, instance=instance, partition_key="2026-02-02")
+        first = _evaluate(sensor, instance, None, source, data)
+        requests = _requests(first)
+        assert [r.partition_key for r in requests] == ["2026-02-03", "2026-02-04"]
+        assert all(r.asset_selection == KEYS[DAY.name] for r in requests)
+        assert all(r.tags["quant_assets/trigger"] == "new_files" for r in requests)
+
+        # the requests run as they are
+        request = requests[0]
+        materialize_spine(
+            [DAY],
+            source,
+            data,
+            instance=instance,
+            partition_key=request.partition_key,
+            selection=request.asset_selection,
+        )
+        assert partition_path(data / "lake", DAY.name, dt.date(2026, 2, 3)).exists()
+
+        # nothing changed: nothing requested
+        second = _evaluate(sensor, instance, first.cursor, source, data)
+        assert _requests(second) == [] and second.skip_reason is not None
+
+        # the vendor replaces Feb 3: exactly one re-run of that session, with a new run key
+        other = (february / vendor_key(DAY, dt.date(2026, 2, 5))).read_bytes()
+        client.put_object(Bucket=bucket, Key=vendor_key(DAY, days[1]), Body=other)
+        third = _evaluate(sensor, instance, second.cursor, source, data)
+        [rerun] = _requests(third)
+        assert rerun.partition_key == "2026-02-03" and rerun.run_key != request.run_key
+        assert _requests(_evaluate(sensor, instance, third.cursor, source, data)) == []
+
+        # a new session's file: one request for it; the holiday's file is still ignored
+        client.put_object(
+            Bucket=bucket, Key=vendor_key(DAY, dt.date(2026, 2, 5)), Body=other
+        )  # same bytes as the replaced Feb 3
+        [new] = _requests(_evaluate(sensor, instance, third.cursor, source, data))
+        assert new.partition_key == "2026-02-05"
+
+
+def test_new_file_sensor_sees_a_landed_file_again_once_it_is_marked_corrupt(february, tmp_path):
+    vendor, data = tmp_path / "vendor", tmp_path / "data"
+    key = vendor_key(DAY, dt.date(2026, 2, 2))
+    (vendor / key).parent.mkdir(parents=True)
+    shutil.copy(february / key, vendor / key)
+    source = LocalFlatFiles(root=str(vendor))
+    sensor = new_files_sensor(JOB, Calendar.XNYS, [DAY], KEYS)
+    with dg.instance_for_test() as instance:
+        [request] = _requests(_evaluate(sensor, instance, None, source, data))
+        assert request.partition_key == "2026-02-02"
+        materialize_spine([DAY], source, data, instance=instance, partition_key="2026-02-02")
+        assert _requests(_evaluate(sensor, instance, None, source, data)) == []
+
+
+def _febuary_folder(february, tmp_path, leave_out=()):
+    vendor = tmp_path / "vendor"
+    for path in (february / DAY.key_prefix).rglob("*.csv.gz"):
+        if not any(day.isoformat() in path.name for day in leave_out):
+            target = vendor / path.relative_to(february)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
+    return vendor
+
+
+def _range(request: dg.RunRequest) -> tuple[str, str]:
+    return request.tags["dagster/asset_partition_range_start"], request.tags["dagster/asset_partition_range_end"]
+
+
+def test_gap_sensor_requests_bounded_backfills_for_gaps_whose_file_appeared(february, tmp_path):
+    missing = dt.date(2026, 2, 10)
+    vendor, data = _febuary_folder(february, tmp_path, leave_out=[missing]), tmp_path / "data"
+    source = LocalFlatFiles(root=str(vendor))
+    # a window that reaches back to February from today; at most 5 sessions per run
+    sensor = gap_sensor(JOB, Calendar.XNYS, [DAY], KEYS, window=400, max_sessions=5)
+    with dg.instance_for_test() as instance:
+        range_tags = {
+            "dagster/asset_partition_range_start": "2026-02-02",
+            "dagster/asset_partition_range_end": "2026-02-06",
+        }
+        materialize_spine([DAY], source, data, instance=instance, tags=range_tags)
+        requests = _requests(_evaluate(sensor, instance, None, source, data))
+        # Feb 9 alone (Feb 10 has no file: a run over it would fail), then Feb 11..27 without the holiday, by 5
+        assert [_range(r) for r in requests] == [
+            ("2026-02-09", "2026-02-09"),
+            ("2026-02-11", "2026-02-18"),
+            ("2026-02-19", "2026-02-25"),
+            ("2026-02-26", "2026-02-27"),
+        ]
+        assert all(r.asset_selection == KEYS[DAY.name] and r.partition_key is None for r in requests)
+
+        # one request runs as it is; the next look no longer requests its sessions
+        materialize_spine([DAY], source, data, instance=instance, tags=requests[1].tags, selection=KEYS[DAY.name])
+        again = _requests(_evaluate(sensor, instance, None, source, data))
+        assert [_range(r) for r in again] == [_range(r) for r in requests if r is not requests[1]]
+        assert [r.run_key for r in again] == [r.run_key for r in requests if r is not requests[1]]  # stable keys
+
+        # the missing file appears: Feb 9 and Feb 10 become one run
+        shutil.copy(february / vendor_key(DAY, missing), vendor / vendor_key(DAY, missing))
+        after = _requests(_evaluate(sensor, instance, None, source, data))
+        assert _range(after[0]) == ("2026-02-09", "2026-02-10")
+
+        # sessions with a run queued are left to that run
+        queued = dg.DagsterRun(
+            job_name=JOB, status=dg.DagsterRunStatus.QUEUED, tags=requests[2].tags, run_id=dg.make_new_run_id()
+        )
+        instance.add_run(queued)
+        later = _requests(_evaluate(sensor, instance, None, source, data))
+        assert ("2026-02-19", "2026-02-25") not in [_range(r) for r in later]
+
+
+def test_gap_sensor_retries_a_rejected_session_only_when_its_file_changes(february, tmp_path):
+    bad_day = dt.date(2026, 2, 4)
+    vendor, data = _febuary_folder(february, tmp_path), tmp_path / "data"
+    good_bytes = (vendor / vendor_key(DAY, bad_day)).read_bytes()
+    (vendor / vendor_key(DAY, bad_day)).write_bytes(good_bytes[: len(good_bytes) // 2])  # truncated gzip
+    source = LocalFlatFiles(root=str(vendor))
+    sensor = gap_sensor(JOB, Calendar.XNYS, [DAY], KEYS, window=400, max_sessions=30)
+    with dg.instance_for_test() as instance:
+        tags = {"dagster/asset_partition_range_start": "2026-02-02", "dagster/asset_partition_range_end": "2026-02-27"}
+        materialize_spine([DAY], source, data, instance=instance, tags=tags, raise_on_error=False)
+        assert not partition_path(data / "lake", DAY.name, bad_day).exists()
+        [retry] = _requests(_evaluate(sensor, instance, None, source, data))
+        assert _range(retry) == (bad_day.isoformat(), bad_day.isoformat())
+        # evaluated again with the file unchanged: the same run key, which the instance launches only once
+        [same] = _requests(_evaluate(sensor, instance, None, source, data))
+        assert same.run_key == retry.run_key
+        # the vendor publishes a good file: a new run key, and the run fills the gap
+        (vendor / vendor_key(DAY, bad_day)).write_bytes(good_bytes)
+        [fixed] = _requests(_evaluate(sensor, instance, None, source, data))
+        assert fixed.run_key != retry.run_key and _range(fixed) == _range(retry)
+        materialize_spine([DAY], source, data, instance=instance, tags=fixed.tags, selection=fixed.asset_selection)
+        assert partition_path(data / "lake", DAY.name, bad_day).exists()
+        assert _requests(_evaluate(sensor, instance, None, source, data)) == []
+
+
+class _Webhook:
+    """A local HTTP server that records the JSON bodies posted to it."""
+
+    def __init__(self):
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/secret-token"
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def webhook():
+    server = _Webhook()
+    yield server
+    server.close()
+
+
+def test_a_failed_run_writes_one_alert_record_and_posts_it_once(february, tmp_path, webhook):
+    vendor, data = _febuary_folder(february, tmp_path, leave_out=[dt.date(2026, 2, 3)]), tmp_path / "data"
+    source = LocalFlatFiles(root=str(vendor))
+    with dg.instance_for_test() as instance:
+        tags = {"dagster/asset_partition_range_start": "2026-02-02", "dagster/asset_partition_range_end": "2026-02-04"}
+        result = materialize_spine([DAY], source, data, instance=instance, tags=tags, raise_on_error=False)
+        assert not result.success
+        run = instance.get_run_by_id(result.run_id)
+        [failure] = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        resources = {"zones": DataZones(root=str(data)), "alerts": AlertWebhook(url=webhook.url)}
+        for _ in range(2):  # a tick evaluated twice (retried) alerts once
+            context = dg.build_run_status_sensor_context(
+                sensor_name="run_failure_alerts",
+                dagster_event=failure.dagster_event,
+                dagster_instance=instance,
+                dagster_run=run,
+                resources=resources,
+            ).for_run_failure()
+            run_failure_alerts(context)
+
+    [record_path] = (data / "alerts").rglob("*.json")
+    record = json.loads(record_path.read_text())
+    assert record_path.name == f"{result.run_id}.json"
+    assert record["run_id"] == result.run_id and record["job"] == run.job_name
+    assert record["partition_range"] == ["2026-02-02", "2026-02-04"]
+    assert any("2026-02-03" in text for text in record["step_failures"])
+    assert record["webhook"] == "HTTP 200"
+    [posted] = webhook.received
+    assert {k: v for k, v in posted.items()} == {k: v for k, v in record.items() if k != "webhook"}
+    assert "secret-token" not in record_path.read_text()
+
+
+def test_the_webhook_url_is_read_only_through_an_env_var(monkeypatch):
+    monkeypatch.setenv("QUANT_ASSETS_ALERT_WEBHOOK_URL", "https://hooks.example/T000/secret")
+    alerts = resources_from(from_env())["alerts"]
+    assert isinstance(alerts.url, dg.EnvVar) and "secret" not in repr(alerts)
+    monkeypatch.delenv("QUANT_ASSETS_ALERT_WEBHOOK_URL")
+    assert resources_from(from_env())["alerts"].url is None
+    assert AlertWebhook().post({"x": 1}) == "not configured"
