@@ -152,12 +152,13 @@ import datetime as dt, json, time, warnings
 warnings.filterwarnings("ignore")
 import dagster as dg
 from quant_assets.datasets import DATASETS
+from quant_assets.defs.cluster import SessionCluster
 from quant_assets.defs.ingest import ingest_defs
 from quant_assets.defs.resources import DataZones, QualitySettings
 from quant_assets.sources import LocalFlatFiles
 assets = ingest_defs([DATASETS["stocks_minute"]]).assets
 resources = {{"flatfiles": LocalFlatFiles(root={vendor!r}), "zones": DataZones(root={data!r}),
-             "quality": QualitySettings()}}
+             "quality": QualitySettings(), "cluster": SessionCluster(address={address!r})}}
 tags = {{"dagster/asset_partition_range_start": {start!r}, "dagster/asset_partition_range_end": {end!r}}}
 with dg.instance_for_test() as instance:
     started = time.perf_counter()
@@ -166,16 +167,21 @@ with dg.instance_for_test() as instance:
 """
 
 
-def bench_range(folder: Path, seed: int, count: int) -> dict:
+def bench_range(folder: Path, seed: int, count: int, address: str = "") -> dict:
     """Peak memory and seconds of one Dagster run over `count` full-size stock minute sessions, in a fresh
-    process (raw landing from a local folder, lake with checks)."""
+    process (raw landing from a local folder, lake with checks); with `address`, the sessions are built by that
+    Dask cluster's workers."""
     days = sessions(MINUTE.calendar, RANGE_START, RANGE_START + dt.timedelta(days=30))[:count]
     for day in days:
         bench_file(folder, MINUTE, day, seed)
     data = Path(tempfile.mkdtemp(prefix="bench-range-", dir=folder))
     try:
         code = RANGE_RUN.format(
-            vendor=str(folder / f"seed{seed}"), data=str(data), start=days[0].isoformat(), end=days[-1].isoformat()
+            vendor=str(folder / f"seed{seed}"),
+            data=str(data),
+            start=days[0].isoformat(),
+            end=days[-1].isoformat(),
+            address=address,
         )
         started = time.perf_counter()
         peak, out = _fresh_process(code)

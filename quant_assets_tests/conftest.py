@@ -17,6 +17,7 @@ from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
 from quant_assets.datasets import DATASETS, Dataset
+from quant_assets.defs.cluster import SessionCluster
 from quant_assets.defs.ingest import ingest_defs
 from quant_assets.defs.resources import DataZones, QualitySettings
 from quant_assets.flatfiles import vendor_key
@@ -91,6 +92,7 @@ def materialize_spine(
         "flatfiles": source,
         "zones": DataZones(root=str(data_root), tickers=list(tickers)),
         "quality": QualitySettings(**(quality or {})),
+        "cluster": SessionCluster(),
     }
     assets = [*spine(*datasets), *extra]
     if instance is not None:

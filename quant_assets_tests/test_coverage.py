@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from quant_assets.datasets import DATASETS, Calendar
+from quant_assets.defs.cluster import SessionCluster
 from quant_assets.defs.quality import build_coverage_asset, build_freshness_check, build_reconciliation_check
 from quant_assets.defs.resources import DataZones, QualitySettings
 from quant_assets.flatfiles import vendor_key
@@ -30,6 +31,7 @@ def materialize(assets, vendor, data, checks=(), **kwargs):
         "flatfiles": LocalFlatFiles(root=str(vendor)),
         "zones": DataZones(root=str(data)),
         "quality": QualitySettings(),
+        "cluster": SessionCluster(),
     }
     with dg.instance_for_test() as instance:
         return dg.materialize([*assets, *checks], resources=resources, instance=instance, **kwargs)
@@ -178,6 +180,7 @@ def test_freshness_check_is_late_until_the_due_session_is_materialised(tmp_path)
         "flatfiles": LocalFlatFiles(root=str(vendor)),
         "zones": DataZones(root=str(tmp_path / "data")),
         "quality": QualitySettings(),
+        "cluster": SessionCluster(),
     }
     with dg.instance_for_test() as instance:
         late = dg.materialize(

@@ -15,6 +15,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from quant_assets.datasets import DATASETS, Calendar
+from quant_assets.defs.cluster import SessionCluster
 from quant_assets.defs.features import ENRICHED_DAILY, build_enriched_daily, feature_layers
 from quant_assets.defs.ingest import ingest_defs
 from quant_assets.defs.resources import DataZones, QualitySettings
@@ -309,6 +310,7 @@ def february_enriched(february, tmp_path_factory) -> Path:
         "flatfiles": LocalFlatFiles(root=str(february)),
         "zones": DataZones(root=str(data)),
         "quality": QualitySettings(),
+        "cluster": SessionCluster(),
     }
     with dg.instance_for_test() as instance:
         result = dg.materialize(chain, resources=resources, tags=tags, instance=instance)

@@ -13,19 +13,29 @@ communicate through files (raw zone, lake), so a subset of layers (`--select lak
 
 Per session the chain keeps only small summaries (metadata, check summaries), never data, so the memory of a run
 does not grow with the number of sessions in its range. Failures are also written under the lake
-(`outcomes.py`) for the coverage ledger.
+(`outcomes.py`) for the coverage ledger. The sessions are built in the run's process one after the other, or spread
+over a Dask cluster's workers (`cluster.py`) and applied in session order.
 """
 
 import datetime as dt
+import functools
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
 
 from quant_assets.datasets import Calendar, Dataset
+from quant_assets.defs.cluster import (
+    LogLines,
+    ResourceCopy,
+    SessionCluster,
+    portable_error,
+    restored_error,
+    worker_name,
+)
 from quant_assets.defs.partitions import session_partitions
 from quant_assets.defs.resources import DataZones, QualitySettings
 from quant_assets.errors import SessionError
@@ -49,17 +59,14 @@ class SessionConfig(dg.Config):
 
 @dataclass
 class ChainContext:
-    """What a layer's build function gets besides the session."""
+    """What a layer's build function gets besides the session: the resources, and a log (the step's log in the
+    run's process; on a cluster worker, a `LogLines` whose lines the step logs when the session comes back)."""
 
-    context: dg.AssetExecutionContext
+    log: Any
     flatfiles: FlatFileSource
     zones: DataZones
     quality: QualitySettings
     force: bool
-
-    @property
-    def log(self):
-        return self.context.log
 
 
 @dataclass(frozen=True)
@@ -157,42 +164,118 @@ def build_session_chain(calendar: Calendar, layers: Sequence[SessionLayer], name
         flatfiles: FlatFileSource,
         zones: DataZones,
         quality: QualitySettings,
+        cluster: SessionCluster,
     ):
         selected = [layer for layer in layers if layer.key in context.selected_asset_keys]
-        ctx = ChainContext(context, flatfiles, zones, quality, config.force)
+        ctx = ChainContext(context.log, flatfiles, zones, quality, config.force)
         runs = {layer.key: LayerRun() for layer in selected}
         started = time.perf_counter()
-        for partition_key in context.partition_keys:
-            session = parse_session(partition_key)
-            for layer in selected:
-                run = runs[layer.key]
-                failed_upstream = [k for k in upstream[layer.key] if k in runs and partition_key in runs[k].failures]
-                try:
-                    if failed_upstream:
-                        cause = runs[failed_upstream[0]].failures[partition_key]
-                        raise SessionError(
-                            layer.dataset.name,
-                            session,
-                            cause.key,
-                            f"not built: {failed_upstream[0].to_user_string()} failed ({cause.problem})",
-                        )
-                    built = layer.build(ctx, session)
-                except Exception as exc:  # recorded for this session only; the others go on
-                    error = _as_session_error(layer, session, exc)
-                    run.failures[partition_key] = error
-                    if getattr(error, "summary", None) is not None:
-                        run.summaries[partition_key] = error.summary
-                    record_failure(zones.lake_root, layer.dataset.name, session, layer.key.to_user_string(), str(error))
-                    context.log.error(str(error))
+        built_sessions = _each_session(context, cluster, ctx, selected, upstream)
+        for partition_key, results in zip(context.partition_keys, built_sessions, strict=True):
+            for key, result in results.items():
+                run = runs[key]
+                if isinstance(result, SessionError):
+                    run.failures[partition_key] = result
+                    if getattr(result, "summary", None) is not None:
+                        run.summaries[partition_key] = result.summary
                     continue
-                run.metadata[partition_key] = built.metadata
-                if built.summary is not None:
-                    run.summaries[partition_key] = built.summary
-                clear_failure(zones.lake_root, layer.dataset.name, session, layer.key.to_user_string())
+                run.metadata[partition_key] = result.metadata
+                if result.summary is not None:
+                    run.summaries[partition_key] = result.summary
         seconds = time.perf_counter() - started
         yield from _finish(context, selected, runs, seconds)
 
     return chain
+
+
+Results = dict[dg.AssetKey, Built | SessionError]
+
+
+@dataclass(frozen=True)
+class LayerTask:
+    """What a cluster worker needs of a SessionLayer to build it (a Dagster AssetSpec does not unpickle)."""
+
+    key: dg.AssetKey
+    dataset: Dataset
+    build: Callable[[ChainContext, dt.date], Built]
+
+
+def build_session(
+    ctx: ChainContext, layers: Sequence[SessionLayer | LayerTask], upstream: dict[dg.AssetKey, list], partition_key: str
+) -> Results:
+    """Every layer of `layers`, in order, for one session: each layer's Built, or its SessionError (recorded for
+    the coverage ledger and logged). A layer whose upstream layer failed for this session is not built."""
+    session = parse_session(partition_key)
+    results: Results = {}
+    for layer in layers:
+        failed_upstream = [k for k in upstream[layer.key] if isinstance(results.get(k), SessionError)]
+        try:
+            if failed_upstream:
+                cause = results[failed_upstream[0]]
+                raise SessionError(
+                    layer.dataset.name,
+                    session,
+                    cause.key,
+                    f"not built: {failed_upstream[0].to_user_string()} failed ({cause.problem})",
+                )
+            built = layer.build(ctx, session)
+        except Exception as exc:  # recorded for this session only; the others go on
+            error = _as_session_error(layer, session, exc)
+            record_failure(ctx.zones.lake_root, layer.dataset.name, session, layer.key.to_user_string(), str(error))
+            ctx.log.error(str(error))
+            results[layer.key] = error
+            continue
+        clear_failure(ctx.zones.lake_root, layer.dataset.name, session, layer.key.to_user_string())
+        results[layer.key] = built
+    return results
+
+
+def _each_session(
+    context: dg.AssetExecutionContext,
+    cluster: SessionCluster,
+    ctx: ChainContext,
+    layers: Sequence[SessionLayer],
+    upstream: dict[dg.AssetKey, list],
+) -> Iterator[Results]:
+    """Each session's results, in the order of the run's partition keys: built here one after the other, or on
+    the cluster's workers (every session submitted at once), whose log lines are logged here as each session is
+    applied."""
+    keys = context.partition_keys
+    if not cluster.address:
+        yield from cluster.map_in_order(functools.partial(build_session, ctx, layers, upstream), keys)
+        return
+    resources = tuple(ResourceCopy.of(r) for r in (ctx.flatfiles, ctx.zones, ctx.quality))
+    shipped = [LayerTask(layer.key, layer.dataset, layer.build) for layer in layers]
+    task = functools.partial(_build_on_worker, resources, ctx.force, shipped, upstream)
+    for partition_key, outcome in zip(keys, cluster.map_in_order(task, keys), strict=True):
+        if isinstance(outcome, BaseException):  # the cluster lost the session: its worker died on every try
+            session = parse_session(partition_key)
+            results = {layer.key: _as_session_error(layer, session, outcome) for layer in layers}
+            for layer, error in zip(layers, results.values(), strict=True):
+                record_failure(ctx.zones.lake_root, layer.dataset.name, session, layer.key.to_user_string(), str(error))
+                context.log.error(str(error))
+            yield results
+            continue
+        worker, lines, packed = outcome
+        context.log.debug(f"session {partition_key} built on the Dask worker {worker}")
+        lines.replay(context.log)
+        yield {key: restored_error(r) if isinstance(r, tuple) else r for key, r in packed.items()}
+
+
+def _build_on_worker(
+    resources: tuple[ResourceCopy, ...],
+    force: bool,
+    layers: Sequence[LayerTask],
+    upstream: dict[dg.AssetKey, list],
+    partition_key: str,
+) -> tuple[str, LogLines, dict]:
+    """`build_session` as a Dask task: the resources built again from their copies, the log kept as lines, the
+    errors as parts that pickle."""
+    flatfiles, zones, quality = (copy.build() for copy in resources)
+    log = LogLines()
+    results = build_session(ChainContext(log, flatfiles, zones, quality, force), layers, upstream, partition_key)
+    packed = {key: portable_error(r) if isinstance(r, SessionError) else r for key, r in results.items()}
+    return worker_name(), log, packed
 
 
 def _finish(context: dg.AssetExecutionContext, layers: Sequence[SessionLayer], runs: dict, seconds: float):

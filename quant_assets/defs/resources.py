@@ -1,6 +1,6 @@
 """The resources every layer shares: where the zones live and which tickers the lake keeps (`zones`), the quality
-thresholds (`quality`), the flat-file source (`flatfiles`) and the Massive REST API (`massive`), built from the
-settings."""
+thresholds (`quality`), the flat-file source (`flatfiles`), the Massive REST API (`massive`) and where the
+sessions of a run are built (`cluster`), built from the settings."""
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from quant_assets.defs.cluster import SessionCluster
 from quant_assets.providers.client import Policy, ProviderClient
 from quant_assets.providers.massive import NAME as MASSIVE
 from quant_assets.providers.massive import Massive
@@ -166,6 +167,7 @@ def resources_from(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     )
     return {
         "massive": massive,
+        "cluster": SessionCluster(address=settings.dask_address),
         "flatfiles": source,
         "zones": DataZones(root=settings.data, tickers=settings.tickers, batch_mb=settings.batch_mb),
         "quality": QualitySettings(
