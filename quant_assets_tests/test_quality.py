@@ -7,13 +7,17 @@ import shutil
 import dagster as dg
 import polars as pl
 import pytest
+from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from quant_assets.datasets import DATASETS
+from quant_assets.defs.chain import EVALUATED
 from quant_assets.defs.partitions import session_partitions
 from quant_assets.flatfiles import FlatFileError, vendor_key
 from quant_assets.ingest import IngestOptions, build_partition
 from quant_assets.lake import partition_path
 from quant_assets.quality.gate import QualityGateError
+from quant_assets.quality.rules import rule_catalogue
 from quant_assets.raw import LandedFile
 from quant_assets.sources import LocalFlatFiles
 from quant_assets_tests.conftest import materialize_spine
@@ -240,8 +244,8 @@ def test_a_rejected_partition_fails_blocks_downstream_and_shows_sample_rows(vend
     result = run(vendor, tmp_path / "data", "2026-02-20", [downstream_features])
     assert not result.success
     check = evaluations(result)["in_session"]
-    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
-    assert check.metadata["rejected_sessions"].value == ["2026-02-20"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR and check.partition == "2026-02-20"
+    assert check.metadata["rejected"].value is True
     assert "window_start is outside session 2026-02-20" in check.metadata["sample"].value
     materialized = {m.asset_key.path[0] for m in result.get_asset_materialization_events()}
     assert materialized == {"raw_stocks_minute"}  # neither the lake nor what depends on it
@@ -261,7 +265,8 @@ def test_a_sudden_drop_in_rows_is_a_warning(vendor, tmp_path, february):
     assert result.success
     check = evaluations(result)["volume_anomaly"]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
-    assert "2026-02-20: rows" in check.description and "below the median" in check.description
+    assert check.partition == "2026-02-20"
+    assert check.description.startswith("rows ") and "below the median" in check.description
 
 
 def test_the_pandera_schema_flags_the_rows_the_gate_quarantines(vendor, tmp_path):
@@ -280,3 +285,61 @@ def test_the_pandera_schema_flags_the_rows_the_gate_quarantines(vendor, tmp_path
     cases = info.value.failure_cases.filter(pl.col("index").is_not_null())
     assert sorted(set((cases["index"] + 1).to_list())) == gate_rows == [6, 8]
     assert set(cases["check"].to_list()) == {ROW_DEFECTS[0][4], ROW_DEFECTS[1][4]}  # the rules' reasons
+
+
+def test_a_range_run_records_each_sessions_check_results_on_its_partition(vendor, february, tmp_path):
+    """One run over four sessions, the third rejected: every rule check has a result per session, on that
+    session's partition, and the rejected session's is a blocking failure with its sample rows. A second run
+    (every good session already current) keeps those results rather than leaving the checks unevaluated."""
+    for day in (17, 18):
+        key = vendor_key(MINUTE, dt.date(2026, 2, day))
+        shutil.copy(february / key, vendor / key)
+
+    def restamp(header, rows):
+        i = header.index("window_start")
+        for row in rows:
+            row[i] = str(int(row[i]) + NS_DAY)
+        return rows
+
+    edit(vendor / vendor_key(MINUTE, dt.date(2026, 2, 19)), restamp)
+    sessions = ["2026-02-17", "2026-02-18", "2026-02-19", "2026-02-20"]
+    tags = {"dagster/asset_partition_range_start": sessions[0], "dagster/asset_partition_range_end": sessions[-1]}
+    source, data = LocalFlatFiles(root=str(vendor)), tmp_path / "data"
+    rules = list(rule_catalogue(MINUTE))
+    key = dg.AssetCheckKey(dg.AssetKey("lake_stocks_minute"), "in_session")
+    with dg.instance_for_test() as instance:
+        first = materialize_spine([MINUTE], source, data, raise_on_error=False, tags=tags, instance=instance)
+        assert not first.success
+        found = {(e.check_name, e.partition): e for e in first.get_asset_check_evaluations()}
+        assert sorted(found) == sorted(
+            [(rule, s) for rule in rules for s in sessions] + [("volume_anomaly", s) for s in sessions if s != "2026-02-19"]
+        )  # fmt: skip
+        for session in sessions:
+            [record] = instance.event_log_storage.get_asset_check_execution_history(
+                key, limit=5, partition_filter=PartitionKeyFilter(key=session)
+            )
+            evaluation = record.evaluation
+            if session == "2026-02-19":
+                assert record.status == AssetCheckExecutionRecordStatus.FAILED
+                assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
+                assert evaluation.description.startswith("3,7") and "the session is rejected" in evaluation.description
+                sample = evaluation.metadata["sample"].value
+                assert "| vendor_row | ticker |" in sample and "window_start is outside session 2026-02-19" in sample
+            else:
+                assert record.status == AssetCheckExecutionRecordStatus.SUCCEEDED and evaluation.passed
+                assert evaluation.target_materialization_data.run_id == first.run_id
+        # Nothing was left planned ("skipped") for the rule checks of this run.
+        for rule in rules:
+            check = dg.AssetCheckKey(dg.AssetKey("lake_stocks_minute"), rule)
+            records = instance.event_log_storage.get_asset_check_execution_history(check, limit=50)
+            assert len(records) == 4 and {r.status for r in records} <= EVALUATED, rule
+
+        second = materialize_spine([MINUTE], source, data, raise_on_error=False, tags=tags, instance=instance)
+        again = {(e.check_name, e.partition): e for e in second.get_asset_check_evaluations()}
+        assert sorted(again) == sorted(found)  # the rejected session again, the current ones as they were
+        for (_, session), evaluation in again.items():
+            if session != "2026-02-19":
+                assert evaluation.passed and evaluation.metadata["evaluated_in_run"].value == first.run_id
+        status = instance.event_log_storage.get_asset_check_partition_info([key])
+        latest = {info.partition_key: (info.latest_execution_status, info.is_current) for info in status}
+        assert latest["2026-02-18"] == (AssetCheckExecutionRecordStatus.SUCCEEDED, True)

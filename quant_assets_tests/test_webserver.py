@@ -52,9 +52,10 @@ def graphql(url: str, query: str, variables: dict) -> dict:
 
 
 CHECK = """
-query($name: String!) {
-  assetCheckExecutions(assetKey: {path: ["lake_stocks_daily"]}, checkName: $name, limit: 1) {
+query($name: String!, $partition: String) {
+  assetCheckExecutions(assetKey: {path: ["lake_stocks_daily"]}, checkName: $name, partition: $partition, limit: 1) {
     status
+    partition
     evaluation { success severity description metadataEntries { label ... on MarkdownMetadataEntry { mdStr } } }
   }
 }"""
@@ -160,14 +161,19 @@ def test_a_rejected_partition_shows_its_failed_check_with_sample_rows(dagster_de
     raw_stats = graphql(url, PARTITIONS, {"path": ["raw_stocks_daily"]})["assetNodeOrError"]["partitionStats"]
     assert raw_stats["numFailed"] == 0, raw_stats
     assert raw_stats["numMaterialized"] == before["numMaterialized"] + new_sessions, (before, raw_stats)
-    [execution] = graphql(url, CHECK, {"name": "in_session"})["assetCheckExecutions"]
+    # Each session's result is on its own partition: the rejected one's is a blocking failure with its rows.
+    [execution] = graphql(url, CHECK, {"name": "in_session", "partition": "2026-03-02"})["assetCheckExecutions"]
     evaluation = execution["evaluation"]
+    assert execution["status"] == "FAILED" and execution["partition"] == "2026-03-02"
     assert evaluation["success"] is False and evaluation["severity"] == "ERROR"
-    assert evaluation["description"].endswith("window_start is not 00:00 of session 2026-03-02 (05:00 UTC)")
+    assert evaluation["description"].endswith(
+        "window_start is not 00:00 of session 2026-03-02 (05:00 UTC); the session is rejected"
+    )
     sample = {e["label"]: e.get("mdStr") for e in evaluation["metadataEntries"]}["sample"]
-    assert "| session | vendor_row | ticker |" in sample
-    assert "| 2026-03-02 | 1 |" in sample and "2026-02-20 05:00:00" in sample
-    [passed] = graphql(url, CHECK, {"name": "positive_prices"})["assetCheckExecutions"]
+    assert sample.startswith("| vendor_row | ticker |") and "| 1 |" in sample and "2026-02-20 05:00:00" in sample
+    [good] = graphql(url, CHECK, {"name": "in_session", "partition": "2026-02-27"})["assetCheckExecutions"]
+    assert good["status"] == "SUCCEEDED" and good["evaluation"]["success"] is True
+    [passed] = graphql(url, CHECK, {"name": "positive_prices", "partition": "2026-03-02"})["assetCheckExecutions"]
     assert passed["evaluation"]["success"] is True
     assert not (data / "lake" / "stocks_daily" / "date=2026-03-02").exists()
     assert (data / "quarantine" / "stocks_daily" / "date=2026-03-02" / "part-0.parquet").exists()

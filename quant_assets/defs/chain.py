@@ -26,6 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
+from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.events import DagsterEventType
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster_shared.record import copy
 
 from quant_assets.datasets import Calendar, Dataset
 from quant_assets.defs.cluster import (
@@ -49,6 +54,7 @@ BACKFILL_POLICY = dg.BackfillPolicy.single_run()
 # An unpartitioned follower (a restatement) runs after any of its dependencies changes, one run at a time.
 ON_CHANGE = dg.AutomationCondition.any_deps_updated() & ~dg.AutomationCondition.in_progress()
 SKIPPED = "skipped"  # a session's metadata key: True when it was already current and nothing was redone
+EVALUATED = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
 
 
 class SessionConfig(dg.Config):
@@ -81,16 +87,17 @@ class Built:
 class SessionLayer:
     """One per-session asset: its spec, its checks, and how to build one session of it.
 
-    `build(chain, session)` returns a Built or raises a SessionError. `check_results(summaries, failures)` turns
-    the run's summaries (partition key -> Built.summary, including those of failed sessions when the error
-    carries one) into check results. Upstream layers are the spec's deps that are layers of the same chain.
+    `build(chain, session)` returns a Built or raises a SessionError. `check_results(summary, error)` turns one
+    session's summary (Built.summary, or the summary a failed session's error carries) into that session's check
+    results; the chain attaches them to the session's partition (the check specs are partitioned like the asset).
+    Upstream layers are the spec's deps that are layers of the same chain.
     """
 
     dataset: Dataset
     spec: dg.AssetSpec
     build: Callable[[ChainContext, dt.date], Built]
     check_specs: Sequence[dg.AssetCheckSpec] = ()
-    check_results: Callable[[dict[str, Any], dict[str, SessionError]], list[dg.AssetCheckResult]] | None = None
+    check_results: Callable[[Any, SessionError | None], list[dg.AssetCheckResult]] | None = None
 
     @property
     def key(self) -> dg.AssetKey:
@@ -288,8 +295,6 @@ def _finish(context: dg.AssetExecutionContext, layers: Sequence[SessionLayer], r
             f"{layer.key.to_user_string()}: {built} sessions built, {run.skipped} skipped (already "
             f"current), {len(run.failures)} failed, of {total}"
         )
-        if layer.check_results is not None:
-            yield from layer.check_results(run.summaries, run.failures)
         if failed_any:  # name exactly the partitions that were built
             for partition_key, metadata in run.metadata.items():
                 yield dg.AssetMaterialization(asset_key=layer.key, partition=partition_key, metadata=metadata)
@@ -297,6 +302,7 @@ def _finish(context: dg.AssetExecutionContext, layers: Sequence[SessionLayer], r
             for partition_key, metadata in run.metadata.items():
                 context.add_asset_metadata(metadata, asset_key=layer.key, partition_key=partition_key)
             yield dg.MaterializeResult(asset_key=layer.key, metadata={"run_seconds": round(seconds, 2)})
+        yield from _session_checks(context, layer, run)
     if failed_any:
         failures = [error for layer in layers for error in runs[layer.key].failures.values()]
         lines = "\n".join(f"- {error}" for error in failures)
@@ -310,3 +316,87 @@ def _finish(context: dg.AssetExecutionContext, layers: Sequence[SessionLayer], r
             },
             allow_retries=False,
         )
+
+
+def _session_checks(context: dg.AssetExecutionContext, layer: SessionLayer, run: LayerRun):
+    """Each session's check results as evaluations of its own partition, pointing at the materialisation they
+    judged, so a range run records one result per check and session (not one for the range and "skipped" for the
+    rest) and a rejected session's failure shows on its partition. A session skipped as already current gets its
+    previous results again (they would otherwise no longer match its new materialisation); one the checks never
+    saw (a missing or corrupt file) gets none, and Dagster shows its checks as not executed."""
+    specs = {s.key: s for s in layer.check_specs if s.key in context.selected_asset_check_keys}
+    if not specs or layer.check_results is None:
+        return
+    for key in specs:  # the checks' outputs, which steps downstream of a blocking check wait for
+        yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(key))
+    targets = _latest_materializations(context.instance, layer.key, context.partition_keys)
+    for partition_key in context.partition_keys:
+        summary = run.summaries.get(partition_key)
+        if summary is not None:
+            results = [
+                _evaluation(r, layer.key, partition_key)
+                for r in layer.check_results(summary, run.failures.get(partition_key))
+            ]
+        elif run.metadata.get(partition_key, {}).get(SKIPPED):
+            results = _earlier_evaluations(context.instance, list(specs), partition_key)
+        else:
+            continue
+        for evaluation in results:
+            if evaluation.asset_check_key in specs:
+                yield copy(
+                    evaluation,
+                    blocking=specs[evaluation.asset_check_key].blocking,
+                    target_materialization_data=targets.get(partition_key),
+                )
+
+
+def _evaluation(result: dg.AssetCheckResult, asset_key: dg.AssetKey, partition_key: str) -> dg.AssetCheckEvaluation:
+    return dg.AssetCheckEvaluation(
+        asset_key=result.asset_key or asset_key,
+        check_name=result.check_name,
+        passed=result.passed,
+        metadata=result.metadata,
+        severity=result.severity,
+        description=result.description,
+        partition=partition_key,
+    )
+
+
+def _latest_materializations(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_keys: Sequence[str]
+) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
+    """The newest materialisation of each partition: this run's for a built session, the one still in the lake for
+    a rejected session (the lake keeps the previous partition), none for a session never built."""
+    latest = instance.event_log_storage.get_latest_storage_id_by_partition(
+        asset_key, DagsterEventType.ASSET_MATERIALIZATION, set(partition_keys)
+    )
+    if not latest:
+        return {}
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, storage_ids=list(latest.values())), limit=len(latest)
+    ).records
+    return {
+        r.partition_key: AssetCheckEvaluationTargetMaterializationData(
+            storage_id=r.storage_id, run_id=r.run_id, timestamp=r.timestamp
+        )
+        for r in records
+        if r.partition_key is not None
+    }
+
+
+def _earlier_evaluations(
+    instance: dg.DagsterInstance, keys: Sequence[dg.AssetCheckKey], partition_key: str
+) -> list[dg.AssetCheckEvaluation]:
+    """The latest evaluation of each check on `partition_key`, noting the run that made it; none where the latest
+    one rejected the session (a later run built it, so that no longer describes the lake)."""
+    found = []
+    for key in keys:
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            key, limit=1, status=EVALUATED, partition_filter=PartitionKeyFilter(key=partition_key)
+        )
+        evaluation = records[0].evaluation if records else None
+        if evaluation is None or (not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR):
+            continue
+        metadata = {**evaluation.metadata, "evaluated_in_run": dg.MetadataValue.text(records[0].run_id)}
+        found.append(copy(evaluation, metadata=metadata))
+    return found

@@ -18,7 +18,7 @@ from quant_assets.defs.quality import anomaly_check_result, quality_check_specs,
 from quant_assets.errors import SessionError
 from quant_assets.flatfiles import CorruptFile, limits_for, vendor_key
 from quant_assets.ingest import LAKE_CODE_VERSION, IngestOptions, build_partition
-from quant_assets.lake import partition_counts, partition_path
+from quant_assets.lake import partition_path, partition_provenance
 from quant_assets.quality.anomaly import volume_anomalies
 from quant_assets.quality.gate import GateSummary
 from quant_assets.raw import land, mark_corrupt, read_landed
@@ -117,7 +117,8 @@ def lake_layer(dataset: Dataset) -> SessionLayer:
             mark_corrupt(zones.raw_root, dataset, session, error.problem)
             raise
         if stats is None:
-            rows, tickers = partition_counts(zones.lake_root, dataset.name, session)
+            provenance = partition_provenance(zones.lake_root, dataset.name, session) or {}
+            rows, tickers = int(provenance.get("rows", 0)), int(provenance.get("tickers", 0))
             chain.log.info(
                 f"{dataset.name} {session}: already built from this raw file (sha256 "
                 f"{landed.sha256[:12]}) by lake code version {LAKE_CODE_VERSION}; skipped"
@@ -128,6 +129,7 @@ def lake_layer(dataset: Dataset) -> SessionLayer:
                     SKIPPED: True,
                     "rows": dg.MetadataValue.int(rows),
                     "tickers": dg.MetadataValue.int(tickers),
+                    "quarantined_rows": dg.MetadataValue.int(int(provenance.get("quarantined", 0))),
                     "source_sha256": landed.sha256,
                     "dagster/row_count": dg.MetadataValue.int(rows),
                     "path": dg.MetadataValue.path(str(path)),
@@ -162,11 +164,12 @@ def lake_layer(dataset: Dataset) -> SessionLayer:
         }
         return Built(metadata, LakeSummary(stats.gate, anomaly))
 
-    def check_results(summaries: dict, failures: dict[str, SessionError]) -> list[dg.AssetCheckResult]:
-        gates = {s: (x.gate if isinstance(x, LakeSummary) else x) for s, x in summaries.items()}
-        rejected = {s for s in gates if s in failures}
-        anomalies = [x.anomaly for x in summaries.values() if isinstance(x, LakeSummary)]
-        return [*rule_check_results(dataset, key, gates, rejected), anomaly_check_result(key, anomalies)]
+    def check_results(summary, error: SessionError | None) -> list[dg.AssetCheckResult]:
+        """A built session's rule and anomaly results, or a rejected one's rule results (its error carries the
+        gate's summary; it has no counts to compare)."""
+        if isinstance(summary, LakeSummary):
+            return [*rule_check_results(dataset, key, summary.gate, False), anomaly_check_result(key, summary.anomaly)]
+        return rule_check_results(dataset, key, summary, error is not None)
 
     spec = dg.AssetSpec(
         key,
@@ -182,7 +185,8 @@ def lake_layer(dataset: Dataset) -> SessionLayer:
         "version is skipped unless the run's config says `force: true`.",
         metadata={"columns": dg.MetadataValue.json({k: str(v) for k, v in dataset.lake_schema().items()})},
     )
-    return SessionLayer(dataset, spec, build, quality_check_specs(dataset, key), check_results)
+    checks = quality_check_specs(dataset, key, session_partitions(dataset.calendar))
+    return SessionLayer(dataset, spec, build, checks, check_results)
 
 
 def previous_session_schedule(

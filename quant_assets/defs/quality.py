@@ -3,7 +3,8 @@ asset (results computed by the session chain from the gate's summaries, no secon
 minute/day reconciliation and freshness checks, the coverage ledger asset, and their jobs and schedules."""
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Sequence
 
 import dagster as dg
 import polars as pl
@@ -12,7 +13,15 @@ from quant_assets.datasets import DATASETS, Dataset
 from quant_assets.defs.chain import ON_CHANGE
 from quant_assets.defs.resources import DataZones, QualitySettings
 from quant_assets.lake import partition_path, scan
-from quant_assets.quality.coverage import STATUSES, build_ledger, problems, status_counts, strips, write_ledger
+from quant_assets.quality.coverage import (
+    STATUSES,
+    build_ledger,
+    legend,
+    monthly,
+    problems,
+    status_counts,
+    write_ledger,
+)
 from quant_assets.quality.freshness import due_session
 from quant_assets.quality.gate import GateSummary
 from quant_assets.quality.reconcile import PROBLEMS, reconcile
@@ -21,18 +30,24 @@ from quant_assets.sessions import parse_session
 from quant_assets.sources import FlatFileSource
 from quant_assets.tables import markdown_table
 
+warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*", category=dg.PreviewWarning)
 VOLUME_ANOMALY = "volume_anomaly"
 SCHEDULE_ZONE = "America/New_York"
 
 
-def quality_check_specs(dataset: Dataset, asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
-    """A blocking check per row rule (the checks of the dataset's pandera schema), and the anomaly check."""
+def quality_check_specs(
+    dataset: Dataset, asset_key: dg.AssetKey, partitions_def: dg.PartitionsDefinition
+) -> list[dg.AssetCheckSpec]:
+    """A blocking check per row rule (the checks of the dataset's pandera schema), and the anomaly check: all
+    partitioned like the asset, so each session keeps its own result whatever the range of the run."""
     specs = [
         dg.AssetCheckSpec(
             name,
             asset=asset_key,
             blocking=True,
-            description=f"Rows where {reason} are quarantined; more than the allowed share rejects the partition.",
+            partitions_def=partitions_def,
+            description=f"Rows where {reason} are quarantined; if more than the allowed share of a session's rows "
+            "fail the rules, the session is rejected and this check fails with ERROR severity for it.",
         )
         for name, reason in rule_catalogue(dataset).items()
     ]
@@ -40,67 +55,59 @@ def quality_check_specs(dataset: Dataset, asset_key: dg.AssetKey) -> list[dg.Ass
         dg.AssetCheckSpec(
             VOLUME_ANOMALY,
             asset=asset_key,
-            description="Row and ticker counts against the median of earlier sessions: a sudden drop (a half-delivered "
-            "file) is a warning.",
+            partitions_def=partitions_def,
+            description="The session's row and ticker counts against the median of earlier sessions: a sudden drop "
+            "(a half-delivered file) is a warning.",
         )
     )
     return specs
 
 
 def rule_check_results(
-    dataset: Dataset, asset_key: dg.AssetKey, gates: Mapping[str, GateSummary], rejected: set[str]
+    dataset: Dataset, asset_key: dg.AssetKey, gate: GateSummary, rejected: bool
 ) -> list[dg.AssetCheckResult]:
-    """One result per rule over the sessions of a run.
+    """One result per rule for one session.
 
     Passed: no row failed. Failed as a WARN: rows failed and were quarantined, the lake partition holds the rest.
-    Failed as an ERROR (blocking downstream): a session was rejected with rows failing this rule.
+    Failed as an ERROR (blocking downstream): the session was rejected with rows failing this rule.
     """
     results = []
     for name in rule_catalogue(dataset):
-        per_session = {s: g.failures.get(name, 0) for s, g in sorted(gates.items())}
-        failed = sum(per_session.values())
-        blocking = any(per_session[s] for s in rejected if s in per_session)
-        samples = [
-            g.sample(name).with_columns(session=pl.lit(s)) for s, g in gates.items() if g.sample(name) is not None
-        ]
+        failed = gate.failures.get(name, 0)
         metadata = {
             "failed_rows": dg.MetadataValue.int(failed),
-            "rows_checked": dg.MetadataValue.int(sum(g.rows for g in gates.values())),
-            "failed_rows_by_session": dg.MetadataValue.json({s: n for s, n in per_session.items() if n}),
-            "rejected_sessions": dg.MetadataValue.json(sorted(s for s in rejected if per_session.get(s))),
+            "rows_checked": dg.MetadataValue.int(gate.rows),
+            "rejected": rejected,
         }
-        if samples:
-            sample = pl.concat(samples, how="diagonal_relaxed").head(10)
-            metadata["sample"] = dg.MetadataValue.md(markdown_table(sample.select("session", *sample.columns[:-1])))
+        sample = gate.sample(name)
+        if sample is not None:
+            metadata["sample"] = dg.MetadataValue.md(markdown_table(sample))
+        description = None
+        if failed:
+            outcome = "the session is rejected" if rejected else "quarantined, the rest of the session is in the lake"
+            description = f"{failed:,} of {gate.rows:,} rows: {gate.reasons[name]}; {outcome}"
         results.append(
             dg.AssetCheckResult(
                 asset_key=asset_key,
                 check_name=name,
                 passed=failed == 0,
-                severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+                severity=dg.AssetCheckSeverity.ERROR if rejected and failed else dg.AssetCheckSeverity.WARN,
                 metadata=metadata,
-                description=None if failed == 0 else _describe(name, failed, gates, per_session),
+                description=description,
             )
         )
     return results
 
 
-def _describe(rule: str, failed: int, gates: Mapping[str, GateSummary], per_session: dict[str, int]) -> str:
-    sessions_failing = [s for s, n in per_session.items() if n]
-    reason = gates[sessions_failing[-1]].reasons[rule]  # the wording names the session it is about
-    more = f" (in {len(sessions_failing)} sessions; the last shown)" if len(sessions_failing) > 1 else ""
-    return f"{failed:,} rows: {reason}{more}"
-
-
-def anomaly_check_result(asset_key: dg.AssetKey, findings: list[dict]) -> dg.AssetCheckResult:
-    flagged = [f for f in findings if f["anomalies"]]
+def anomaly_check_result(asset_key: dg.AssetKey, finding: dict) -> dg.AssetCheckResult:
+    """The volume anomaly result of one session (`quality.anomaly.volume_anomalies`)."""
     return dg.AssetCheckResult(
         asset_key=asset_key,
         check_name=VOLUME_ANOMALY,
-        passed=not flagged,
+        passed=not finding["anomalies"],
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"sessions": dg.MetadataValue.json(findings), "flagged_sessions": len(flagged)},
-        description="; ".join(f"{f['session']}: {', '.join(f['anomalies'])}" for f in flagged) or None,
+        metadata={k: v for k, v in finding.items() if k not in ("session", "anomalies")},
+        description="; ".join(finding["anomalies"]) or None,
     )
 
 
@@ -205,7 +212,7 @@ def build_coverage_asset(datasets: Sequence[Dataset]) -> dg.AssetsDefinition:
         return dg.MaterializeResult(
             metadata={
                 "summary": dg.MetadataValue.md(markdown_table(counts)),
-                "chart": dg.MetadataValue.md(f"```\n{strips(ledger)}\n```"),
+                "by_month": dg.MetadataValue.md(f"{markdown_table(monthly(ledger))}\n\n{legend(ledger)}"),
                 "problems": dg.MetadataValue.md(markdown_table(problems(ledger))),
                 **{f"{status}_sessions": dg.MetadataValue.int(n) for status, n in totals.items()},
                 "path": dg.MetadataValue.path(str(path)),

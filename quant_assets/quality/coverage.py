@@ -33,16 +33,16 @@ from quant_assets.sessions import sessions
 from quant_assets.tables import markdown_table
 
 STATUSES = ("present", "quarantined", "missing", "rejected", "failed", "stale", "pending", "replaced", "unexpected")
-SYMBOLS = {
-    "present": "█",
-    "quarantined": "Q",
-    "missing": "·",
-    "rejected": "X",
-    "failed": "F",
-    "stale": "S",
-    "pending": "P",
-    "replaced": "R",
-    "unexpected": "U",
+MEANINGS = {
+    "present": "in the lake, no row set aside",
+    "quarantined": "in the lake, some rows set aside",
+    "missing": "the source has no file",
+    "rejected": "the lake refused the file",
+    "failed": "landing the file failed",
+    "stale": "built from an older file or code",
+    "pending": "not landed or not in the lake yet",
+    "replaced": "the vendor replaced the file since",
+    "unexpected": "a file for a day that is not a session",
 }
 LEDGER_SCHEMA = {
     "dataset": pl.String,
@@ -158,14 +158,27 @@ def status_counts(ledger: pl.DataFrame) -> pl.DataFrame:
     return spans.join(counts, on="dataset").select("dataset", "first", "last", *STATUSES).fill_null(0).sort("dataset")
 
 
-def strips(ledger: pl.DataFrame) -> str:
-    """A chart in text: per dataset and month, one symbol per session (see SYMBOLS and the legend line)."""
-    lines = []
-    for (dataset,), rows in sorted(ledger.sort("session").group_by("dataset"), key=lambda g: g[0]):
-        for (month,), days in rows.group_by(pl.col("session").dt.strftime("%Y-%m"), maintain_order=True):
-            lines.append(f"{dataset:<16} {month}  {''.join(SYMBOLS[s] for s in days['status'])}")
-    legend = "  ".join(f"{symbol} {status}" for status, symbol in SYMBOLS.items())
-    return "\n".join([*lines, "", legend])
+def monthly(ledger: pl.DataFrame) -> pl.DataFrame:
+    """The coverage over time: one row per month and dataset (months in order), its sessions, and how many are in
+    each status that occurs in the ledger."""
+    shown = [s for s in STATUSES if s in set(ledger["status"].to_list())]
+    counts = (
+        ledger.with_columns(month=pl.col("session").dt.strftime("%Y-%m"))
+        .group_by("month", "dataset", "status")
+        .len()
+        .pivot("status", index=["month", "dataset"], values="len")
+    )
+    return (
+        counts.with_columns(pl.col(shown).fill_null(0), sessions=pl.sum_horizontal(shown))
+        .select("month", "dataset", "sessions", *shown)
+        .sort("month", "dataset")
+    )
+
+
+def legend(ledger: pl.DataFrame) -> str:
+    """What each status shown in `monthly` means, one line each."""
+    shown = [s for s in STATUSES if s in set(ledger["status"].to_list())]
+    return "\n".join(f"- {status}: {MEANINGS[status]}" for status in shown)
 
 
 def problems(ledger: pl.DataFrame, limit: int = 30) -> pl.DataFrame:
@@ -179,12 +192,15 @@ def problems(ledger: pl.DataFrame, limit: int = 30) -> pl.DataFrame:
 
 
 def summary(ledger: pl.DataFrame) -> str:
-    """The plain-text summary the CLI prints: counts per status, the problem sessions, and the strips."""
+    """The plain-text summary the CLI prints, as the `coverage` asset's metadata shows it: counts per status, the
+    sessions by month with the statuses' meanings, and the problem sessions."""
     if ledger.height == 0:
         return "the coverage ledger is empty: the source has no files for the enabled datasets"
     issues = problems(ledger)
     attention = markdown_table(issues) if issues.height else "every session in the span is present"
-    return "\n\n".join([markdown_table(status_counts(ledger)), attention, strips(ledger)])
+    return "\n\n".join(
+        [markdown_table(status_counts(ledger)), markdown_table(monthly(ledger)), legend(ledger), attention]
+    )
 
 
 def build_ledger(

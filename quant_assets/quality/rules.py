@@ -31,6 +31,11 @@ class Rule:
     name: str
     reason: str
     valid: pl.Expr | Callable[[pl.DataFrame], np.ndarray]
+    about: str = ""  # the reason in words that hold for every session, where `reason` names one
+
+    @property
+    def description(self) -> str:
+        return self.about or self.reason
 
     def evaluate(self, frame: pl.LazyFrame) -> pl.LazyFrame:
         """One boolean column over a whole frame, true where a row passes (a null value passes every rule but
@@ -117,9 +122,9 @@ def _finite_positive(column: str) -> pl.Expr:
 
 
 def rule_catalogue(dataset: Dataset) -> dict[str, str]:
-    """Rule name -> reason of `dataset`, in schema order (names do not depend on the session; the wording of
-    session-specific reasons is that of an arbitrary session)."""
-    return {rule.name: rule.reason for rule in rules_for(dataset, dt.date(2026, 1, 2))}
+    """Rule name -> what the rule refuses, for every session of `dataset`, in schema order (the check
+    descriptions; a quarantined row's reason names its session)."""
+    return {rule.name: rule.description for rule in rules_for(dataset, dt.date(2026, 1, 2))}
 
 
 def rules_for(dataset: Dataset, session: dt.date, max_ticker_length: int = DEFAULT_MAX_TICKER_LENGTH) -> list[Rule]:
@@ -190,6 +195,7 @@ def rules_for(dataset: Dataset, session: dt.date, max_ticker_length: int = DEFAU
                 "in_session",
                 f"{time} is not 00:00 of session {session} ({midnight:%H:%M} UTC)",
                 pl.col(time) == pl.lit(midnight),
+                f"{time} is not 00:00 of its session (the calendar's midnight, in UTC)",
             )
         )
     else:
@@ -199,6 +205,8 @@ def rules_for(dataset: Dataset, session: dt.date, max_ticker_length: int = DEFAU
                 "in_session",
                 f"{time} is outside session {session} ({start:%H:%M}-{end:%H:%M} UTC)",
                 pl.col(time).is_between(pl.lit(start), pl.lit(end), closed="left"),
+                f"{time} is outside its session's hours (for XNYS 04:00 New York to four hours after the close; "
+                "otherwise the local day)",
             )
         )
     return rules
