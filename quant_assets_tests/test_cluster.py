@@ -1,0 +1,328 @@
+"""The scaled-out deployment for real: a Postgres server (the instance of deploy/dagster.postgres.yaml) and a Dask
+scheduler with two workers, each its own process, building the sessions of a session chain's range run. The lake
+they write equals that of a run in one process, session by session; the run's events are in Postgres; and a failed
+session is reported on its own, as in one process."""
+
+import datetime as dt
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cloudpickle
+import dagster as dg
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from quant_assets.datasets import DATASETS
+from quant_assets.defs.cluster import ResourceCopy, SessionCluster
+from quant_assets.defs.resources import DataZones, QualitySettings
+from quant_assets.flatfiles import vendor_key
+from quant_assets.lake import partition_path
+from quant_assets.outcomes import failures
+from quant_assets.sample import folder_writer, generate
+from quant_assets.sources import LocalFlatFiles
+from quant_assets_tests.conftest import BIN, PROJECT, free_port, s3_source, spine, wait_for_port
+
+DAY, MINUTE = DATASETS["stocks_daily"], DATASETS["stocks_minute"]
+SESSIONS = ["2026-02-02", "2026-02-03", "2026-02-04", "2026-02-05", "2026-02-06"]
+RANGE = {"dagster/asset_partition_range_start": SESSIONS[0], "dagster/asset_partition_range_end": SESSIONS[-1]}
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_PASSWORD = "cluster-test-password"
+
+
+def _postgres_tools() -> tuple[Path, Path] | None:
+    """initdb and pg_ctl of one installation, or None."""
+    for folder in (POSTGRES_BIN, *(Path(p).parent for p in filter(None, [shutil.which("initdb")]))):
+        if (folder / "initdb").exists() and (folder / "pg_ctl").exists():
+            return folder / "initdb", folder / "pg_ctl"
+    return None
+
+
+def _skip(reason: str):
+    print(f"skipped: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A Postgres server of its own, on a free port of 127.0.0.1 with password authentication, and an empty
+    database for Dagster. Postgres refuses to run as root: as root, its files belong to `postgres` and its
+    commands run as that user."""
+    tools = _postgres_tools()
+    if tools is None:
+        _skip(f"no Postgres server binaries (initdb, pg_ctl) in {POSTGRES_BIN} or on PATH")
+    initdb, pg_ctl = tools
+    as_postgres = []
+    root = Path(tempfile.mkdtemp(prefix="quant-assets-pg-"))
+    data, sockets, password = root / "data", root / "sockets", root / "password"
+    sockets.mkdir()
+    password.write_text(PG_PASSWORD)
+    if os.geteuid() == 0:
+        if shutil.which("runuser") is None:
+            shutil.rmtree(root)
+            _skip("running as root without runuser: cannot start Postgres as another user")
+        try:
+            for path in (root, sockets, password):
+                shutil.chown(path, "postgres", "postgres")
+        except LookupError:
+            shutil.rmtree(root)
+            _skip("running as root and there is no `postgres` user to run Postgres as")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    started = False
+    try:
+        subprocess.run(
+            [*as_postgres, initdb, "-D", data, "-U", "dagster", "--auth=scram-sha-256", f"--pwfile={password}"],
+            check=True,
+            capture_output=True,
+        )
+        options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1"
+        subprocess.run(
+            [*as_postgres, pg_ctl, "-D", data, "-l", root / "server.log", "-o", options, "-w", "-t", "60", "start"],
+            check=True,
+            capture_output=True,
+        )
+        started = True
+        import psycopg2
+
+        connection = psycopg2.connect(
+            host="127.0.0.1", port=port, user="dagster", password=PG_PASSWORD, dbname="postgres"
+        )
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE DATABASE quant_assets")
+        connection.close()
+        yield {"host": "127.0.0.1", "port": port, "user": "dagster", "password": PG_PASSWORD, "db": "quant_assets"}
+    finally:
+        if started:
+            subprocess.run([*as_postgres, pg_ctl, "-D", data, "-m", "fast", "-w", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pg_instance(postgres, tmp_path_factory):
+    """A DagsterInstance from deploy/dagster.postgres.yaml, copied as a DAGSTER_HOME's dagster.yaml, with the
+    DAGSTER_PG_* variables pointing at the test's server."""
+    home = tmp_path_factory.mktemp("dagster_home")
+    shutil.copy(PROJECT / "deploy" / "dagster.postgres.yaml", home / "dagster.yaml")
+    env = {
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_HOST": postgres["host"],
+        "DAGSTER_PG_PORT": str(postgres["port"]),
+        "DAGSTER_PG_USER": postgres["user"],
+        "DAGSTER_PG_PASSWORD": postgres["password"],
+        "DAGSTER_PG_DB": postgres["db"],
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        instance = dg.DagsterInstance.from_config(str(home))
+        try:
+            yield instance
+        finally:
+            instance.dispose()
+
+
+@dataclass(frozen=True)
+class DaskCluster:
+    address: str
+    worker_pids: frozenset[int]
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
+    """A Dask scheduler and two single-threaded workers, each a process of its own started with the `dask`
+    command, in a working directory that is not the test's (paths must reach them absolute)."""
+    from distributed import Client
+
+    folder = tmp_path_factory.mktemp("dask")
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    processes, logs = [], []
+
+    def start(name: str, *args: str) -> subprocess.Popen:
+        log = open(folder / f"{name}.log", "wb")
+        logs.append(log)
+        process = subprocess.Popen([str(BIN / "dask"), *args], cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+        processes.append(process)
+        return process
+
+    try:
+        start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard")
+        wait_for_port(port)
+        workers = [
+            start(name, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard", "--name", name)
+            for name in ("worker-1", "worker-2")
+        ]
+        with Client(address, timeout=30) as client:
+            client.wait_for_workers(2, timeout=90)
+        yield DaskCluster(address, frozenset(w.pid for w in workers))
+    finally:
+        for process in reversed(processes):  # the workers, then the scheduler
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for log in logs:
+            log.close()
+
+
+@pytest.fixture(scope="module")
+def vendor(tmp_path_factory) -> Path:
+    """Generated day and minute files of five sessions."""
+    root = tmp_path_factory.mktemp("vendor")
+    generate(
+        [DAY, MINUTE], dt.date.fromisoformat(SESSIONS[0]), dt.date.fromisoformat(SESSIONS[-1]), folder_writer(root)
+    )
+    return root
+
+
+def run_range(vendor: Path, data: Path | str, instance: dg.DagsterInstance, address: str = ""):
+    resources = {
+        "flatfiles": LocalFlatFiles(root=str(vendor)),
+        "zones": DataZones(root=str(data)),
+        "quality": QualitySettings(),
+        "cluster": SessionCluster(address=address),
+    }
+    return dg.materialize(spine(DAY, MINUTE), resources=resources, instance=instance, tags=RANGE, raise_on_error=False)
+
+
+def in_one_process(vendor: Path, data: Path):
+    with dg.instance_for_test() as instance:
+        return run_range(vendor, data, instance)
+
+
+def events(result) -> list[tuple[str, str | None]]:
+    return [
+        (e.asset_key.to_user_string(), e.partition)
+        for e in (
+            event.step_materialization_data.materialization for event in result.get_asset_materialization_events()
+        )
+    ]
+
+
+def failure_message(result) -> str:
+    return "\n".join(e.event_specific_data.error.message for e in result.get_step_failure_events())
+
+
+def run_logs(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    return [entry.user_message for entry in instance.all_logs(run_id)]
+
+
+def test_a_range_built_by_dask_workers_equals_one_process_and_is_recorded_in_postgres(
+    vendor, postgres, pg_instance, dask_cluster, tmp_path, monkeypatch
+):
+    local = in_one_process(vendor, tmp_path / "local")
+    assert local.success
+    monkeypatch.chdir(tmp_path)  # a relative data folder, made absolute before it travels to the workers
+    result = run_range(vendor, "cluster", pg_instance, dask_cluster.address)
+    assert result.success, failure_message(result)
+
+    # The same partitions, frame for frame, and the same materialisations in the same order.
+    for dataset in (DAY, MINUTE):
+        for session in SESSIONS:
+            day = dt.date.fromisoformat(session)
+            expected = pl.read_parquet(partition_path(tmp_path / "local" / "lake", dataset.name, day))
+            written = pl.read_parquet(partition_path(tmp_path / "cluster" / "lake", dataset.name, day))
+            assert_frame_equal(written, expected)
+    assert events(result) == events(local)
+    assert len(events(result)) == 4 * len(SESSIONS)
+
+    # The run and its events are in Postgres.
+    assert type(pg_instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+    [record] = pg_instance.get_run_records(dg.RunsFilter(run_ids=[result.run_id]))
+    assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+    for asset in ("raw_stocks_minute", "lake_stocks_minute", "raw_stocks_daily", "lake_stocks_daily"):
+        stored = pg_instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset)), limit=100)
+        assert sorted(r.partition_key for r in stored.records if r.run_id == result.run_id) == SESSIONS
+    import psycopg2
+
+    connection = psycopg2.connect(
+        host=postgres["host"],
+        port=postgres["port"],
+        user=postgres["user"],
+        password=postgres["password"],
+        dbname=postgres["db"],
+    )
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_MATERIALIZATION'",
+                (result.run_id,),
+            )
+            assert cursor.fetchone()[0] == 4 * len(SESSIONS)
+    finally:
+        connection.close()
+
+    # Each session was built by one of the two worker processes, and both took part; the lines the layers logged
+    # there are in the run's log.
+    logs = run_logs(pg_instance, result.run_id)
+    built_on = {
+        m.group(1): int(m.group(2))
+        for m in (re.search(r"session (\S+) built on the Dask worker .* \(pid (\d+)\)", line) for line in logs)
+        if m
+    }
+    assert sorted(built_on) == SESSIONS
+    assert set(built_on.values()) == dask_cluster.worker_pids
+    assert os.getpid() not in built_on.values()
+    for session in SESSIONS:
+        assert any(line.startswith(f"stocks_minute {session}: ") and "downloaded" in line for line in logs)
+
+
+def test_a_missing_file_fails_only_its_session_through_the_cluster(vendor, pg_instance, dask_cluster, tmp_path_factory):
+    broken = tmp_path_factory.mktemp("broken-vendor")
+    shutil.copytree(vendor, broken, dirs_exist_ok=True)
+    missing = dt.date.fromisoformat(SESSIONS[2])
+    (broken / vendor_key(MINUTE, missing)).unlink()
+    data = tmp_path_factory.mktemp("broken-data")
+
+    local = in_one_process(broken, data / "local")
+    result = run_range(broken, data / "cluster", pg_instance, dask_cluster.address)
+
+    assert not result.success and not local.success
+    message = failure_message(result)
+    assert message == failure_message(local)  # the same report, line for line
+    assert f"stocks_minute {missing}: {vendor_key(MINUTE, missing)}" in message
+    assert "not built: raw_stocks_minute failed" in message
+    assert events(result) == events(local)
+    assert [p for a, p in events(result) if a == "lake_stocks_minute"] == [s for s in SESSIONS if s != SESSIONS[2]]
+    assert [p for a, p in events(result) if a == "lake_stocks_daily"] == SESSIONS
+    # The workers recorded the failure for the coverage ledger in the shared data folder, and the run's log has it.
+    assert set(failures(data / "cluster" / "lake", MINUTE.name)) == {
+        (missing, "raw_stocks_minute"),
+        (missing, "lake_stocks_minute"),
+    }
+    errors = [e.user_message for e in pg_instance.all_logs(result.run_id) if e.level == logging.ERROR]
+    assert any(line.startswith(f"stocks_minute {missing}: ") for line in errors)
+    [record] = pg_instance.get_run_records(dg.RunsFilter(run_ids=[result.run_id]))
+    assert record.dagster_run.status == dg.DagsterRunStatus.FAILURE
+
+
+def test_results_come_back_in_the_order_of_the_sessions(dask_cluster):
+    def _slow_identity(seconds: float) -> float:  # nested: sent by value, the workers need not import the tests
+        time.sleep(seconds)
+        return seconds
+
+    delays = [0.8, 0.1, 0.4, 0.0]  # the later items finish first
+    assert list(SessionCluster(address=dask_cluster.address).map_in_order(_slow_identity, delays)) == delays
+    assert list(SessionCluster().map_in_order(_slow_identity, delays)) == delays
+
+
+def test_a_resource_travels_as_a_copy_without_its_client():
+    source = s3_source("http://127.0.0.1:9", "flatfiles")
+    assert source.client is not None  # cached on the resource
+    copy = cloudpickle.loads(cloudpickle.dumps(ResourceCopy.of(source))).build()
+    assert copy._client is None and copy.describe() == source.describe()
+    assert copy.secret_access_key == source.secret_access_key
+    zones = ResourceCopy.of(DataZones(root="relative/data")).build()
+    assert Path(zones.root).is_absolute() and zones.root == str(Path("relative/data").resolve())
