@@ -10,19 +10,21 @@ import dagster as dg
 
 from quant_assets.datasets import Dataset, parse_dataset_names
 from quant_assets.defs.features import feature_layers, features_defs
-from quant_assets.defs.ingest import ingest_defs
+from quant_assets.defs.ingest import chain_keys, ingest_defs
 from quant_assets.defs.operations import operations_defs
 from quant_assets.defs.qlib import qlib_defs
 from quant_assets.defs.quality import quality_defs
 from quant_assets.defs.reference import reference_defs
 from quant_assets.defs.resources import resources_from
+from quant_assets.defs.sensors import sensor_defs
 from quant_assets.settings import Settings, from_env
 
 
 def build_definitions(datasets: list[Dataset], settings: Settings) -> dg.Definitions:
     """The session chains (raw_, lake_ assets and their checks) of `datasets`, one ingest job and schedule per
     calendar, the quality checks, coverage ledger and their jobs, the reference data and adjustment factors, the
-    enriched features, the Qlib directories, and the resources `settings` describe."""
+    enriched features, the Qlib directories, the sensors that watch the source and failed runs, and the resources
+    `settings` describe."""
     quality, freshness_checks = quality_defs(datasets, settings.freshness_deadline)
     reference, rest_checks = reference_defs(datasets, settings.rest_configured)
     return dg.Definitions.merge(
@@ -33,6 +35,7 @@ def build_definitions(datasets: list[Dataset], settings: Settings) -> dg.Definit
         features_defs(datasets),
         qlib_defs(datasets, settings.qlib_features),
         operations_defs(),
+        sensor_defs(chain_keys(datasets, feature_layers(datasets)), settings.gap_window, settings.gap_max_sessions),
         dg.Definitions(
             resources=resources_from(settings),
             # One process per run: steps are polars-bound and use every core already, while a process per step

@@ -1,6 +1,7 @@
 """`quant-assets plan` says what a run then does: the same sessions fetched, built, skipped and failed."""
 
 import datetime as dt
+import gzip
 import json
 import shutil
 
@@ -28,9 +29,8 @@ def test_plan_equals_what_the_run_then_does(february, tmp_path):
         materialize_spine([DAY, MINUTE], source, data, instance=instance, tags=early)
     # the vendor replaces Feb 5's day file; Feb 6's minute partition is lost from the lake; Feb 10's day file is
     # not published; everything after Feb 6 is new
-    (vendor / vendor_key(DAY, dt.date(2026, 2, 5))).write_bytes(
-        (february / vendor_key(DAY, dt.date(2026, 2, 12))).read_bytes()
-    )
+    replaced = vendor / vendor_key(DAY, dt.date(2026, 2, 5))
+    replaced.write_bytes(gzip.compress(gzip.decompress(replaced.read_bytes()), compresslevel=1))
     shutil.rmtree(partition_path(data / "lake", MINUTE.name, dt.date(2026, 2, 6)).parent)
     (vendor / vendor_key(DAY, dt.date(2026, 2, 10))).unlink()
 

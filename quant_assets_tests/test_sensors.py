@@ -5,6 +5,7 @@ import datetime as dt
 import json
 import shutil
 import threading
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
@@ -12,18 +13,19 @@ import pytest
 
 from quant_assets.datasets import DATASETS, Calendar
 from quant_assets.defs.ingest import JOB_NAMES, lake_key, raw_key
-from quant_assets.defs.resources import DataZones, resources_from
-from quant_assets.defs.sensors import AlertWebhook, gap_sensor, new_files_sensor, run_failure_alerts
+from quant_assets.defs.resources import AlertWebhook, DataZones, resources_from
+from quant_assets.defs.sensors import gap_sensor, new_files_sensor, run_failure_alerts
 from quant_assets.flatfiles import vendor_key
 from quant_assets.lake import partition_path
 from quant_assets.settings import from_env
 from quant_assets.sources import LocalFlatFiles
-from quant_assets_tests.conftest import materialize_spine, s3_client, s3_source
+from quant_assets_tests.conftest import materialize_spine, s3_client, s3_source, spine
 
 DAY = DATASETS["stocks_daily"]
 JOB = JOB_NAMES[Calendar.XNYS]
 KEYS = {DAY.name: [raw_key(DAY), lake_key(DAY)]}
 HOLIDAY = dt.date(2026, 2, 16)  # Presidents' Day
+FORCE = {"ops": {"us_equities_sessions": {"config": {"force": True}}}}
 
 
 def _evaluate(sensor, instance, cursor, flatfiles, data):
@@ -34,7 +36,9 @@ def _evaluate(sensor, instance, cursor, flatfiles, data):
 
 
 def _requests(result) -> list[dg.RunRequest]:
-    return list(result.run_requests or []) if isinstance(result, dg.SensorResult) else list(result or [])
+    if isinstance(result, dg.SensorResult):
+        return list(result.run_requests or [])
+    return [] if isinstance(result, dg.SkipReason) else list(result)
 
 
 def test_new_file_sensor_requests_exactly_new_and_replaced_files_on_s3(s3_endpoint, bucket, february, tmp_path):
@@ -150,9 +154,9 @@ def test_gap_sensor_requests_bounded_backfills_for_gaps_whose_file_appeared(febr
         after = _requests(_evaluate(sensor, instance, None, source, data))
         assert _range(after[0]) == ("2026-02-09", "2026-02-10")
 
-        # sessions with a run queued are left to that run
+        # sessions with a run in progress are left to that run
         queued = dg.DagsterRun(
-            job_name=JOB, status=dg.DagsterRunStatus.QUEUED, tags=requests[2].tags, run_id=dg.make_new_run_id()
+            job_name=JOB, status=dg.DagsterRunStatus.STARTED, tags=requests[2].tags, run_id=str(uuid.uuid4())
         )
         instance.add_run(queued)
         later = _requests(_evaluate(sensor, instance, None, source, data))
@@ -253,3 +257,33 @@ def test_the_webhook_url_is_read_only_through_an_env_var(monkeypatch):
     monkeypatch.delenv("QUANT_ASSETS_ALERT_WEBHOOK_URL")
     assert resources_from(from_env())["alerts"].url is None
     assert AlertWebhook().post({"x": 1}) == "not configured"
+
+
+def test_features_follow_new_and_re_materialised_lake_sessions_by_automation(february, tmp_path):
+    from quant_assets.defs.features import build_enriched_daily
+
+    # the code location's graph (the lake is partitioned like the features), evaluated for the features only
+    enriched = dg.Definitions(
+        assets=[*spine(DAY), build_enriched_daily([DAY])],
+        resources={**resources_from(from_env()), "zones": DataZones(root=str(tmp_path))},
+    )
+    only = dg.AssetSelection.assets("enriched_stocks_daily")
+    source, data = LocalFlatFiles(root=str(february)), tmp_path / "data"
+    with dg.instance_for_test() as instance:
+        tags = {"dagster/asset_partition_range_start": "2026-02-02", "dagster/asset_partition_range_end": "2026-02-04"}
+        materialize_spine([DAY], source, data, instance=instance, tags=tags)
+        instance.report_runless_asset_event(dg.AssetMaterialization("adjustment_factors"))
+        first = dg.evaluate_automation_conditions(defs=enriched, instance=instance, asset_selection=only)
+        # the newest lake session, and an older one re-materialised (forced): exactly those two follow
+        materialize_spine([DAY], source, data, instance=instance, partition_key="2026-02-05")
+        materialize_spine([DAY], source, data, instance=instance, partition_key="2026-02-03", run_config=FORCE)
+        second = dg.evaluate_automation_conditions(
+            defs=enriched, instance=instance, asset_selection=only, cursor=first.cursor
+        )
+        requested = second.get_requested_partitions(dg.AssetKey("enriched_stocks_daily"))
+        assert requested == {"2026-02-03", "2026-02-05"}
+        # nothing new: nothing requested
+        third = dg.evaluate_automation_conditions(
+            defs=enriched, instance=instance, asset_selection=only, cursor=second.cursor
+        )
+        assert third.total_requested == 0

@@ -42,10 +42,11 @@ from quant_assets.defs.cluster import (
     worker_name,
 )
 from quant_assets.defs.partitions import session_partitions
-from quant_assets.defs.resources import DataZones, QualitySettings
+from quant_assets.defs.resources import FLATFILES_POOL, DataZones, QualitySettings
 from quant_assets.errors import SessionError
 from quant_assets.flatfiles import vendor_key
 from quant_assets.outcomes import clear_failure, record_failure
+from quant_assets.reference.factors import TABLE as FACTORS
 from quant_assets.sessions import parse_session
 from quant_assets.sources import FlatFileSource
 
@@ -53,6 +54,16 @@ warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.Bet
 BACKFILL_POLICY = dg.BackfillPolicy.single_run()
 # An unpartitioned follower (a restatement) runs after any of its dependencies changes, one run at a time.
 ON_CHANGE = dg.AutomationCondition.any_deps_updated() & ~dg.AutomationCondition.in_progress()
+# A partitioned follower (features, Qlib) builds a session once its upstream partition of that session is updated
+# (a new session, or an older one re-materialised), when no upstream is missing or still running, and never past a
+# failed blocking check. Unpartitioned inputs (the factors) do not trigger it: their changes are restatements.
+FOLLOW = (
+    dg.AutomationCondition.any_deps_updated().ignore(dg.AssetSelection.assets(FACTORS))
+    & ~dg.AutomationCondition.any_deps_missing()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+    & dg.AutomationCondition.all_deps_blocking_checks_passed()
+).with_label("follow upstream sessions")
 SKIPPED = "skipped"  # a session's metadata key: True when it was already current and nothing was redone
 EVALUATED = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
 
@@ -162,6 +173,7 @@ def build_session_chain(calendar: Calendar, layers: Sequence[SessionLayer], name
         partitions_def=session_partitions(calendar),
         backfill_policy=BACKFILL_POLICY,
         can_subset=True,
+        pool=FLATFILES_POOL,  # landing calls the vendor: runs side by side take turns (dagster.yaml)
         description=f"The per-session layers of the {calendar.value} calendar, run session by session: a failed "
         "session stops only its own later layers.",
     )

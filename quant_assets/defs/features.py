@@ -19,7 +19,7 @@ import polars as pl
 from pydantic import Field
 
 from quant_assets.datasets import DATASETS, Calendar, Dataset
-from quant_assets.defs.chain import BACKFILL_POLICY, ON_CHANGE, Built, ChainContext, SessionLayer, range_results
+from quant_assets.defs.chain import BACKFILL_POLICY, FOLLOW, ON_CHANGE, Built, ChainContext, SessionLayer, range_results
 from quant_assets.defs.ingest import previous_session_schedule
 from quant_assets.defs.partitions import session_partitions
 from quant_assets.defs.resources import DataZones
@@ -65,13 +65,9 @@ class FeatureConfig(dg.Config):
 
 def build_enriched_daily(datasets: list[Dataset]) -> dg.AssetsDefinition:
     minute = MINUTE if MINUTE in datasets else None
-    deps = [
-        dg.AssetDep(
-            f"lake_{DAILY.name}",
-            partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-DEFAULTS.lookback),
-        ),
-        dg.AssetDep(FACTORS),
-    ]
+    # The session's own lake partition: the asset reads the lookback before it itself, so that declarative
+    # automation builds the session whose lake partition was updated, not the `lookback` sessions after it too.
+    deps = [dg.AssetDep(f"lake_{DAILY.name}"), dg.AssetDep(FACTORS)]
     if minute:
         deps.append(dg.AssetDep(f"lake_{minute.name}"))
 
@@ -81,6 +77,7 @@ def build_enriched_daily(datasets: list[Dataset]) -> dg.AssetsDefinition:
         partitions_def=session_partitions(DAILY.calendar),
         backfill_policy=BACKFILL_POLICY,
         deps=deps,
+        automation_condition=FOLLOW,
         kinds={"parquet", "polars"},
         description="Daily features per ticker on adjusted prices (returns, volatility, SMA, EMA, RSI, ATR, dollar "
         "volume, overnight gap, relative volume, VWAP from minute bars; see features/daily.py for each definition), "

@@ -19,7 +19,7 @@ import dagster as dg
 import polars as pl
 
 from quant_assets.datasets import DATASETS, Dataset
-from quant_assets.defs.chain import BACKFILL_POLICY, ON_CHANGE, range_results
+from quant_assets.defs.chain import BACKFILL_POLICY, FOLLOW, ON_CHANGE, range_results
 from quant_assets.defs.features import ENRICHED_DAILY, RESTATED_DAILY
 from quant_assets.defs.ingest import previous_session_schedule
 from quant_assets.defs.partitions import session_partitions
@@ -113,6 +113,7 @@ def build_qlib_day(features: Sequence[str], start: str | None = None) -> dg.Asse
         group_name="qlib",
         partitions_def=session_partitions(DAILY.calendar, start),
         backfill_policy=BACKFILL_POLICY,
+        automation_condition=FOLLOW,
         deps=[ENRICHED_DAILY],
         kinds={"qlib", "numpy"},
         check_specs=[dg.AssetCheckSpec(GATE, asset=QLIB_DAY, blocking=True, description=GATE_DESCRIPTION)],
@@ -176,6 +177,7 @@ def build_qlib_minute(start: str | None = None) -> dg.AssetsDefinition:
         group_name="qlib",
         partitions_def=session_partitions(MINUTE.calendar, start),
         backfill_policy=BACKFILL_POLICY,
+        automation_condition=FOLLOW,
         deps=[f"lake_{MINUTE.name}", FACTORS],
         kinds={"qlib", "numpy"},
         check_specs=[dg.AssetCheckSpec(GATE, asset=QLIB_MINUTE, blocking=True, description=GATE_DESCRIPTION)],

@@ -1,12 +1,14 @@
 """The resources every layer shares: where the zones live and which tickers the lake keeps (`zones`), the quality
-thresholds (`quality`), the flat-file source (`flatfiles`), the Massive REST API (`massive`) and where the
-sessions of a run are built (`cluster`), built from the settings."""
+thresholds (`quality`), the flat-file source (`flatfiles`), the Massive REST API (`massive`), where the
+sessions of a run are built (`cluster`) and where run-failure alerts are posted (`alerts`), built from the
+settings."""
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import httpx
 from pydantic import Field
 
 from quant_assets.defs.cluster import SessionCluster
@@ -23,9 +25,15 @@ from quant_assets.settings import (
     DEFAULT_MAX_TICKER_LENGTH,
     DEFAULT_MAX_VOLUME_DROP,
     SECRET_KEY_ENV,
+    WEBHOOK_ENV,
     Settings,
 )
 from quant_assets.sources import FlatFileSource, LocalFlatFiles, S3FlatFiles
+
+# Concurrency pools (dagster.yaml, `concurrency: pools`): steps that call a vendor take a slot of its pool, so runs
+# launched side by side (a backfill, a sensor's run, the daily schedule) stay within the vendor's limits together.
+FLATFILES_POOL = "vendor_flatfiles"
+REST_POOL = "vendor_rest"
 
 
 class DataZones(dg.ConfigurableResource):
@@ -150,6 +158,24 @@ class MassiveRest(dg.ConfigurableResource):
             yield Massive(client)
 
 
+class AlertWebhook(dg.ConfigurableResource):
+    """Where run-failure alerts are posted (a Slack-style incoming webhook, or any URL taking JSON). The URL is
+    read only as `EnvVar("QUANT_ASSETS_ALERT_WEBHOOK_URL")` and never logged: such URLs carry their token."""
+
+    url: str | None = Field(default=None, repr=False, description="Set only as EnvVar(QUANT_ASSETS_ALERT_WEBHOOK_URL).")
+    timeout_seconds: float = Field(default=10.0, description="Seconds to connect, and between two reads.")
+
+    def post(self, payload: dict) -> str:
+        """Post `payload`; returns what happened, in words that never include the URL."""
+        if not self.url:
+            return "not configured"
+        try:
+            response = httpx.post(self.url, json=payload, timeout=self.timeout_seconds)
+        except httpx.HTTPError as exc:
+            return f"failed: {type(exc).__name__}"
+        return f"HTTP {response.status_code}"
+
+
 def resources_from(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """The resources of the code location. The S3 keys are passed as `dagster.EnvVar`: Dagster resolves them at
     run time and shows only the variables' names."""
@@ -166,6 +192,7 @@ def resources_from(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         base_url=settings.api_base_url, api_key=dg.EnvVar(API_KEY_ENV) if settings.api_key_set else None
     )
     return {
+        "alerts": AlertWebhook(url=dg.EnvVar(WEBHOOK_ENV) if settings.webhook_set else None),
         "massive": massive,
         "cluster": SessionCluster(address=settings.dask_address),
         "flatfiles": source,

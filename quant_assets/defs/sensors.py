@@ -24,12 +24,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import dagster as dg
-import httpx
-from pydantic import Field
 
 from quant_assets.datasets import Calendar, Dataset
 from quant_assets.defs.partitions import session_partitions
-from quant_assets.defs.resources import DataZones
+from quant_assets.defs.resources import AlertWebhook, DataZones
 from quant_assets.flatfiles import session_from_key, vendor_key
 from quant_assets.lake import replace_bytes
 from quant_assets.plan import changed_files, chunks, plan, sessions_of_keys
@@ -48,28 +46,10 @@ ACTIVE = [
 ]
 
 
-class AlertWebhook(dg.ConfigurableResource):
-    """Where run-failure alerts are posted (a Slack-style incoming webhook, or any URL taking JSON). The URL is
-    read only as `EnvVar("QUANT_ASSETS_ALERT_WEBHOOK_URL")` and never logged: such URLs carry their token."""
-
-    url: str | None = Field(default=None, repr=False, description="Set only as EnvVar(QUANT_ASSETS_ALERT_WEBHOOK_URL).")
-    timeout_seconds: float = Field(default=10.0, description="Seconds to connect, and between two reads.")
-
-    def post(self, payload: dict) -> str:
-        """Post `payload`; returns what happened, in words that never include the URL."""
-        if not self.url:
-            return "not configured"
-        try:
-            response = httpx.post(self.url, json=payload, timeout=self.timeout_seconds)
-        except httpx.HTTPError as exc:
-            return f"failed: {type(exc).__name__}"
-        return f"HTTP {response.status_code}"
-
-
-def _partitions_of(calendar: Calendar, now: dt.datetime) -> tuple[dt.date, dt.date]:
-    """The first and last partition of `calendar` at `now`."""
+def _partitions_of(calendar: Calendar) -> tuple[dt.date, dt.date | None]:
+    """The first and the newest partition of `calendar`, now."""
     partitions = session_partitions(calendar)
-    last = partitions.get_last_partition_key(current_time=now)
+    last = partitions.get_last_partition_key()
     return parse_session(partitions.get_first_partition_key()), parse_session(last) if last else None
 
 
@@ -110,7 +90,7 @@ def new_files_sensor(
     )
     def _sensor(context: dg.SensorEvaluationContext, flatfiles: FlatFileSource, zones: DataZones):
         seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-        first, last = _partitions_of(calendar, dt.datetime.now(dt.UTC))
+        first, last = _partitions_of(calendar)
         listed: dict[str, str] = {}
         changed: dict[dt.date, list[tuple[Dataset, str, str]]] = {}
         for dataset in datasets:
@@ -213,7 +193,7 @@ def gap_sensor(
         "appeared or changed. Not retried while the file stays the same.",
     )
     def _sensor(context: dg.SensorEvaluationContext, flatfiles: FlatFileSource, zones: DataZones):
-        first, last = _partitions_of(calendar, dt.datetime.now(dt.UTC))
+        first, last = _partitions_of(calendar)
         if last is None:
             return dg.SkipReason("no partition yet")
         window_sessions = [s for s in sessions(calendar, last - dt.timedelta(days=2 * window + 14), last) if s >= first]
@@ -248,6 +228,15 @@ def alert_record(run: dg.DagsterRun, message: str, failures: list[str], at: dt.d
     }
 
 
+def _failure_text(event: dg.DagsterEvent) -> str:
+    """What a step failure says: the `Failure` description the session chain raises (naming every failed session),
+    else the error's message."""
+    data = event.step_failure_data
+    if data.user_failure_data is not None and data.user_failure_data.description:
+        return data.user_failure_data.description
+    return data.error.message.strip() if data.error else (event.message or "")
+
+
 def alert_path(data_root: str | Path, run_id: str, at: dt.datetime) -> Path:
     return Path(data_root) / "alerts" / f"{at:%Y-%m-%d}" / f"{run_id}.json"
 
@@ -260,9 +249,7 @@ def alert_path(data_root: str | Path, run_id: str, at: dt.datetime) -> Path:
 )
 def run_failure_alerts(context: dg.RunFailureSensorContext, zones: DataZones, alerts: AlertWebhook):
     run = context.dagster_run
-    failures = [
-        event.message or "" for event in context.get_step_failure_events() if event.message
-    ]  # each names the failed sessions
+    failures = [_failure_text(event) for event in context.get_step_failure_events()]  # each names its sessions
     at = dt.datetime.now(dt.UTC)
     record = alert_record(run, context.failure_event.message or "", failures, at)
     path = alert_path(zones.root, run.run_id, at)
