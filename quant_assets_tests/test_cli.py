@@ -149,3 +149,47 @@ def test_job_execute_a_failing_partition_exits_non_zero_and_says_why(workdir):
 def test_help_says_what_each_command_does(args, says, tmp_path):
     out = " ".join(run_cli("quant-assets", *args, cwd=tmp_path).stdout.split())
     assert says in out
+
+
+def _on_a_terminal(args: list[str], cwd) -> tuple[bytes, str]:
+    """Run a `quant-assets` command with its stderr on a pseudo-terminal (120 columns): what the terminal showed,
+    and stdout."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    from quant_assets_tests.conftest import BIN
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    process = subprocess.Popen([str(BIN / "quant-assets"), *args], cwd=cwd, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the command closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    stdout = process.stdout.read().decode()
+    assert process.wait(timeout=120) == 0
+    os.close(master)
+    return shown, stdout
+
+
+def test_long_commands_show_a_progress_bar_on_a_terminal_and_nothing_in_logs(tmp_path):
+    args = ["sample", "--start", "2026-01-01", "--end", "2026-01-31", "--datasets", "stocks_daily", "--out"]
+    shown, stdout = _on_a_terminal([*args, str(tmp_path / "tty")], tmp_path)
+    assert b"stocks_daily:" in shown and b"/20 [" in shown and b"session" in shown
+    assert stdout.startswith("wrote 20 files")
+    piped = run_cli("quant-assets", *args, str(tmp_path / "piped"), cwd=tmp_path)
+    assert piped.stderr == "" and piped.stdout.startswith("wrote 20 files")
+    planned = run_cli("quant-assets", "plan", "--start", "2026-01-01", "--end", "2026-01-31", "--datasets",
+                      "stocks_daily", "--data", str(tmp_path / "data"), cwd=tmp_path,
+                      env={"QUANT_ASSETS_VENDOR_DIR": str(tmp_path / "piped")})  # fmt: skip
+    assert planned.stderr == "" and "stocks_daily: 20 to fetch" in planned.stdout

@@ -85,9 +85,15 @@ def session_status(
 
 
 def dataset_ledger(
-    dataset: Dataset, objects: Iterable[ObjectInfo], raw_root: Path, lake_root: Path, quarantine_root: Path
+    dataset: Dataset,
+    objects: Iterable[ObjectInfo],
+    raw_root: Path,
+    lake_root: Path,
+    quarantine_root: Path,
+    progress=lambda items, what: items,
 ) -> pl.DataFrame:
-    """The ledger rows of one dataset, given the source's listing of its prefix."""
+    """The ledger rows of one dataset, given the source's listing of its prefix; `progress(items, what)` may wrap
+    the sessions (a progress bar)."""
     files: dict[dt.date, ObjectInfo] = {}
     for info in objects:
         try:
@@ -101,7 +107,7 @@ def dataset_ledger(
     expected = set(sessions(dataset.calendar, min(files), max(files)))
     failed = failures(lake_root, dataset.name)
     rows = []
-    for session in sorted(expected | set(files)):
+    for session in progress(sorted(expected | set(files)), dataset.name):
         info = files.get(session)
         landed = read_landed(raw_root, dataset, session)
         lake = partition_provenance(lake_root, dataset.name, session)
@@ -204,8 +210,15 @@ def summary(ledger: pl.DataFrame) -> str:
 
 
 def build_ledger(
-    datasets: Sequence[Dataset], list_objects, raw_root: Path, lake_root: Path, quarantine_root: Path
+    datasets: Sequence[Dataset],
+    list_objects,
+    raw_root: Path,
+    lake_root: Path,
+    quarantine_root: Path,
+    progress=lambda items, what: items,
 ) -> pl.DataFrame:
     """The ledger of `datasets`; `list_objects(prefix)` is the source's listing."""
-    frames = [dataset_ledger(d, list_objects(d.key_prefix), raw_root, lake_root, quarantine_root) for d in datasets]
+    frames = [
+        dataset_ledger(d, list_objects(d.key_prefix), raw_root, lake_root, quarantine_root, progress) for d in datasets
+    ]
     return pl.concat(frames) if frames else pl.DataFrame(schema=LEDGER_SCHEMA)
