@@ -78,7 +78,8 @@ test: setup $(QLIB_VENV)/.synced
 	$(BIN)/ruff check quant_assets quant_assets_tests
 	QUANT_ASSETS_QLIB_PYTHON=$(CURDIR)/$(QLIB_VENV)/bin/python $(BIN)/pytest -n 2 -q
 
-## dev: the Dagster UI on http://127.0.0.1:3000
+## dev: the Dagster UI on http://127.0.0.1:3000 and the daemon: the sensors (new files, gaps, failed-run alerts,
+## dead runs) and declarative automation run; schedules are off until turned on in the UI
 dev: setup
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
@@ -88,4 +89,4 @@ bench: setup
 
 clean:
 	rm -rf data/vendor data/raw data/lake data/quarantine data/enriched data/reference data/providers \
-		data/dagster_home data/bench .tools $(VENV) $(QLIB_VENV)
+		data/dagster_home data/bench data/alerts .tools $(VENV) $(QLIB_VENV)

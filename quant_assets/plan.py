@@ -153,7 +153,7 @@ def summary(work: Sequence[SessionWork], rates: Mapping[str, float | None]) -> s
         lines.append(f"{todo} (dataset, session) builds; no earlier build recorded a time to estimate from")
     else:
         lines.append(
-            f"{todo} (dataset, session) builds, about {seconds:,.0f} s of raw -> lake (downloads not included)"
+            f"{todo} (dataset, session) builds, about {seconds:,.1f} s of raw -> lake (downloads not included)"
         )
     return "\n".join(lines)
 

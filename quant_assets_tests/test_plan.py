@@ -82,5 +82,5 @@ def test_plan_summary_estimates_from_the_recorded_timings(february, tmp_path):
     after = plan([DAY], START, END, source.list_objects, data / "raw", data / "lake")
     text = summary(after, {DAY.name: rate})
     sizes = sum(w.size for w in after if w.needs_run)
-    assert f"about {rate * sizes:,.0f} s" in text
+    assert f"about {rate * sizes:,.1f} s" in text
     assert "stocks_daily: 9 to fetch" in text and "1 current" in text
