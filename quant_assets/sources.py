@@ -128,7 +128,7 @@ class LocalFlatFiles(FlatFileSource):
             raise SourceError(info.key, f"cannot read {path}: {exc}") from None
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=65536)  # every file of a long history: the new-file sensor lists them all
 def _content_etag(path: str, size: int, mtime_ns: int, inode: int) -> str:
     """The quoted MD5 of a file's content, cached while its size, mtime and inode stay the same."""
     digest = hashlib.md5(usedforsecurity=False)
