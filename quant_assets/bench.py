@@ -13,17 +13,23 @@ the same process (`gzip -dc` of the same file), so that figures from a noisy mac
    one (the ratio shows whether the time depends on history), and the publication gate of that session; `qlib_day`
    through Dagster over a month and a year of 12k tickers in one run (fresh processes: seconds, peak memory), and
    `qlib_1min` for a full-size minute session against its raw -> lake.
+6. cluster: the 10-session range of (2) with its sessions built by a local Dask cluster of two worker processes,
+   one session at a time each (`SessionCluster`), against the same run in one process: the speed-up. No budget:
+   it depends on the cores the machine has to spare.
 """
 
 import datetime as dt
 import functools
+import importlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +200,59 @@ def bench_range(folder: Path, seed: int, count: int, address: str = "") -> dict:
         "peak_rss_mib": round(peak / 2**20),
         "run_s": round(run_s, 2),
         "process_s": round(process_s, 2),
+    }
+
+
+@contextmanager
+def local_dask(workers: int = 2):
+    """The address of a Dask scheduler with `workers` worker processes (one task at a time each) on this machine,
+    started with the `dask` command of this environment and stopped on exit. The workers import the session
+    chain's code before they are handed over, so a timed run does not pay for it."""
+    from distributed import Client
+
+    dask = str(Path(sys.executable).parent / "dask")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    processes = [
+        subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **quiet)
+    ]
+    try:
+        options = ["--nthreads", "1", "--no-nanny", "--no-dashboard"]
+        for index in range(workers):
+            processes.append(subprocess.Popen([dask, "worker", address, *options, "--name", f"bench-{index}"], **quiet))
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=120)
+            client.run(importlib.import_module, "quant_assets.defs.ingest")
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def bench_cluster(folder: Path, seed: int, count: int = 10) -> dict:
+    """The `count`-session range run with its sessions built by a local Dask cluster of two worker processes (one
+    session at a time each), against the same run in one process (each run in a fresh process; the cluster's
+    workers warm)."""
+    one_process = bench_range(folder, seed, count)
+    with local_dask(2) as address:
+        cluster = bench_range(folder, seed, count, address)
+    return {
+        "sessions": count,
+        "workers": 2,
+        "one_process_run_s": one_process["run_s"],
+        "cluster_run_s": cluster["run_s"],
+        "speed_up": round(one_process["run_s"] / cluster["run_s"], 2),
+        "one_process_peak_rss_mib": one_process["peak_rss_mib"],
+        "cluster_driver_peak_rss_mib": cluster["peak_rss_mib"],
     }
 
 
@@ -588,6 +647,8 @@ def bench_ingest(
                 figures["dagster_range"]["peak_growth"] <= RANGE_MEMORY_BUDGET,
             )
         )
+    if "cluster" in parts:
+        figures["dask_cluster"] = bench_cluster(folder, seed)
     if "ticks" in parts:
         ticks = figures["stock_trades_day"] = bench_ticks(folder, seed)
         verdicts += [
