@@ -37,6 +37,7 @@ import polars as pl
 
 from quant_assets.datasets import DATASETS, Dataset
 from quant_assets.flatfiles import vendor_key
+from quant_assets.progress import progress_bar
 from quant_assets.sessions import sessions
 
 MINUTE = DATASETS["stocks_minute"]
@@ -623,14 +624,26 @@ def bench_ingest(
 ) -> int:
     """Print the figures as JSON and a verdict per budget; exit status 1 if a budget is exceeded."""
     figures, verdicts = {"machine": f"{os.cpu_count()} cores, {sys.platform}"}, []
-    if "day" in parts:
+    bar, started = progress_bar(len(parts), "bench", "part"), []
+
+    def doing(part: str) -> bool:
+        """Whether `part` is to run; if so, the progress bar names it (and counts the part before it as done)."""
+        if part not in parts:
+            return False
+        if started:
+            bar.update()
+        started.append(part)
+        bar.set_description(f"bench {part}")
+        return True
+
+    if doing("day"):
         day = figures["minute_day"] = bench_minute_day(folder, repeat, seed)
         verdicts += [
             (f"raw -> lake at most {TIME_BUDGET}x gzip -dc", day["ratio_to_gzip_dc"] <= TIME_BUDGET),
             (f"peak RSS under {MEMORY_BUDGET // 2**20} MiB", day["peak_rss_mib"] * 2**20 < MEMORY_BUDGET),
             (f"checks at most +{CHECKS_BUDGET:.0%}", day["checks_overhead"] <= CHECKS_BUDGET),
         ]
-    if "range" in parts:
+    if doing("range"):
         one, ten = bench_range(folder, seed, 1), bench_range(folder, seed, 10)
         per_session = (ten["run_s"] - one["run_s"]) / 9
         figures["dagster_range"] = {
@@ -647,9 +660,9 @@ def bench_ingest(
                 figures["dagster_range"]["peak_growth"] <= RANGE_MEMORY_BUDGET,
             )
         )
-    if "cluster" in parts:
+    if doing("cluster"):
         figures["dask_cluster"] = bench_cluster(folder, seed)
-    if "ticks" in parts:
+    if doing("ticks"):
         ticks = figures["stock_trades_day"] = bench_ticks(folder, seed)
         verdicts += [
             (f"tick streaming at most {TICK_TIME_BUDGET}x gzip -dc", ticks["ratio_to_gzip_dc"] <= TICK_TIME_BUDGET),
@@ -658,7 +671,7 @@ def bench_ingest(
                 ticks["peak_rss_mib"] * 2**20 < TICK_MEMORY_BUDGET,
             ),
         ]
-    if "features" in parts:
+    if doing("features"):
         features = figures["features"] = bench_features(folder, seed)
         verdicts += [
             (f"a year of daily features under {FEATURE_BUDGET_S:g} s", features["year_seconds"] < FEATURE_BUDGET_S),
@@ -671,7 +684,7 @@ def bench_ingest(
                 features["intraday_ratio_to_ingest"] <= VWAP_BUDGET,
             ),
         ]
-    if "qlib" in parts:
+    if doing("qlib"):
         qlib = figures["qlib"] = bench_qlib(folder, seed)
         qlib["at_scale"] = bench_qlib_scale(folder, seed)
         verdicts += [
@@ -686,6 +699,7 @@ def bench_ingest(
                 qlib["append_ratio_ten_years_to_one_month"] <= QLIB_HISTORY_BUDGET,
             ),
         ]
+    bar.close()
     print(json.dumps(figures, indent=2))
     for text, ok in verdicts:
         print(f"budget: {text}: {'met' if ok else 'EXCEEDED'}")

@@ -9,3 +9,11 @@ def progress(items: Iterable, what: str, unit: str = "session", total: int | Non
     from tqdm import tqdm
 
     return tqdm(items, desc=what, unit=unit, total=total, leave=False, disable=None)
+
+
+def progress_bar(total: int, what: str, unit: str):
+    """A progress bar of `total` steps on stderr when it is a terminal: `.update()` after each, `.close()` at the
+    end."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=what, unit=unit, leave=False, disable=None)
