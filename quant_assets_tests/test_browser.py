@@ -67,6 +67,17 @@ query {
     ... on AssetNode { assetChecksOrError { ... on AssetChecks { checks { name jobNames } } } }
   }
 }"""
+LAKE_METADATA = """
+query($partitions: [String!]!) {
+  assetNodeOrError(assetKey: {path: ["lake_stocks_daily"]}) {
+    ... on AssetNode {
+      latestMaterializationByPartition(partitions: $partitions) {
+        partition
+        metadataEntries { label __typename ... on IntMetadataEntry { intValue } }
+      }
+    }
+  }
+}"""
 BACKFILLS = """
 query {
   partitionBackfillsOrError(limit: 10) {
@@ -220,6 +231,15 @@ def test_a_backfill_over_graphql_records_each_sessions_checks(ui):
     [run] = state["runsOrError"]["results"]
     assert run["status"] == "FAILURE"  # one run; it fails naming the rejected session, the others are built
     assert_sessions(url, data, ["2026-02-17", "2026-02-18", "2026-02-19", "2026-02-20"], "2026-02-18")
+    # Every built partition records its counts as numbers, which the asset's Plots chart.
+    built = ["2026-02-17", "2026-02-19", "2026-02-20"]
+    found = graphql(f"{url}/graphql", LAKE_METADATA, {"partitions": built})["assetNodeOrError"]
+    for event in found["latestMaterializationByPartition"]:
+        numbers = {
+            e["label"]: e.get("intValue") for e in event["metadataEntries"] if e["__typename"] == "IntMetadataEntry"
+        }
+        assert {"rows", "tickers", "quarantined_rows"} <= set(numbers) and numbers["rows"] > 0, event
+    assert sorted(e["partition"] for e in found["latestMaterializationByPartition"]) == built
     # The freshness check is in its own job, not in the ingest job. (A backfill of the assets still plans it:
     # Dagster's asset backfills take every check of the selected assets.)
     checks = graphql(f"{url}/graphql", CHECK_JOBS, {})["assetNodeOrError"]["assetChecksOrError"]["checks"]

@@ -20,6 +20,7 @@ from quant_assets.quality.coverage import (
     monthly,
     problems,
     status_counts,
+    status_table,
     write_ledger,
 )
 from quant_assets.quality.freshness import due_session
@@ -211,7 +212,7 @@ def build_coverage_asset(datasets: Sequence[Dataset]) -> dg.AssetsDefinition:
         context.log.info(f"coverage: {totals}")
         return dg.MaterializeResult(
             metadata={
-                "summary": dg.MetadataValue.md(markdown_table(counts)),
+                "summary": dg.MetadataValue.md(markdown_table(status_table(ledger))),
                 "by_month": dg.MetadataValue.md(f"{markdown_table(monthly(ledger))}\n\n{legend(ledger)}"),
                 "problems": dg.MetadataValue.md(markdown_table(problems(ledger))),
                 **{f"{status}_sessions": dg.MetadataValue.int(n) for status, n in totals.items()},

@@ -164,6 +164,12 @@ def status_counts(ledger: pl.DataFrame) -> pl.DataFrame:
     return spans.join(counts, on="dataset").select("dataset", "first", "last", *STATUSES).fill_null(0).sort("dataset")
 
 
+def status_table(ledger: pl.DataFrame) -> pl.DataFrame:
+    """`status_counts` with only the statuses that occur, narrow enough for the UI's metadata column."""
+    counts = status_counts(ledger)
+    return counts.select("dataset", "first", "last", *(s for s in STATUSES if counts[s].sum()))
+
+
 def monthly(ledger: pl.DataFrame) -> pl.DataFrame:
     """The coverage over time: one row per month and dataset (months in order), its sessions, and how many are in
     each status that occurs in the ledger."""
@@ -205,7 +211,7 @@ def summary(ledger: pl.DataFrame) -> str:
     issues = problems(ledger)
     attention = markdown_table(issues) if issues.height else "every session in the span is present"
     return "\n\n".join(
-        [markdown_table(status_counts(ledger)), markdown_table(monthly(ledger)), legend(ledger), attention]
+        [markdown_table(status_table(ledger)), markdown_table(monthly(ledger)), legend(ledger), attention]
     )
 
 
