@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from quant_assets.datasets import DATASETS, Calendar
-from quant_assets.defs.ingest import JOB_NAMES, lake_key, raw_key
+from quant_assets.defs.ingest import JOB_NAMES, chain_keys, lake_key, raw_key
 from quant_assets.defs.resources import AlertWebhook, DataZones, resources_from
 from quant_assets.defs.sensors import gap_sensor, new_files_sensor, run_failure_alerts
 from quant_assets.flatfiles import vendor_key
@@ -23,7 +23,8 @@ from quant_assets_tests.conftest import materialize_spine, s3_client, s3_source,
 
 DAY = DATASETS["stocks_daily"]
 JOB = JOB_NAMES[Calendar.XNYS]
-KEYS = {DAY.name: [raw_key(DAY), lake_key(DAY)]}
+KEYS = chain_keys([DAY])[Calendar.XNYS][2]  # as the code location wires the sensors
+ASSETS = [raw_key(DAY), lake_key(DAY)]
 HOLIDAY = dt.date(2026, 2, 16)  # Presidents' Day
 FORCE = {"ops": {"us_equities_sessions": {"config": {"force": True}}}}
 
@@ -58,7 +59,10 @@ def test_new_file_sensor_requests_exactly_new_and_replaced_files_on_s3(s3_endpoi
         first = _evaluate(sensor, instance, None, source, data)
         requests = _requests(first)
         assert [r.partition_key for r in requests] == ["2026-02-03", "2026-02-04"]
-        assert all(r.asset_selection == KEYS[DAY.name] for r in requests)
+        assert all(r.asset_selection == ASSETS for r in requests)
+        # exactly the chain's own checks: never the freshness check, which runs in its own job
+        checks = {key.name for key in requests[0].asset_check_keys}
+        assert {"in_session", "complete_values", "volume_anomaly"} <= checks and "fresh" not in checks
         assert all(r.tags["quant_assets/trigger"] == "new_files" for r in requests)
 
         # the requests run as they are
@@ -141,10 +145,10 @@ def test_gap_sensor_requests_bounded_backfills_for_gaps_whose_file_appeared(febr
             ("2026-02-19", "2026-02-25"),
             ("2026-02-26", "2026-02-27"),
         ]
-        assert all(r.asset_selection == KEYS[DAY.name] and r.partition_key is None for r in requests)
+        assert all(r.asset_selection == ASSETS and r.partition_key is None for r in requests)
 
         # one request runs as it is; the next look no longer requests its sessions
-        materialize_spine([DAY], source, data, instance=instance, tags=requests[1].tags, selection=KEYS[DAY.name])
+        materialize_spine([DAY], source, data, instance=instance, tags=requests[1].tags, selection=ASSETS)
         again = _requests(_evaluate(sensor, instance, None, source, data))
         assert [_range(r) for r in again] == [_range(r) for r in requests if r is not requests[1]]
         assert [r.run_key for r in again] == [r.run_key for r in requests if r is not requests[1]]  # stable keys

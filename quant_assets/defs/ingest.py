@@ -227,16 +227,24 @@ def session_chains(datasets: Sequence[Dataset]) -> dict[Calendar, list[SessionLa
     return chains
 
 
+def _entity_keys(layer: SessionLayer) -> list[dg.AssetKey | dg.AssetCheckKey]:
+    return [layer.key, *(spec.key for spec in layer.check_specs)]
+
+
 def chain_keys(
     datasets: Sequence[Dataset], extra_layers: dict[Calendar, list[SessionLayer]] | None = None
 ) -> dict[Calendar, tuple[str, list[Dataset], dict[str, list[dg.AssetKey]]]]:
-    """Per calendar: its ingest job's name, its datasets, and the chain's asset keys of each dataset (raw, lake
-    and the layers that follow them), what a run for a changed file of that dataset selects."""
+    """Per calendar: its ingest job's name, its datasets, and the chain's asset and check keys of each dataset
+    (raw, lake and the layers that follow them, with their checks), what a run for a changed file of that dataset
+    selects: exactly the job's own checks, never the freshness check that runs on its own schedule."""
     found = {}
     for calendar, layers in session_chains(datasets).items():
         layers = layers + list((extra_layers or {}).get(calendar, []))
         members = [d for d in datasets if d.calendar is calendar]
-        keys = {d.name: [layer.key for layer in layers if layer.dataset.name == d.name] for d in members}
+        keys = {
+            d.name: [key for layer in layers if layer.dataset.name == d.name for key in _entity_keys(layer)]
+            for d in members
+        }
         found[calendar] = (JOB_NAMES[calendar], members, keys)
     return found
 

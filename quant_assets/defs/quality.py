@@ -160,17 +160,41 @@ def build_reconciliation_check(day: Dataset, minute: Dataset) -> dg.AssetChecksD
     return reconciliation
 
 
+def _materialises_assets(context: dg.AssetCheckExecutionContext) -> bool:
+    """Whether the check's run also materialises assets (a backfill or an ingest run, not a run of checks)."""
+    run = context.run
+    if run.asset_selection:
+        return True
+    job_assets = context.op_execution_context.job_def.asset_layer.executable_asset_keys
+    return run.asset_check_selection is None and bool(job_assets)
+
+
 def build_freshness_check(dataset: Dataset, deadline_at: dt.time) -> dg.AssetChecksDefinition:
-    """A check on `lake_<dataset>`: the newest session past its deadline must have a materialised partition."""
+    """A check on `lake_<dataset>`: the newest session past its deadline must have a materialised partition.
+
+    Evaluated only in runs that materialise no asset (its own job, `freshness_checks`, hourly): a backfill launched
+    from the UI plans every check of the assets it selects, and a historical backfill would otherwise flag today's
+    session as late on every run. In such a run the check yields nothing (Dagster shows it as skipped there) and its
+    last real result stands."""
     asset_key = dg.AssetKey(f"lake_{dataset.name}")
 
-    @dg.asset_check(
-        asset=asset_key,
-        name="fresh",
-        description=f"The newest {dataset.calendar.value} session whose deadline ({deadline_at:%H:%M} "
-        "America/New_York on the next session) has passed is materialised.",
+    @dg.multi_asset_check(
+        name=f"lake_{dataset.name}_fresh",
+        specs=[
+            dg.AssetCheckSpec(
+                "fresh",
+                asset=asset_key,
+                description=f"The newest {dataset.calendar.value} session whose deadline ({deadline_at:%H:%M} "
+                "America/New_York on the next session) has passed is materialised. Evaluated by the "
+                "freshness_checks job only.",
+            )
+        ],
+        can_subset=True,
     )
     def fresh(context: dg.AssetCheckExecutionContext):
+        if _materialises_assets(context):  # an ingest run or a backfill: not this check's business
+            context.log.info(f"{dataset.name}: freshness is evaluated by the freshness_checks job, not in this run")
+            return
         now = dt.datetime.now(dt.UTC)
         session, due = due_session(dataset.calendar, now, deadline_at)
         records = context.instance.fetch_materializations(
@@ -179,10 +203,13 @@ def build_freshness_check(dataset: Dataset, deadline_at: dt.time) -> dg.AssetChe
         metadata = {"session": session.isoformat(), "deadline": due.isoformat()}
         if records:
             metadata["materialized_at"] = dt.datetime.fromtimestamp(records[0].timestamp, dt.UTC).isoformat()
-            return dg.AssetCheckResult(passed=True, metadata=metadata)
+            yield dg.AssetCheckResult(asset_key=asset_key, check_name="fresh", passed=True, metadata=metadata)
+            return
         late = now - due
         metadata["late_by_hours"] = round(late.total_seconds() / 3600, 1)
-        return dg.AssetCheckResult(
+        yield dg.AssetCheckResult(
+            asset_key=asset_key,
+            check_name="fresh",
             passed=False,
             severity=dg.AssetCheckSeverity.WARN,
             metadata=metadata,

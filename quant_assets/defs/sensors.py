@@ -70,12 +70,23 @@ def _keys_between(start: str, end: str) -> list[str]:
     return [d.isoformat() for d in sessions(Calendar.EVERY_DAY, start, end)]  # a superset: only membership counts
 
 
+def _selection(keys: Sequence[dg.AssetKey | dg.AssetCheckKey]) -> dict:
+    """A run request's assets and checks: exactly these (Dagster would otherwise add every check of the assets)."""
+    return {
+        "asset_selection": [k for k in keys if isinstance(k, dg.AssetKey)],
+        "asset_check_keys": [k for k in keys if isinstance(k, dg.AssetCheckKey)],
+    }
+
+
 def _digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
 
 def new_files_sensor(
-    job_name: str, calendar: Calendar, datasets: Sequence[Dataset], keys: Mapping[str, list[dg.AssetKey]]
+    job_name: str,
+    calendar: Calendar,
+    datasets: Sequence[Dataset],
+    keys: Mapping[str, list[dg.AssetKey | dg.AssetCheckKey]],
 ) -> dg.SensorDefinition:
     """The new-file sensor of one calendar: `keys[dataset]` are the chain's assets a changed file of it runs."""
 
@@ -120,7 +131,7 @@ def new_files_sensor(
                 dg.RunRequest(
                     run_key=f"new:{session}:{_digest(sorted((k, e) for _, k, e in files))}",
                     partition_key=session.isoformat(),
-                    asset_selection=selection,
+                    **_selection(selection),
                     tags={"quant_assets/trigger": "new_files", "quant_assets/files": ",".join(k for _, k, _ in files)},
                 )
             )
@@ -140,7 +151,11 @@ def new_files_sensor(
 
 
 def gap_requests(
-    work, keys: Mapping[str, list[dg.AssetKey]], calendar: Calendar, max_sessions: int, skip: set[str]
+    work,
+    keys: Mapping[str, list[dg.AssetKey | dg.AssetCheckKey]],
+    calendar: Calendar,
+    max_sessions: int,
+    skip: set[str],
 ) -> list[dg.RunRequest]:
     """Range run requests for the sessions of `work` (plan items) that need a run, per dataset: consecutive
     sessions of the calendar in runs of at most `max_sessions`, requests with the same range merged."""
@@ -161,7 +176,7 @@ def gap_requests(
         requests.append(
             dg.RunRequest(
                 run_key=f"gap:{start}..{end}:{','.join(datasets)}:{_digest(sorted((w.key, w.etag) for w in items))}",
-                asset_selection=[key for name in datasets for key in keys[name]],
+                **_selection([key for name in datasets for key in keys[name]]),
                 tags={
                     "dagster/asset_partition_range_start": start.isoformat(),
                     "dagster/asset_partition_range_end": end.isoformat(),
@@ -176,7 +191,7 @@ def gap_sensor(
     job_name: str,
     calendar: Calendar,
     datasets: Sequence[Dataset],
-    keys: Mapping[str, list[dg.AssetKey]],
+    keys: Mapping[str, list[dg.AssetKey | dg.AssetCheckKey]],
     window: int,
     max_sessions: int,
 ) -> dg.SensorDefinition:
@@ -264,7 +279,9 @@ def run_failure_alerts(context: dg.RunFailureSensorContext, zones: DataZones, al
 
 
 def sensor_defs(
-    chains: Mapping[Calendar, tuple[str, list[Dataset], dict[str, list[dg.AssetKey]]]], window: int, max_sessions: int
+    chains: Mapping[Calendar, tuple[str, list[Dataset], dict[str, list[dg.AssetKey | dg.AssetCheckKey]]]],
+    window: int,
+    max_sessions: int,
 ) -> dg.Definitions:
     """The new-file and gap sensors of each calendar's ingest job, and the run-failure alerts."""
     sensors = [run_failure_alerts]
