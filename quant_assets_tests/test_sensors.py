@@ -107,6 +107,14 @@ def test_new_file_sensor_sees_a_landed_file_again_once_it_is_marked_corrupt(febr
     with dg.instance_for_test() as instance:
         [request] = _requests(_evaluate(sensor, instance, None, source, data))
         assert request.partition_key == "2026-02-02"
+        # a run in progress that covers the session (a gap backfill, say) lands it: no second request
+        running = dg.DagsterRun(job_name=JOB, status=dg.DagsterRunStatus.STARTED, run_id=str(uuid.uuid4()),
+                                tags={"dagster/asset_partition_range_start": "2026-02-02",
+                                      "dagster/asset_partition_range_end": "2026-02-06"})  # fmt: skip
+        instance.add_run(running)
+        covered = _evaluate(sensor, instance, None, source, data)
+        assert _requests(covered) == [] and json.loads(covered.cursor) == {key: source.head(key).etag}
+        instance.delete_run(running.run_id)
         materialize_spine([DAY], source, data, instance=instance, partition_key="2026-02-02")
         assert _requests(_evaluate(sensor, instance, None, source, data)) == []
 

@@ -3,7 +3,7 @@
 - `<job>_new_files` (one per calendar): lists the vendor source (local folder or S3) and requests a run for exactly
   the sessions whose files are new or were replaced (their ETag changed), with only the datasets whose file
   changed. Its cursor holds the ETag of every file it has seen; on its first look, files already landed unchanged
-  count as seen. A file for a day that is not a session (a holiday) or before the first partition is ignored.
+  count as seen. A session that a queued or running run covers is left to that run. A file for a day that is not a session (a holiday) or before the first partition is ignored.
 - `<job>_gaps` (one per calendar): over the last `QUANT_ASSETS_GAP_WINDOW` sessions, what a run would do
   (`plan.py`: the same calendar, source listing, raw zone and lake the coverage ledger reads) and requests range
   runs of at most `QUANT_ASSETS_GAP_MAX_SESSIONS` consecutive sessions for every session that is missing from the
@@ -124,8 +124,12 @@ def new_files_sensor(
         requests = []
         cursor = {k: v for k, v in seen.items() if k in listed}  # forget files the source no longer has
         cursor.update((k, v) for k, v in listed.items() if k not in seen)  # first look, or unchanged since
+        active = _active_sessions(context.instance, job_name)
         for session in sorted(changed)[:MAX_REQUESTS_PER_TICK]:
             files = changed[session]
+            if session.isoformat() in active:  # a queued or running run (the gap sensor's, a backfill) lands it
+                cursor.update((key, etag) for _, key, etag in files)
+                continue
             selection = [key for dataset, _, _ in files for key in keys[dataset.name]]
             requests.append(
                 dg.RunRequest(
