@@ -95,7 +95,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     import dagster as dg
 
-    from quant_assets.defs.resources import resources_from
+    from quant_assets.defs.resources import DataZones, resources_from
     from quant_assets.plan import plan, seconds_per_byte, summary
     from quant_assets.progress import progress
 
@@ -103,22 +103,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
     datasets = parse_dataset_names(args.datasets)
     end = args.end or dt.date.today()
     start = args.start or end - dt.timedelta(days=30)
-    data = Path(args.data)
+    zones = DataZones(root=args.data)
     with dg.build_resources({"flatfiles": resources_from(settings)["flatfiles"]}) as resources:
         work = plan(
             datasets,
             start,
             end,
             resources.flatfiles.list_objects,
-            data / "raw",
-            data / "lake",
+            zones.raw_root,
+            zones.lake_root,
             settings.tickers,
-            progress=lambda items: progress(items, "plan"),
+            progress=progress,
         )
     if args.json:
         print(json.dumps([{**vars(w), "session": w.session.isoformat()} for w in work], indent=1))
         return 0
-    rates = {d.name: seconds_per_byte(data / "lake", d) for d in datasets}
+    rates = {d.name: seconds_per_byte(zones.lake_root, d) for d in datasets}
     print(f"a run over {start}..{end} would do:")
     print(summary(work, rates))
     return 0

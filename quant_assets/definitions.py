@@ -35,7 +35,12 @@ def build_definitions(datasets: list[Dataset], settings: Settings) -> dg.Definit
         features_defs(datasets),
         qlib_defs(datasets, settings.qlib_features),
         operations_defs(),
-        sensor_defs(chain_keys(datasets, feature_layers(datasets)), settings.gap_window, settings.gap_max_sessions),
+        sensor_defs(
+            chain_keys(datasets, feature_layers(datasets)),
+            settings.gap_window,
+            settings.gap_max_sessions,
+            settings.sensors_running,
+        ),
         dg.Definitions(
             resources=resources_from(settings),
             # One process per run: steps are polars-bound and use every core already, while a process per step

@@ -88,14 +88,15 @@ def plan(
     raw_root: str | os.PathLike,
     lake_root: str | os.PathLike,
     tickers: Sequence[str] = (),
-    progress: Callable[[Iterable], Iterable] = lambda items: items,
+    progress: Callable[[Iterable, str], Iterable] = lambda items, what: items,
 ) -> list[SessionWork]:
     """What a run over the sessions from `start` to `end` (both included) would do, per dataset and session of each
-    dataset's calendar; `list_objects(prefix)` is the source's listing (one call per dataset)."""
+    dataset's calendar; `list_objects(prefix)` is the source's listing (one call per dataset); `progress(items,
+    what)` may wrap each dataset's sessions (a progress bar)."""
     work = []
     for dataset in datasets:
         listing = {info.key: info for info in list_objects(dataset.key_prefix)}
-        for session in progress(sessions(dataset.calendar, start, end)):
+        for session in progress(sessions(dataset.calendar, start, end), dataset.name):
             info = listing.get(vendor_key(dataset, session))
             landed = read_landed(raw_root, dataset, session)
             work.append(session_work(dataset, session, info, landed, lake_root, tickers))
@@ -184,6 +185,6 @@ def sessions_of_keys(infos: Iterable[ObjectInfo]) -> dict[dt.date, list[ObjectIn
     return grouped
 
 
-def chunks(days: Sequence[dt.date], size: int) -> list[list[dt.date]]:
-    """`days` (sorted) cut into runs of at most `size` sessions, in order."""
-    return [list(days[i : i + size]) for i in range(0, len(days), size)]
+def chunks(items: Sequence, size: int) -> list[list]:
+    """`items` (in session order) cut into runs of at most `size`, in order."""
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]

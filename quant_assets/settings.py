@@ -20,6 +20,8 @@ them and the one place each default is defined, for the code location and the `q
     QUANT_ASSETS_MAX_TICKER_LENGTH   a longer ticker is a row defect (40)
     QUANT_ASSETS_QLIB_FEATURES       enriched feature columns also written to qlib_day, comma-separated, e.g.
                                      `return_5,rsi_14` (default: none; see `quant-assets status` for the columns)
+    QUANT_ASSETS_SENSORS      `running` (default) or `stopped`: how the new-file and gap sensors start in a new
+                              instance (the UI's Automation page turns them on and off afterwards)
     QUANT_ASSETS_GAP_WINDOW   sessions back from the newest that the gap sensor looks at (30)
     QUANT_ASSETS_GAP_MAX_SESSIONS    sessions per run the gap sensor requests at most (10)
     QUANT_ASSETS_ALERT_WEBHOOK_URL   post run-failure alerts to this URL as JSON: read only through
@@ -94,6 +96,7 @@ class Settings:
     dask_address: str = ""  # empty: the run's process builds the sessions
     qlib_features: list[str] = field(default_factory=list)  # enriched columns also written to qlib_day
     api_key_set: bool = False  # whether MASSIVE_API_KEY is set; its value is read only through dagster.EnvVar
+    sensors_running: bool = True
     gap_window: int = DEFAULT_GAP_WINDOW
     gap_max_sessions: int = DEFAULT_GAP_MAX_SESSIONS
     webhook_set: bool = False  # whether QUANT_ASSETS_ALERT_WEBHOOK_URL is set; read only through dagster.EnvVar
@@ -153,10 +156,25 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         dask_address=get("QUANT_ASSETS_DASK_ADDRESS", ""),
         qlib_features=[f.strip() for f in env.get("QUANT_ASSETS_QLIB_FEATURES", "").split(",") if f.strip()],
         api_key_set=bool(env.get(API_KEY_ENV, "").strip()),
-        gap_window=number("QUANT_ASSETS_GAP_WINDOW", DEFAULT_GAP_WINDOW, int),
-        gap_max_sessions=number("QUANT_ASSETS_GAP_MAX_SESSIONS", DEFAULT_GAP_MAX_SESSIONS, int),
+        sensors_running=sensors_running(get("QUANT_ASSETS_SENSORS", "running")),
+        gap_window=at_least_one("QUANT_ASSETS_GAP_WINDOW", number("QUANT_ASSETS_GAP_WINDOW", DEFAULT_GAP_WINDOW, int)),
+        gap_max_sessions=at_least_one(
+            "QUANT_ASSETS_GAP_MAX_SESSIONS", number("QUANT_ASSETS_GAP_MAX_SESSIONS", DEFAULT_GAP_MAX_SESSIONS, int)
+        ),
         webhook_set=bool(env.get(WEBHOOK_ENV, "").strip()),
     )
+
+
+def sensors_running(text: str) -> bool:
+    if text.lower() not in ("running", "stopped"):
+        raise ValueError(f"QUANT_ASSETS_SENSORS must be 'running' or 'stopped', not {text!r}")
+    return text.lower() == "running"
+
+
+def at_least_one(name: str, value: int) -> int:
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, not {value}")
+    return value
 
 
 def check_endpoint(

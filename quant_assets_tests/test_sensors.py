@@ -97,26 +97,40 @@ def test_new_file_sensor_requests_exactly_new_and_replaced_files_on_s3(s3_endpoi
         assert new.partition_key == "2026-02-05"
 
 
-def test_new_file_sensor_sees_a_landed_file_again_once_it_is_marked_corrupt(february, tmp_path):
+def test_new_file_sensor_leaves_a_session_to_the_run_that_covers_it(february, tmp_path):
     vendor, data = tmp_path / "vendor", tmp_path / "data"
     key = vendor_key(DAY, dt.date(2026, 2, 2))
     (vendor / key).parent.mkdir(parents=True)
     shutil.copy(february / key, vendor / key)
     source = LocalFlatFiles(root=str(vendor))
     sensor = new_files_sensor(JOB, Calendar.XNYS, [DAY], KEYS)
+    range_tags = {
+        "dagster/asset_partition_range_start": "2026-02-02",
+        "dagster/asset_partition_range_end": "2026-02-06",
+    }
+
+    def running(assets) -> dg.DagsterRun:  # a UI backfill's run: Dagster's asset job, with an asset selection
+        run = dg.DagsterRun(job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED, run_id=str(uuid.uuid4()),
+                            asset_selection=frozenset(assets), tags=range_tags)  # fmt: skip
+        instance.add_run(run)
+        return run
+
     with dg.instance_for_test() as instance:
         [request] = _requests(_evaluate(sensor, instance, None, source, data))
         assert request.partition_key == "2026-02-02"
-        # a run in progress that covers the session (a gap backfill, say) lands it: no second request
-        running = dg.DagsterRun(job_name=JOB, status=dg.DagsterRunStatus.STARTED, run_id=str(uuid.uuid4()),
-                                tags={"dagster/asset_partition_range_start": "2026-02-02",
-                                      "dagster/asset_partition_range_end": "2026-02-06"})  # fmt: skip
-        instance.add_run(running)
+        # a run in progress over another dataset does not land this file: still requested
+        other = running([dg.AssetKey("raw_stocks_minute"), dg.AssetKey("lake_stocks_minute")])
+        [again] = _requests(_evaluate(sensor, instance, None, source, data))
+        assert again.run_key == request.run_key
+        instance.delete_run(other.run_id)
+        # one that covers the session's stocks_daily lands it: no second request, and the file stays unseen
+        backfill = running(ASSETS)
         covered = _evaluate(sensor, instance, None, source, data)
-        assert _requests(covered) == [] and json.loads(covered.cursor) == {key: source.head(key).etag}
-        instance.delete_run(running.run_id)
+        assert _requests(covered) == [] and json.loads(covered.cursor) == {}
+        instance.delete_run(backfill.run_id)
+        # once it has landed the file, the next look finds nothing new
         materialize_spine([DAY], source, data, instance=instance, partition_key="2026-02-02")
-        assert _requests(_evaluate(sensor, instance, None, source, data)) == []
+        assert _requests(_evaluate(sensor, instance, covered.cursor, source, data)) == []
 
 
 def _febuary_folder(february, tmp_path, leave_out=()):
@@ -299,3 +313,18 @@ def test_features_follow_new_and_re_materialised_lake_sessions_by_automation(feb
             defs=enriched, instance=instance, asset_selection=only, cursor=second.cursor
         )
         assert third.total_requested == 0
+        # a range in which the gate rejects Feb 10 (its file holds Feb 11's bars): its blocking checks fail, and
+        # only the good session follows
+        vendor = _febuary_folder(february, tmp_path)
+        (vendor / vendor_key(DAY, dt.date(2026, 2, 10))).write_bytes(
+            (february / vendor_key(DAY, dt.date(2026, 2, 11))).read_bytes()
+        )
+        tags = {"dagster/asset_partition_range_start": "2026-02-09", "dagster/asset_partition_range_end": "2026-02-10"}
+        bad = materialize_spine(
+            [DAY], LocalFlatFiles(root=str(vendor)), data, instance=instance, tags=tags, raise_on_error=False
+        )
+        assert not bad.success
+        fourth = dg.evaluate_automation_conditions(
+            defs=enriched, instance=instance, asset_selection=only, cursor=third.cursor
+        )
+        assert fourth.get_requested_partitions(dg.AssetKey("enriched_stocks_daily")) == {"2026-02-09"}

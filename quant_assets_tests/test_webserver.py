@@ -78,6 +78,7 @@ def dagster_dev(tmp_path_factory, february):
         "DAGSTER_HOME": str(home),
         "QUANT_ASSETS_VENDOR_DIR": str(vendor),
         "QUANT_ASSETS_DATA": str(tmp_path / "data"),
+        "QUANT_ASSETS_SENSORS": "stopped",  # the tests launch the backfills; the sensors would ingest everything
         "PATH": f"{BIN}:/usr/bin:/bin",
     }
     log = open(tmp_path / "dagster_dev.log", "w")

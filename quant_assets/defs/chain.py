@@ -26,6 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
+
+# Dagster's public API cannot attach a check result to one partition (partitioned checks are a preview in 1.13), so
+# the per-session check events are built from these internal types. Checked against dagster 1.13.x (pyproject pins
+# <1.14); test_quality and test_browser fail if they change.
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.events import DagsterEventType

@@ -17,7 +17,7 @@ layer's metadata and check summary, or its error, and the lines it logged.
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,7 @@ class ResourceCopy:
     relative `root` folder is made absolute here, since a worker's working directory is its own."""
 
     kind: type
-    fields: dict[str, Any]
+    fields: dict[str, Any] = field(repr=False)  # secrets among them (S3 keys): never in a repr or a log
 
     @classmethod
     def of(cls, resource: dg.ConfigurableResource) -> "ResourceCopy":

@@ -231,6 +231,16 @@ def _entity_keys(layer: SessionLayer) -> list[dg.AssetKey | dg.AssetCheckKey]:
     return [layer.key, *(spec.key for spec in layer.check_specs)]
 
 
+def _following(layers: Sequence[SessionLayer], dataset: Dataset) -> list[SessionLayer]:
+    """The layers of `dataset` and, in the chain, every layer downstream of them (enriched_options_daily reads
+    lake_stocks_daily too), in chain order."""
+    chosen = {layer.key for layer in layers if layer.dataset.name == dataset.name}
+    for layer in layers:  # dependency order: one pass reaches every descendant
+        if any(dep.asset_key in chosen for dep in layer.spec.deps):
+            chosen.add(layer.key)
+    return [layer for layer in layers if layer.key in chosen]
+
+
 def chain_keys(
     datasets: Sequence[Dataset], extra_layers: dict[Calendar, list[SessionLayer]] | None = None
 ) -> dict[Calendar, tuple[str, list[Dataset], dict[str, list[dg.AssetKey]]]]:
@@ -241,10 +251,7 @@ def chain_keys(
     for calendar, layers in session_chains(datasets).items():
         layers = layers + list((extra_layers or {}).get(calendar, []))
         members = [d for d in datasets if d.calendar is calendar]
-        keys = {
-            d.name: [key for layer in layers if layer.dataset.name == d.name for key in _entity_keys(layer)]
-            for d in members
-        }
+        keys = {d.name: [key for layer in _following(layers, d) for key in _entity_keys(layer)] for d in members}
         found[calendar] = (JOB_NAMES[calendar], members, keys)
     return found
 

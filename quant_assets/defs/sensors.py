@@ -3,13 +3,16 @@
 - `<job>_new_files` (one per calendar): lists the vendor source (local folder or S3) and requests a run for exactly
   the sessions whose files are new or were replaced (their ETag changed), with only the datasets whose file
   changed. Its cursor holds the ETag of every file it has seen; on its first look, files already landed unchanged
-  count as seen. A session that a queued or running run covers is left to that run. A file for a day that is not a session (a holiday) or before the first partition is ignored.
+  count as seen. A file whose dataset and session a queued or running run covers is left to that run (and looked
+  at again on the next tick). A file for a day that is not a session (a holiday) or before the first partition is
+  ignored.
 - `<job>_gaps` (one per calendar): over the last `QUANT_ASSETS_GAP_WINDOW` sessions, what a run would do
   (`plan.py`: the same calendar, source listing, raw zone and lake the coverage ledger reads) and requests range
   runs of at most `QUANT_ASSETS_GAP_MAX_SESSIONS` consecutive sessions for every session that is missing from the
   lake, stale, or rejected and whose file has since appeared or changed. A request's run key names its datasets,
-  sessions and the files' ETags: a session that fails again is not retried until its file changes. Sessions with
-  a run queued or in progress are left to it.
+  range and the files' ETags, and the instance launches a run key once: a session that fails again is not retried
+  while its file and its run of consecutive sessions stay the same. Sessions that a queued or running run covers
+  are left to it.
 - `run_failure_alerts`: on every failed run of this code location, writes an alert record to
   `data/alerts/YYYY-MM-DD/<run_id>.json` and, when `QUANT_ASSETS_ALERT_WEBHOOK_URL` is set (through
   `dagster.EnvVar`: a webhook URL is a secret), posts it there as JSON.
@@ -53,17 +56,29 @@ def _partitions_of(calendar: Calendar) -> tuple[dt.date, dt.date | None]:
     return parse_session(partitions.get_first_partition_key()), parse_session(last) if last else None
 
 
-def _active_sessions(instance: dg.DagsterInstance, job_name: str) -> set[str]:
-    """Partition keys of `job_name` that a queued or running run covers."""
-    keys: set[str] = set()
-    for run in instance.get_runs(filters=dg.RunsFilter(job_name=job_name, statuses=ACTIVE)):
+def _active_runs(instance: dg.DagsterInstance, job_name: str) -> dict[str, frozenset | None]:
+    """What queued and running runs cover: partition key -> the assets they materialise for it (None: every asset
+    of `job_name`). Runs of any job count (a backfill launched from the UI runs as Dagster's asset job)."""
+    covered: dict[str, frozenset | None] = {}
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE)):
+        if run.asset_selection is None and run.job_name != job_name:
+            continue
         tags = run.tags
-        if "dagster/partition" in tags:
-            keys.add(tags["dagster/partition"])
         start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
-        if start and end:
-            keys.update(k for k in _keys_between(start, end))
-    return keys
+        keys = [tags["dagster/partition"]] if "dagster/partition" in tags else []
+        keys += _keys_between(start, end) if start and end else []
+        for key in keys:
+            before = covered.get(key, frozenset())
+            covered[key] = None if before is None or run.asset_selection is None else before | run.asset_selection
+    return covered
+
+
+def _covers(covered: Mapping[str, frozenset | None], session: dt.date, keys: Sequence) -> bool:
+    """Whether an active run already materialises every asset of `keys` for `session`."""
+    if session.isoformat() not in covered:
+        return False
+    assets = covered[session.isoformat()]
+    return assets is None or all(k in assets for k in keys if isinstance(k, dg.AssetKey))
 
 
 def _keys_between(start: str, end: str) -> list[str]:
@@ -87,6 +102,7 @@ def new_files_sensor(
     calendar: Calendar,
     datasets: Sequence[Dataset],
     keys: Mapping[str, list[dg.AssetKey | dg.AssetCheckKey]],
+    status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
 ) -> dg.SensorDefinition:
     """The new-file sensor of one calendar: `keys[dataset]` are the chain's assets a changed file of it runs."""
 
@@ -94,7 +110,7 @@ def new_files_sensor(
         name=f"{job_name}_new_files",
         job_name=job_name,
         minimum_interval_seconds=NEW_FILES_INTERVAL,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        default_status=status,
         description=f"Lists the vendor source every {NEW_FILES_INTERVAL // 60} minutes and requests a run for exactly "
         f"the sessions whose {', '.join(d.name for d in datasets)} files are new or replaced (ETag changed), with "
         "just those datasets. Holidays and days before the first partition are ignored.",
@@ -124,11 +140,14 @@ def new_files_sensor(
         requests = []
         cursor = {k: v for k, v in seen.items() if k in listed}  # forget files the source no longer has
         cursor.update((k, v) for k, v in listed.items() if k not in seen)  # first look, or unchanged since
-        active = _active_sessions(context.instance, job_name)
+        active = _active_runs(context.instance, job_name)
+        deferred = [f for session in sorted(changed)[MAX_REQUESTS_PER_TICK:] for f in changed[session]]
         for session in sorted(changed)[:MAX_REQUESTS_PER_TICK]:
-            files = changed[session]
-            if session.isoformat() in active:  # a queued or running run (the gap sensor's, a backfill) lands it
-                cursor.update((key, etag) for _, key, etag in files)
+            # a file whose dataset a queued or running run covers (the gap sensor's, a backfill) is left to it, and
+            # looked at again on the next tick, once that run has landed it
+            files = [f for f in changed[session] if not _covers(active, session, keys[f[0].name])]
+            deferred += [f for f in changed[session] if f not in files]
+            if not files:
                 continue
             selection = [key for dataset, _, _ in files for key in keys[dataset.name]]
             requests.append(
@@ -140,12 +159,11 @@ def new_files_sensor(
                 )
             )
             cursor.update((key, etag) for _, key, etag in files)
-        for session in sorted(changed)[MAX_REQUESTS_PER_TICK:]:  # not requested yet: seen on a later tick
-            for _, key, _ in changed[session]:
-                if key in seen:
-                    cursor[key] = seen[key]
-                else:
-                    cursor.pop(key, None)
+        for _, key, _ in deferred:  # not requested this tick: looked at again on the next one
+            if key in seen:
+                cursor[key] = seen[key]
+            else:
+                cursor.pop(key, None)
         if not requests:
             return dg.SensorResult(skip_reason="no new or replaced files", cursor=json.dumps(cursor, sort_keys=True))
         context.log.info(f"requesting {len(requests)} sessions with new or replaced files")
@@ -157,18 +175,18 @@ def new_files_sensor(
 def gap_requests(
     work,
     keys: Mapping[str, list[dg.AssetKey | dg.AssetCheckKey]],
-    calendar: Calendar,
     max_sessions: int,
-    skip: set[str],
+    covered: Mapping[str, frozenset | None],
 ) -> list[dg.RunRequest]:
-    """Range run requests for the sessions of `work` (plan items) that need a run, per dataset: consecutive
-    sessions of the calendar in runs of at most `max_sessions`, requests with the same range merged."""
+    """Range run requests for the sessions of `work` (plan items, in calendar order) that need a run and that no
+    active run covers (`covered`), per dataset: consecutive sessions in runs of at most `max_sessions`, requests
+    with the same range merged."""
     by_range: dict[tuple[dt.date, dt.date], list] = {}
     for dataset in sorted({w.dataset for w in work}):
         items = sorted((w for w in work if w.dataset == dataset), key=lambda w: w.session)
         streak: list = []
         for item in [*items, None]:
-            if item is not None and item.needs_run and item.session.isoformat() not in skip:
+            if item is not None and item.needs_run and not _covers(covered, item.session, keys[item.dataset]):
                 streak.append(item)
                 continue
             for part in chunks(streak, max_sessions):
@@ -198,6 +216,7 @@ def gap_sensor(
     keys: Mapping[str, list[dg.AssetKey | dg.AssetCheckKey]],
     window: int,
     max_sessions: int,
+    status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
 ) -> dg.SensorDefinition:
     """The gap sensor of one calendar (see the module docstring)."""
 
@@ -205,7 +224,7 @@ def gap_sensor(
         name=f"{job_name}_gaps",
         job_name=job_name,
         minimum_interval_seconds=GAP_INTERVAL,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        default_status=status,
         description=f"Every {GAP_INTERVAL // 60} minutes, compares the last {window} sessions of the calendar with "
         "the source, raw zone and lake (the coverage ledger's view) and requests range runs of at most "
         f"{max_sessions} sessions for the ones missing from the lake, stale, or rejected and whose file has since "
@@ -220,7 +239,7 @@ def gap_sensor(
             return dg.SkipReason("no session in the window")
         start = window_sessions[-window:][0]
         work = plan(datasets, start, last, flatfiles.list_objects, zones.raw_root, zones.lake_root, zones.tickers)
-        requests = gap_requests(work, keys, calendar, max_sessions, _active_sessions(context.instance, job_name))
+        requests = gap_requests(work, keys, max_sessions, _active_runs(context.instance, job_name))
         if not requests:
             return dg.SkipReason(f"no gaps to fill from {start} to {last}")
         return requests
@@ -269,7 +288,9 @@ def alert_path(data_root: str | Path, run_id: str, at: dt.datetime) -> Path:
 def run_failure_alerts(context: dg.RunFailureSensorContext, zones: DataZones, alerts: AlertWebhook):
     run = context.dagster_run
     failures = [_failure_text(event) for event in context.get_step_failure_events()]  # each names its sessions
-    at = dt.datetime.now(dt.UTC)
+    record_of_run = context.instance.get_run_record_by_id(run.run_id)
+    ended = record_of_run.end_time if record_of_run and record_of_run.end_time else None
+    at = dt.datetime.fromtimestamp(ended, dt.UTC) if ended else dt.datetime.now(dt.UTC)  # a retried tick: same path
     record = alert_record(run, context.failure_event.message or "", failures, at)
     path = alert_path(zones.root, run.run_id, at)
     if path.exists():  # the tick was retried: the alert is out already
@@ -286,10 +307,13 @@ def sensor_defs(
     chains: Mapping[Calendar, tuple[str, list[Dataset], dict[str, list[dg.AssetKey | dg.AssetCheckKey]]]],
     window: int,
     max_sessions: int,
+    running: bool = True,
 ) -> dg.Definitions:
-    """The new-file and gap sensors of each calendar's ingest job, and the run-failure alerts."""
+    """The new-file and gap sensors of each calendar's ingest job (on by default; `running=False` starts them
+    stopped), and the run-failure alerts."""
+    status = dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
     sensors = [run_failure_alerts]
     for calendar, (job_name, datasets, keys) in chains.items():
-        sensors.append(new_files_sensor(job_name, calendar, datasets, keys))
-        sensors.append(gap_sensor(job_name, calendar, datasets, keys, window, max_sessions))
+        sensors.append(new_files_sensor(job_name, calendar, datasets, keys, status))
+        sensors.append(gap_sensor(job_name, calendar, datasets, keys, window, max_sessions, status))
     return dg.Definitions(sensors=sensors)

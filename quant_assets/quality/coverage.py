@@ -174,6 +174,8 @@ def monthly(ledger: pl.DataFrame) -> pl.DataFrame:
     """The coverage over time: one row per month and dataset (months in order), its sessions, and how many are in
     each status that occurs in the ledger."""
     shown = [s for s in STATUSES if s in set(ledger["status"].to_list())]
+    if not shown:  # an empty ledger: the source has no files for the enabled datasets yet
+        return pl.DataFrame(schema={"month": pl.String, "dataset": pl.String, "sessions": pl.UInt32})
     counts = (
         ledger.with_columns(month=pl.col("session").dt.strftime("%Y-%m"))
         .group_by("month", "dataset", "status")
