@@ -324,5 +324,6 @@ def test_a_resource_travels_as_a_copy_without_its_client():
     copy = cloudpickle.loads(cloudpickle.dumps(ResourceCopy.of(source))).build()
     assert copy._client is None and copy.describe() == source.describe()
     assert copy.secret_access_key == source.secret_access_key
+    assert source.secret_access_key not in repr(ResourceCopy.of(source))  # the task's repr shows no secret
     zones = ResourceCopy.of(DataZones(root="relative/data")).build()
     assert Path(zones.root).is_absolute() and zones.root == str(Path("relative/data").resolve())
