@@ -147,10 +147,15 @@ def _range(request: dg.RunRequest) -> tuple[str, str]:
     return request.tags["dagster/asset_partition_range_start"], request.tags["dagster/asset_partition_range_end"]
 
 
-def test_gap_sensor_requests_bounded_backfills_for_gaps_whose_file_appeared(february, tmp_path):
+def test_gap_sensor_requests_bounded_backfills_for_gaps_whose_file_appeared_on_s3(
+    s3_endpoint, bucket, february, tmp_path
+):
     missing = dt.date(2026, 2, 10)
-    vendor, data = _febuary_folder(february, tmp_path, leave_out=[missing]), tmp_path / "data"
-    source = LocalFlatFiles(root=str(vendor))
+    client, data = s3_client(s3_endpoint), tmp_path / "data"
+    for path in (february / DAY.key_prefix).rglob("*.csv.gz"):
+        if missing.isoformat() not in path.name:
+            client.put_object(Bucket=bucket, Key=path.relative_to(february).as_posix(), Body=path.read_bytes())
+    source = s3_source(s3_endpoint, bucket)
     # a window that reaches back to February from today; at most 5 sessions per run
     sensor = gap_sensor(JOB, Calendar.XNYS, [DAY], KEYS, window=400, max_sessions=5)
     with dg.instance_for_test() as instance:
@@ -176,7 +181,8 @@ def test_gap_sensor_requests_bounded_backfills_for_gaps_whose_file_appeared(febr
         assert [r.run_key for r in again] == [r.run_key for r in requests if r is not requests[1]]  # stable keys
 
         # the missing file appears: Feb 9 and Feb 10 become one run
-        shutil.copy(february / vendor_key(DAY, missing), vendor / vendor_key(DAY, missing))
+        key = vendor_key(DAY, missing)
+        client.put_object(Bucket=bucket, Key=key, Body=(february / key).read_bytes())
         after = _requests(_evaluate(sensor, instance, None, source, data))
         assert _range(after[0]) == ("2026-02-09", "2026-02-10")
 
