@@ -444,3 +444,38 @@ def test_a_split_added_later_rewrites_only_that_tickers_enriched_rows(quarter, b
     aapl = merged.filter(pl.col("ticker") == "AAPL").sort("date")
     assert aapl.filter(pl.col("date") < dt.date(2026, 3, 16))["price_factor"].max() < 0.26  # 1-for-4 before it
     assert materialize_restated(copy)["restated_tickers"] == []  # idempotent
+
+
+def test_building_a_session_again_also_rebuilds_the_later_sessions_whose_windows_reach_it(quarter, backfill, tmp_path):
+    data, _ = quarter
+    copy = tmp_path / "data"
+    for zone in ("lake", "reference", "enriched"):
+        shutil.copytree(data / zone, copy / zone)
+    # the vendor corrects AAPL's bar of Feb 10 and the lake partition is built again: the features of Feb 10 and
+    # of every later session whose window reaches Feb 10 change, and only those
+    day = dt.date(2026, 2, 10)
+    path = partition_path(copy / "lake", DAY.name, day)
+    corrected = pl.read_parquet(path).with_columns(
+        pl.when(pl.col("ticker") == "AAPL").then(pl.col("close") * 1.1).otherwise(pl.col("close")).alias("close")
+    )
+    corrected.write_parquet(path)
+    files = {p: p.stat().st_mtime_ns for p in (copy / "enriched" / DAY.name).glob("date=*/part-0.parquet")}
+    result = enrich(copy, day.isoformat(), day.isoformat())
+    assert result.success
+    rebuilt = sorted(e.partition for e in result.get_asset_materialization_events())
+    later = sessions(Calendar.XNYS, day + dt.timedelta(days=1), END)[: FEATURES.lookback]
+    assert rebuilt == [day.isoformat(), *(s.isoformat() for s in later)]
+    untouched = {p for p in files if p.parent.name[5:] not in rebuilt}
+    assert untouched and all(p.stat().st_mtime_ns == files[p] for p in untouched)
+
+    fresh = tmp_path / "fresh"
+    for zone in ("lake", "reference"):
+        shutil.copytree(copy / zone, fresh / zone)
+    assert enrich(fresh, *BACKFILL).success
+    columns = [c for c in backfill.columns if c != "factors_version"]
+    want = scan(fresh / "enriched", DAY.name).collect().sort("date", "ticker").select(columns)
+    got = scan(copy / "enriched", DAY.name).collect().sort("date", "ticker").select(columns)
+    assert_frame_equal(got, want, check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
+    aapl_return = got.filter((pl.col("ticker") == "AAPL") & (pl.col("date") == later[0]))["return_1"].item()
+    before = backfill.filter((pl.col("ticker") == "AAPL") & (pl.col("date") == later[0]))["return_1"].item()
+    assert aapl_return != pytest.approx(before)  # the day after the correction did change

@@ -147,10 +147,13 @@ def range_results(
     missing: Sequence[dt.date],
     why: str,
     check_results: Sequence[dg.AssetCheckResult] = (),
+    also: dict[str, dict] | None = None,
 ):
     """The events of a partitioned asset's range run: each built session's metadata (`built`, by partition key)
     and the check results; then, if some sessions had no input (`missing`), a failure that names them, the others
-    staying materialised."""
+    staying materialised. `also`: sessions outside the run that it built again too (by partition key)."""
+    for key, metadata in (also or {}).items():
+        yield dg.AssetMaterialization(asset_key=asset, partition=key, metadata=metadata)
     if missing:
         for key, metadata in built.items():
             yield dg.AssetMaterialization(asset_key=asset, partition=key, metadata=metadata)

@@ -25,7 +25,7 @@ from quant_assets.defs.partitions import session_partitions
 from quant_assets.defs.resources import DataZones
 from quant_assets.errors import SessionError
 from quant_assets.features.daily import FeatureSet, session_vwap
-from quant_assets.features.enrich import CHUNK, enrich_daily, vwap_path
+from quant_assets.features.enrich import CHUNK, enrich_daily, followers, vwap_path
 from quant_assets.features.intraday import minute_features, option_features, session_bars, sort_minutes
 from quant_assets.features.restate import (
     read_feature_set,
@@ -66,7 +66,8 @@ class FeatureConfig(dg.Config):
 def build_enriched_daily(datasets: list[Dataset]) -> dg.AssetsDefinition:
     minute = MINUTE if MINUTE in datasets else None
     # The session's own lake partition: the asset reads the lookback before it itself, so that declarative
-    # automation builds the session whose lake partition was updated, not the `lookback` sessions after it too.
+    # automation requests the session whose lake partition was updated; the run then also builds again the later
+    # sessions already in the enriched zone whose windows reach it (`followers`).
     deps = [dg.AssetDep(f"lake_{DAILY.name}"), dg.AssetDep(FACTORS)]
     if minute:
         deps.append(dg.AssetDep(f"lake_{minute.name}"))
@@ -82,7 +83,9 @@ def build_enriched_daily(datasets: list[Dataset]) -> dg.AssetsDefinition:
         description="Daily features per ticker on adjusted prices (returns, volatility, SMA, EMA, RSI, ATR, dollar "
         "volume, overnight gap, relative volume, VWAP from minute bars; see features/daily.py for each definition), "
         f"each session computed with the {DEFAULTS.lookback} sessions before it, so a backfill's first session and a "
-        "one-day run agree. Under data/enriched/stocks_daily/date=YYYY-MM-DD/.",
+        "one-day run agree. A run also builds again the later sessions already enriched whose windows reach its "
+        "sessions (an older session's lake partition built again changes their rolling features). Under "
+        "data/enriched/stocks_daily/date=YYYY-MM-DD/.",
     )
     def enriched_daily(context: dg.AssetExecutionContext, config: FeatureConfig, zones: DataZones):
         features = config.feature_set()
@@ -90,7 +93,9 @@ def build_enriched_daily(datasets: list[Dataset]) -> dg.AssetsDefinition:
         factors_version = latest_version(manifest_dir(zones.reference_root))
         if factors_version is None:
             context.log.warning("no adjustment_factors yet: the features are computed on raw prices")
-        sessions = sorted(parse_session(k) for k in context.partition_keys)
+        requested = sorted(parse_session(k) for k in context.partition_keys)
+        later = followers(DAILY.calendar, requested, sessions_in(zones.enriched_root, DAILY.name), features.lookback)
+        sessions = sorted([*requested, *later])
         write_feature_set(zones.enriched_root, DAILY.name, features)
         started, built, missing = time.perf_counter(), {}, []
         for first in range(0, len(sessions), CHUNK):
@@ -109,16 +114,18 @@ def build_enriched_daily(datasets: list[Dataset]) -> dg.AssetsDefinition:
             for session in chunk:
                 frame = out.get(session)
                 if frame is None:
-                    missing.append(session)
+                    if session in requested:  # a later session whose lake partition has gone: left as it is
+                        missing.append(session)
                     continue
                 path = write_parquet(frame, partition_path(zones.enriched_root, DAILY.name, session))
                 built[session.isoformat()] = _metadata(frame, path, factors_version, features)
+        also = {s.isoformat(): built.pop(s.isoformat()) for s in later if s.isoformat() in built}
         context.log.info(
-            f"{ENRICHED_DAILY}: {len(built)} sessions built, {len(missing)} without a lake partition, in "
-            f"{time.perf_counter() - started:.1f} s"
+            f"{ENRICHED_DAILY}: {len(built)} sessions built, {len(missing)} without a lake partition, and {len(also)} "
+            f"later sessions whose windows reach them built again, in {time.perf_counter() - started:.1f} s"
         )
         yield from range_results(
-            context, ENRICHED_DAILY, built, missing, f"have no lake_{DAILY.name} partition, so no features"
+            context, ENRICHED_DAILY, built, missing, f"have no lake_{DAILY.name} partition, so no features", also=also
         )
 
     return enriched_daily

@@ -5,6 +5,7 @@ window is right on the first session of a backfill as in a one-day run.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import os
 from collections.abc import Sequence
@@ -27,6 +28,25 @@ def chunk_of(run_sessions: Sequence[dt.date], session: dt.date) -> list[dt.date]
     position = list(run_sessions).index(session)
     start = position - position % CHUNK
     return list(run_sessions[start : start + CHUNK])
+
+
+def followers(
+    calendar: Calendar, run_sessions: Sequence[dt.date], held: Sequence[dt.date], lookback: int
+) -> list[dt.date]:
+    """The sessions of `held` (already in the enriched zone) outside the run whose lookback window holds a session
+    of the run: their rolling features (returns, averages, ...) read those sessions' bars, so when the run builds a
+    session again (its lake partition was re-materialised), they are computed again too."""
+    run, held_set = sorted(set(run_sessions)), set(held)
+    if not run or not lookback:
+        return []
+    after = sessions(calendar, run[0], run[-1] + dt.timedelta(days=2 * lookback + 14))
+    positions = sorted(i for i, s in enumerate(after) if s in set(run))
+    found = []
+    for i, session in enumerate(after):
+        before = bisect.bisect_left(positions, i) - 1  # the nearest run session before this one
+        if session in held_set and session not in run and before >= 0 and i - positions[before] <= lookback:
+            found.append(session)
+    return found
 
 
 def window_sessions(calendar: Calendar, chunk: Sequence[dt.date], lookback: int) -> list[dt.date]:
