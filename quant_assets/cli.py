@@ -315,8 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--parts",
         nargs="+",
         choices=["day", "range", "ticks", "features", "qlib", "cluster"],
-        default=["day", "range", "ticks", "features", "qlib"],
-        help="which measurements to run (default: all but cluster, which starts a local Dask cluster)",
+        default=["day", "range", "cluster", "ticks", "features", "qlib"],
+        help="which measurements to run (default: all six)",
     )
     ingest.set_defaults(func=cmd_bench)
     return parser
