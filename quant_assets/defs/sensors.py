@@ -17,7 +17,8 @@
   `data/alerts/YYYY-MM-DD/<run_id>.json` and, when `QUANT_ASSETS_ALERT_WEBHOOK_URL` is set (through
   `dagster.EnvVar`: a webhook URL is a secret), posts it there as JSON.
 
-Runs requested by the sensors go through the instance's run queue (`dagster.yaml`), one at a time by default.
+Runs requested by the sensors go through the instance's run queue (`dagster.yaml`), and the session chains' runs
+take the `vendor_flatfiles` pool's one slot in turn.
 """
 
 import datetime as dt
@@ -87,9 +88,10 @@ def _keys_between(start: str, end: str) -> list[str]:
 
 def _selection(keys: Sequence[dg.AssetKey | dg.AssetCheckKey]) -> dict:
     """A run request's assets and checks: exactly these (Dagster would otherwise add every check of the assets)."""
+    unique = list(dict.fromkeys(keys))  # two datasets may share a later layer (enriched_options_daily)
     return {
-        "asset_selection": [k for k in keys if isinstance(k, dg.AssetKey)],
-        "asset_check_keys": [k for k in keys if isinstance(k, dg.AssetCheckKey)],
+        "asset_selection": [k for k in unique if isinstance(k, dg.AssetKey)],
+        "asset_check_keys": [k for k in unique if isinstance(k, dg.AssetCheckKey)],
     }
 
 
