@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -204,11 +205,19 @@ def bench_range(folder: Path, seed: int, count: int, address: str = "") -> dict:
     }
 
 
+@dataclass(frozen=True)
+class LocalDask:
+    """A Dask cluster on this machine: its scheduler's address and its workers' process ids."""
+
+    address: str
+    worker_pids: frozenset[int]
+
+
 @contextmanager
-def local_dask(workers: int = 2):
-    """The address of a Dask scheduler with `workers` worker processes (one task at a time each) on this machine,
-    started with the `dask` command of this environment and stopped on exit. The workers import the session
-    chain's code before they are handed over, so a timed run does not pay for it."""
+def local_dask(workers: int = 2, folder: Path | None = None):
+    """A Dask scheduler with `workers` worker processes (one task at a time each) on this machine, started with the
+    `dask` command of this environment (in `folder`, with their logs there, or quietly) and stopped on exit. The
+    workers import the session chain's code before they are handed over, so a timed run does not pay for it."""
     from distributed import Client
 
     dask = str(Path(sys.executable).parent / "dask")
@@ -216,20 +225,27 @@ def local_dask(workers: int = 2):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     address = f"tcp://127.0.0.1:{port}"
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    processes = [
-        subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **quiet)
-    ]
+    processes, logs = [], []
+
+    def start(name: str, *args: str) -> subprocess.Popen:
+        output = subprocess.DEVNULL
+        if folder is not None:
+            output = open(folder / f"{name}.log", "wb")  # noqa: SIM115 (closed on exit)
+            logs.append(output)
+        process = subprocess.Popen([dask, *args], cwd=folder, stdout=output, stderr=subprocess.STDOUT)
+        processes.append(process)
+        return process
+
     try:
+        start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard")
         options = ["--nthreads", "1", "--no-nanny", "--no-dashboard"]
-        for index in range(workers):
-            processes.append(subprocess.Popen([dask, "worker", address, *options, "--name", f"bench-{index}"], **quiet))
+        pids = [start(f"worker-{i}", "worker", address, *options, "--name", f"worker-{i}").pid for i in range(workers)]
         with Client(address, timeout=60) as client:
             client.wait_for_workers(workers, timeout=120)
             client.run(importlib.import_module, "quant_assets.defs.ingest")
-        yield address
+        yield LocalDask(address, frozenset(pids))
     finally:
-        for process in reversed(processes):
+        for process in reversed(processes):  # the workers, then the scheduler
             process.terminate()
         for process in processes:
             try:
@@ -237,6 +253,8 @@ def local_dask(workers: int = 2):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        for log in logs:
+            log.close()
 
 
 def bench_cluster(folder: Path, seed: int, count: int = 10) -> dict:
@@ -244,16 +262,16 @@ def bench_cluster(folder: Path, seed: int, count: int = 10) -> dict:
     session at a time each), against the same run in one process (each run in a fresh process; the cluster's
     workers warm)."""
     one_process = bench_range(folder, seed, count)
-    with local_dask(2) as address:
-        cluster = bench_range(folder, seed, count, address)
+    with local_dask(2) as cluster:
+        on_cluster = bench_range(folder, seed, count, cluster.address)
     return {
         "sessions": count,
         "workers": 2,
         "one_process_run_s": one_process["run_s"],
-        "cluster_run_s": cluster["run_s"],
-        "speed_up": round(one_process["run_s"] / cluster["run_s"], 2),
+        "cluster_run_s": on_cluster["run_s"],
+        "speed_up": round(one_process["run_s"] / on_cluster["run_s"], 2),
         "one_process_peak_rss_mib": one_process["peak_rss_mib"],
-        "cluster_driver_peak_rss_mib": cluster["peak_rss_mib"],
+        "cluster_driver_peak_rss_mib": on_cluster["peak_rss_mib"],
     }
 
 

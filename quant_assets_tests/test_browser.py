@@ -22,7 +22,7 @@ from quant_assets.datasets import DATASETS
 from quant_assets.flatfiles import vendor_key
 from quant_assets.sample import folder_writer, generate
 from quant_assets_tests.conftest import BIN, PROJECT, free_port, wait_for_port
-from quant_assets_tests.test_webserver import LAUNCH, STATUS, graphql
+from quant_assets_tests.test_webserver import CHECK, LAUNCH, STATUS, graphql
 
 DAY = DATASETS["stocks_daily"]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -51,14 +51,6 @@ mutation($id: String, $origin: String, $selector: String) {
     __typename
     ... on StopSensorMutationResult { instigationState { status } }
     ... on PythonError { message }
-  }
-}"""
-CHECK = """
-query($name: String!, $partition: String) {
-  assetCheckExecutions(assetKey: {path: ["lake_stocks_daily"]}, checkName: $name, partition: $partition, limit: 1) {
-    status
-    partition
-    evaluation { success severity description metadataEntries { label ... on MarkdownMetadataEntry { mdStr } } }
   }
 }"""
 CHECK_JOBS = """
@@ -165,7 +157,7 @@ def ui(tmp_path_factory):
             log.close()
 
 
-def wait_for_backfill(url: str, backfill_id: str, timeout: float = 150) -> dict:
+def wait_for_backfill(url: str, backfill_id: str, timeout: float = 300) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = graphql(f"{url}/graphql", STATUS, {"id": backfill_id})
@@ -177,7 +169,7 @@ def wait_for_backfill(url: str, backfill_id: str, timeout: float = 150) -> dict:
     raise AssertionError(f"backfill {backfill_id} did not finish: {state}")
 
 
-def launched_backfill(url: str, session: str, timeout: float = 30) -> str:
+def launched_backfill(url: str, session: str, timeout: float = 120) -> str:
     """The id of the backfill whose partitions include `session`, once the UI has launched it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -269,7 +261,7 @@ def test_a_backfill_from_the_ui_shows_the_rejected_sessions_failed_check(ui):
         browser = browser_or_skip(playwright)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(60_000)
+            page.set_default_timeout(120_000)  # generous: the suite runs two workers on two cores
             # Dagster's "join the community" dialog comes up at some point on a first visit: skip it when it does.
             page.add_locator_handler(
                 page.get_by_text("Join the Dagster community"), lambda: page.get_by_role("button", name="Skip").click()

@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cloudpickle
@@ -20,6 +19,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from quant_assets.bench import local_dask
 from quant_assets.datasets import DATASETS
 from quant_assets.defs.cluster import ResourceCopy, SessionCluster
 from quant_assets.defs.resources import DataZones, QualitySettings
@@ -28,7 +28,7 @@ from quant_assets.lake import partition_path
 from quant_assets.outcomes import failures
 from quant_assets.sample import folder_writer, generate
 from quant_assets.sources import LocalFlatFiles
-from quant_assets_tests.conftest import BIN, PROJECT, free_port, s3_source, spine, wait_for_port
+from quant_assets_tests.conftest import PROJECT, free_port, s3_source, spine
 
 DAY, MINUTE = DATASETS["stocks_daily"], DATASETS["stocks_minute"]
 SESSIONS = ["2026-02-02", "2026-02-03", "2026-02-04", "2026-02-05", "2026-02-06"]
@@ -130,51 +130,13 @@ def pg_instance(postgres, tmp_path_factory):
             instance.dispose()
 
 
-@dataclass(frozen=True)
-class DaskCluster:
-    address: str
-    worker_pids: frozenset[int]
-
-
 @pytest.fixture(scope="module")
 def dask_cluster(tmp_path_factory):
     """A Dask scheduler and two single-threaded workers, each a process of its own started with the `dask`
-    command, in a working directory that is not the test's (paths must reach them absolute)."""
-    from distributed import Client
-
-    folder = tmp_path_factory.mktemp("dask")
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    processes, logs = [], []
-
-    def start(name: str, *args: str) -> subprocess.Popen:
-        log = open(folder / f"{name}.log", "wb")
-        logs.append(log)
-        process = subprocess.Popen([str(BIN / "dask"), *args], cwd=folder, stdout=log, stderr=subprocess.STDOUT)
-        processes.append(process)
-        return process
-
-    try:
-        start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard")
-        wait_for_port(port)
-        workers = [
-            start(name, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard", "--name", name)
-            for name in ("worker-1", "worker-2")
-        ]
-        with Client(address, timeout=30) as client:
-            client.wait_for_workers(2, timeout=90)
-        yield DaskCluster(address, frozenset(w.pid for w in workers))
-    finally:
-        for process in reversed(processes):  # the workers, then the scheduler
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        for log in logs:
-            log.close()
+    command (the benchmark's `local_dask`), in a working directory that is not the test's (paths must reach them
+    absolute)."""
+    with local_dask(2, tmp_path_factory.mktemp("dask")) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="module")
