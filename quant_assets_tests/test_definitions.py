@@ -126,6 +126,8 @@ PURE = [
     "raw",
     "ingest",
     "outcomes",
+    "plan",
+    "progress",
     "tables",
     "quality.rules",
     "quality.gate",
