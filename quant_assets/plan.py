@@ -14,6 +14,7 @@ A pure module: no Dagster import.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -142,8 +143,17 @@ def summary(work: Sequence[SessionWork], rates: Mapping[str, float | None]) -> s
             f"{dataset}: {len(counts[FETCH])} to fetch ({fetch_bytes:,} bytes), {len(counts[BUILD])} to build from "
             f"the raw zone, {len(counts[CURRENT])} current, {len(counts[MISSING])} missing at the source"
         )
-        for item in items:
-            if item.action != CURRENT:
+        for (action, _), group in itertools.groupby(items, key=lambda w: (w.action, w.action == MISSING or id(w))):
+            group = list(group)
+            if action == CURRENT:
+                continue
+            if action == MISSING and len(group) > 1:  # a stretch without files: one line
+                lines.append(
+                    f"  {group[0].session}..{group[-1].session}  missing ({len(group)} sessions: the source has no "
+                    "file for them)"
+                )
+                continue
+            for item in group:
                 size = f" {item.bytes:,} bytes" if item.action == FETCH else ""
                 lines.append(f"  {item.session}  {item.action:<7} {item.key}{size}  ({item.reason})")
     seconds = estimate_seconds(work, rates)

@@ -10,7 +10,7 @@ import dagster as dg
 from quant_assets.datasets import DATASETS
 from quant_assets.flatfiles import vendor_key
 from quant_assets.lake import partition_path
-from quant_assets.plan import BUILD, CURRENT, FETCH, MISSING, plan, seconds_per_byte, summary
+from quant_assets.plan import BUILD, CURRENT, FETCH, MISSING, SessionWork, plan, seconds_per_byte, summary
 from quant_assets.sources import LocalFlatFiles
 from quant_assets_tests.conftest import materializations, materialize_spine, run_cli
 
@@ -84,3 +84,18 @@ def test_plan_summary_estimates_from_the_recorded_timings(february, tmp_path):
     sizes = sum(w.size for w in after if w.needs_run)
     assert f"about {rate * sizes:,.1f} s" in text
     assert "stocks_daily: 9 to fetch" in text and "1 current" in text
+
+
+def test_plan_summary_puts_a_stretch_of_missing_sessions_on_one_line():
+    days = [dt.date(2026, 3, d) for d in (2, 3, 4, 5)]
+    work = [
+        SessionWork(DAY.name, days[0], FETCH, "k0", 10, "not landed", '"e"', 10),
+        *(SessionWork(DAY.name, d, MISSING, f"k{d.day}", reason="no file") for d in days[1:]),
+    ]
+    lines = summary(work, {DAY.name: None}).splitlines()
+    assert (
+        lines[0]
+        == "stocks_daily: 1 to fetch (10 bytes), 0 to build from the raw zone, 0 current, 3 missing at the source"
+    )
+    assert lines[1] == "  2026-03-02  fetch   k0 10 bytes  (not landed)"
+    assert lines[2] == "  2026-03-03..2026-03-05  missing (3 sessions: the source has no file for them)"
