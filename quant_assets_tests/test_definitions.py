@@ -56,6 +56,30 @@ def test_the_default_code_location():
     }
 
 
+def test_sensors_automation_queue_and_pools(tmp_path, monkeypatch):
+    defs = definitions({})
+    repo = defs.get_repository_def()
+    sensors = {s.name: s for s in repo.sensor_defs}
+    on = dg.DefaultSensorStatus.RUNNING
+    for name in ("ingest_us_equities_new_files", "ingest_us_equities_gaps", "run_failure_alerts", "dead_runs"):
+        assert sensors[name].default_status == on and sensors[name].description
+    stopped = definitions({"QUANT_ASSETS_SENSORS": "stopped"}).get_repository_def()
+    assert stopped.get_sensor_def("ingest_us_equities_new_files").default_status == dg.DefaultSensorStatus.STOPPED
+    graph = repo.asset_graph
+    for key in ("enriched_stocks_daily", "qlib_day", "qlib_1min"):
+        assert graph.get(dg.AssetKey(key)).automation_condition is not None
+    # the vendor pools: the session chains and the REST tables; dagster.yaml limits each to one at a time
+    assert graph.get(dg.AssetKey("raw_stocks_daily")).pools == {"vendor_flatfiles"}
+    assert graph.get(dg.AssetKey("reference_splits")).pools == {"vendor_rest"}
+    from quant_assets_tests.conftest import PROJECT
+
+    (tmp_path / "dagster.yaml").write_text((PROJECT / "dagster.yaml").read_text())
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    with dg.DagsterInstance.get() as instance:
+        config = instance.get_concurrency_config()
+        assert config.pool_config.default_pool_limit == 1 and config.run_queue_config.max_concurrent_runs == 2
+
+
 def test_with_a_rest_provider_the_reconciliation_check_has_its_own_job_and_stays_out_of_ingest():
     defs = definitions({"MASSIVE_API_BASE_URL": "http://127.0.0.1:8765", "MASSIVE_API_KEY": "pk_secret_value"})
     repo = defs.get_repository_def()
