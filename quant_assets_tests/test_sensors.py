@@ -14,9 +14,10 @@ import pytest
 from quant_assets.datasets import DATASETS, Calendar
 from quant_assets.defs.ingest import JOB_NAMES, chain_keys, lake_key, raw_key
 from quant_assets.defs.resources import AlertWebhook, DataZones, resources_from
-from quant_assets.defs.sensors import gap_sensor, new_files_sensor, run_failure_alerts
+from quant_assets.defs.sensors import gap_requests, gap_sensor, new_files_sensor, run_failure_alerts
 from quant_assets.flatfiles import vendor_key
 from quant_assets.lake import partition_path
+from quant_assets.plan import FETCH, SessionWork
 from quant_assets.settings import from_env
 from quant_assets.sources import LocalFlatFiles
 from quant_assets_tests.conftest import materialize_spine, s3_client, s3_source, spine
@@ -199,7 +200,8 @@ def test_gap_sensor_retries_a_rejected_session_only_when_its_file_changes(februa
     bad_day = dt.date(2026, 2, 4)
     vendor, data = _febuary_folder(february, tmp_path), tmp_path / "data"
     good_bytes = (vendor / vendor_key(DAY, bad_day)).read_bytes()
-    (vendor / vendor_key(DAY, bad_day)).write_bytes(good_bytes[: len(good_bytes) // 2])  # truncated gzip
+    # Feb 5's bars under Feb 4's key: the file lands, and the gate rejects every row (wrong session)
+    (vendor / vendor_key(DAY, bad_day)).write_bytes((vendor / vendor_key(DAY, dt.date(2026, 2, 5))).read_bytes())
     source = LocalFlatFiles(root=str(vendor))
     sensor = gap_sensor(JOB, Calendar.XNYS, [DAY], KEYS, window=400, max_sessions=30)
     with dg.instance_for_test() as instance:
@@ -218,6 +220,16 @@ def test_gap_sensor_retries_a_rejected_session_only_when_its_file_changes(februa
         materialize_spine([DAY], source, data, instance=instance, tags=fixed.tags, selection=fixed.asset_selection)
         assert partition_path(data / "lake", DAY.name, bad_day).exists()
         assert _requests(_evaluate(sensor, instance, None, source, data)) == []
+
+
+def test_a_file_that_failed_to_land_is_tried_again_once_per_retry_window():
+    work = [SessionWork(DAY.name, dt.date(2026, 2, d), FETCH, f"k{d}", 1, "not landed", '"e"', 1) for d in (2, 3)]
+    failed = (DAY.name, dt.date(2026, 2, 3))
+    first = gap_requests(work, KEYS, 10, {}, {failed: "2026-02-27T06"})
+    same = gap_requests(work, KEYS, 10, {}, {failed: "2026-02-27T06"})
+    later = gap_requests(work, KEYS, 10, {}, {failed: "2026-02-27T12"})
+    assert [_range(r) for r in first] == [("2026-02-02", "2026-02-03")]
+    assert first[0].run_key == same[0].run_key != later[0].run_key
 
 
 class _Webhook:

@@ -10,9 +10,10 @@
   (`plan.py`: the same calendar, source listing, raw zone and lake the coverage ledger reads) and requests range
   runs of at most `QUANT_ASSETS_GAP_MAX_SESSIONS` consecutive sessions for every session that is missing from the
   lake, stale, or rejected and whose file has since appeared or changed. A request's run key names its datasets,
-  range and the files' ETags, and the instance launches a run key once: a session that fails again is not retried
-  while its file and its run of consecutive sessions stay the same. Sessions that a queued or running run covers
-  are left to it.
+  range and the files' ETags, and the instance launches a run key once: a session rejected again is not retried
+  while its file and its run of consecutive sessions stay the same; one whose file failed to land (a network
+  error, a cut-off download) is tried again once every `RETRY_HOURS` (6) hours. Sessions that a queued or running
+  run covers are left to it.
 - `run_failure_alerts`: on every failed run of this code location, writes an alert record to
   `data/alerts/YYYY-MM-DD/<run_id>.json` and, when `QUANT_ASSETS_ALERT_WEBHOOK_URL` is set (through
   `dagster.EnvVar`: a webhook URL is a secret), posts it there as JSON.
@@ -34,13 +35,15 @@ from quant_assets.defs.partitions import session_partitions
 from quant_assets.defs.resources import AlertWebhook, DataZones
 from quant_assets.flatfiles import session_from_key, vendor_key
 from quant_assets.lake import replace_bytes
-from quant_assets.plan import changed_files, chunks, plan, sessions_of_keys
+from quant_assets.outcomes import last_failure
+from quant_assets.plan import FETCH, changed_files, chunks, plan, sessions_of_keys
 from quant_assets.raw import read_landed
 from quant_assets.sessions import is_session, parse_session, sessions
 from quant_assets.sources import FlatFileSource
 
 NEW_FILES_INTERVAL = 300  # seconds between two listings of the source
 GAP_INTERVAL = 1800
+RETRY_HOURS = 6  # a file that failed to land (a network error, a cut-off download) is tried again once per window
 MAX_REQUESTS_PER_TICK = 100  # sessions requested by one new-file tick; the rest follow on the next ticks
 ACTIVE = [
     dg.DagsterRunStatus.NOT_STARTED,
@@ -179,10 +182,13 @@ def gap_requests(
     keys: Mapping[str, list[dg.AssetKey | dg.AssetCheckKey]],
     max_sessions: int,
     covered: Mapping[str, frozenset | None],
+    retries: Mapping[tuple[str, dt.date], str] | None = None,
 ) -> list[dg.RunRequest]:
     """Range run requests for the sessions of `work` (plan items, in calendar order) that need a run and that no
     active run covers (`covered`), per dataset: consecutive sessions in runs of at most `max_sessions`, requests
-    with the same range merged."""
+    with the same range merged. A run key names the range, the datasets, the files' ETags and, for a session whose
+    file failed to land, its retry window (`retries`: (dataset, session) -> window), so the instance launches it
+    again once per window."""
     by_range: dict[tuple[dt.date, dt.date], list] = {}
     for dataset in sorted({w.dataset for w in work}):
         items = sorted((w for w in work if w.dataset == dataset), key=lambda w: w.session)
@@ -194,12 +200,16 @@ def gap_requests(
             for part in chunks(streak, max_sessions):
                 by_range.setdefault((part[0].session, part[-1].session), []).extend(part)
             streak = []
+
+    def identity(item) -> tuple[str, str, str]:
+        return item.key, item.etag, (retries or {}).get((item.dataset, item.session), "")
+
     requests = []
     for (start, end), items in sorted(by_range.items()):
         datasets = sorted({w.dataset for w in items})
         requests.append(
             dg.RunRequest(
-                run_key=f"gap:{start}..{end}:{','.join(datasets)}:{_digest(sorted((w.key, w.etag) for w in items))}",
+                run_key=f"gap:{start}..{end}:{','.join(datasets)}:{_digest(sorted(identity(w) for w in items))}",
                 **_selection([key for name in datasets for key in keys[name]]),
                 tags={
                     "dagster/asset_partition_range_start": start.isoformat(),
@@ -230,7 +240,8 @@ def gap_sensor(
         description=f"Every {GAP_INTERVAL // 60} minutes, compares the last {window} sessions of the calendar with "
         "the source, raw zone and lake (the coverage ledger's view) and requests range runs of at most "
         f"{max_sessions} sessions for the ones missing from the lake, stale, or rejected and whose file has since "
-        "appeared or changed. Not retried while the file stays the same.",
+        "appeared or changed. A rejected file is not retried while it stays the same; one that failed to land is "
+        f"tried again every {RETRY_HOURS} hours.",
     )
     def _sensor(context: dg.SensorEvaluationContext, flatfiles: FlatFileSource, zones: DataZones):
         first, last = _partitions_of(calendar)
@@ -241,7 +252,14 @@ def gap_sensor(
             return dg.SkipReason("no session in the window")
         start = window_sessions[-window:][0]
         work = plan(datasets, start, last, flatfiles.list_objects, zones.raw_root, zones.lake_root, zones.tickers)
-        requests = gap_requests(work, keys, max_sessions, _active_runs(context.instance, job_name))
+        now = dt.datetime.now(dt.UTC)
+        window_of_retry = f"{now:%Y-%m-%d}T{now.hour - now.hour % RETRY_HOURS:02d}"
+        retries = {
+            (w.dataset, w.session): window_of_retry
+            for w in work
+            if w.action == FETCH and last_failure(zones.lake_root, w.dataset, w.session, f"raw_{w.dataset}")
+        }
+        requests = gap_requests(work, keys, max_sessions, _active_runs(context.instance, job_name), retries)
         if not requests:
             return dg.SkipReason(f"no gaps to fill from {start} to {last}")
         return requests
