@@ -31,7 +31,6 @@ import dagster as dg
 # the per-session check events are built from these internal types. Checked against dagster 1.13.x (pyproject pins
 # <1.14); test_quality and test_browser fail if they change.
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
-from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.events import DagsterEventType
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster_shared.record import copy
@@ -70,6 +69,7 @@ FOLLOW = (
 ).with_label("follow upstream sessions")
 SKIPPED = "skipped"  # a session's metadata key: True when it was already current and nothing was redone
 EVALUATED = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
+HISTORY_PAGE = 1000  # check executions read at a time when skipped sessions take their earlier results
 
 
 class SessionConfig(dg.Config):
@@ -349,6 +349,8 @@ def _session_checks(context: dg.AssetExecutionContext, layer: SessionLayer, run:
     for key in specs:  # the checks' outputs, which steps downstream of a blocking check wait for
         yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(key))
     targets = _latest_materializations(context.instance, layer.key, context.partition_keys)
+    skipped = [k for k in context.partition_keys if k not in run.summaries and run.metadata.get(k, {}).get(SKIPPED)]
+    earlier = _earlier_evaluations(context.instance, list(specs), skipped) if skipped else {}
     for partition_key in context.partition_keys:
         summary = run.summaries.get(partition_key)
         if summary is not None:
@@ -356,8 +358,8 @@ def _session_checks(context: dg.AssetExecutionContext, layer: SessionLayer, run:
                 _evaluation(r, layer.key, partition_key)
                 for r in layer.check_results(summary, run.failures.get(partition_key))
             ]
-        elif run.metadata.get(partition_key, {}).get(SKIPPED):
-            results = _earlier_evaluations(context.instance, list(specs), partition_key)
+        elif partition_key in earlier:
+            results = earlier[partition_key]
         else:
             continue
         for evaluation in results:
@@ -404,18 +406,30 @@ def _latest_materializations(
 
 
 def _earlier_evaluations(
-    instance: dg.DagsterInstance, keys: Sequence[dg.AssetCheckKey], partition_key: str
-) -> list[dg.AssetCheckEvaluation]:
-    """The latest evaluation of each check on `partition_key`, noting the run that made it; none where the latest
-    one rejected the session (a later run built it, so that no longer describes the lake)."""
-    found = []
+    instance: dg.DagsterInstance, keys: Sequence[dg.AssetCheckKey], partition_keys: Sequence[str]
+) -> dict[str, list[dg.AssetCheckEvaluation]]:
+    """Per partition of `partition_keys`, the latest evaluation of each check, noting the run that made it; none
+    where the latest one rejected the session (a later run built it, so that no longer describes the lake). One
+    pass over each check's history, newest first, a page at a time, until every partition is found: a year of
+    skipped sessions costs a few queries per check, not one per session."""
+    found: dict[str, list[dg.AssetCheckEvaluation]] = {key: [] for key in partition_keys}
+    storage = instance.event_log_storage
     for key in keys:
-        records = instance.event_log_storage.get_asset_check_execution_history(
-            key, limit=1, status=EVALUATED, partition_filter=PartitionKeyFilter(key=partition_key)
-        )
-        evaluation = records[0].evaluation if records else None
-        if evaluation is None or (not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR):
-            continue
-        metadata = {**evaluation.metadata, "evaluated_in_run": dg.MetadataValue.text(records[0].run_id)}
-        found.append(copy(evaluation, metadata=metadata))
+        wanted, cursor = set(partition_keys), None
+        while wanted:
+            records = storage.get_asset_check_execution_history(
+                key, limit=HISTORY_PAGE, cursor=cursor, status=EVALUATED
+            )
+            for record in records:
+                if record.partition not in wanted:
+                    continue
+                wanted.discard(record.partition)
+                evaluation = record.evaluation
+                if evaluation is None or (not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR):
+                    continue
+                metadata = {**evaluation.metadata, "evaluated_in_run": dg.MetadataValue.text(record.run_id)}
+                found[record.partition].append(copy(evaluation, metadata=metadata))
+            if len(records) < HISTORY_PAGE:
+                break
+            cursor = records[-1].id
     return found
