@@ -26,17 +26,18 @@ def build_definitions(datasets: list[Dataset], settings: Settings) -> dg.Definit
     enriched features, the Qlib directories, the sensors that watch the source and failed runs, and the resources
     `settings` describe."""
     quality, freshness_checks = quality_defs(datasets, settings.freshness_deadline)
+    enriched_layers = feature_layers(datasets)
     reference, rest_checks = reference_defs(datasets, settings.rest_configured)
     return dg.Definitions.merge(
         # Checks that run on their own schedule (freshness) or need a provider (REST) stay out of the ingest jobs.
-        ingest_defs(datasets, feature_layers(datasets), excluded_checks=[*freshness_checks, *rest_checks]),
+        ingest_defs(datasets, enriched_layers, excluded_checks=[*freshness_checks, *rest_checks]),
         quality,
         reference,
         features_defs(datasets),
         qlib_defs(datasets, settings.qlib_features),
         operations_defs(),
         sensor_defs(
-            chain_keys(datasets, feature_layers(datasets)),
+            chain_keys(datasets, enriched_layers),
             settings.gap_window,
             settings.gap_max_sessions,
             settings.sensors_running,

@@ -12,7 +12,7 @@ import datetime as dt
 import io
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty, Queue
@@ -81,6 +81,20 @@ def session_from_key(key: str) -> dt.date:
     if not match or match.group(3)[:4] != match.group(1) or match.group(3)[5:7] != match.group(2):
         raise ValueError(f"{key!r} is not a vendor flat-file key (<prefix>/<dataset>/YYYY/MM/YYYY-MM-DD.csv.gz)")
     return dt.date.fromisoformat(match.group(3))
+
+
+def files_by_session(dataset: Dataset, listing: Iterable[ObjectInfo]) -> dict[dt.date, ObjectInfo]:
+    """The daily files of `dataset` in a source's listing, by session: only keys that are exactly the dataset's key
+    for their date (a README, a partial upload or another dataset's file is left out: nothing else is trusted)."""
+    files = {}
+    for info in listing:
+        try:
+            session = session_from_key(info.key)
+        except ValueError:
+            continue
+        if info.key == vendor_key(dataset, session):
+            files[session] = info
+    return files
 
 
 def _large_blocks_to_the_os(threshold: int = 2**20) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from quant_assets.datasets import Dataset
-from quant_assets.flatfiles import ObjectInfo, session_from_key, vendor_key
+from quant_assets.flatfiles import ObjectInfo, files_by_session, vendor_key
 from quant_assets.ingest import is_current
 from quant_assets.lake import partition_provenance, sessions_in
 from quant_assets.raw import LandedFile, read_landed
@@ -96,9 +96,9 @@ def plan(
     what)` may wrap each dataset's sessions (a progress bar)."""
     work = []
     for dataset in datasets:
-        listing = {info.key: info for info in list_objects(dataset.key_prefix)}
+        files = files_by_session(dataset, list_objects(dataset.key_prefix))
         for session in progress(sessions(dataset.calendar, start, end), dataset.name):
-            info = listing.get(vendor_key(dataset, session))
+            info = files.get(session)
             landed = read_landed(raw_root, dataset, session)
             work.append(session_work(dataset, session, info, landed, lake_root, tickers))
     return work
@@ -181,18 +181,6 @@ def changed_files(
         if known != info.etag:
             changed.append(info)
     return changed
-
-
-def sessions_of_keys(infos: Iterable[ObjectInfo]) -> dict[dt.date, list[ObjectInfo]]:
-    """Daily vendor files grouped by the session their key names; other keys are left out."""
-    grouped: dict[dt.date, list[ObjectInfo]] = {}
-    for info in infos:
-        try:
-            session = session_from_key(info.key)
-        except ValueError:
-            continue
-        grouped.setdefault(session, []).append(info)
-    return grouped
 
 
 def chunks(items: Sequence, size: int) -> list[list]:

@@ -33,10 +33,10 @@ import dagster as dg
 from quant_assets.datasets import Calendar, Dataset
 from quant_assets.defs.partitions import session_partitions
 from quant_assets.defs.resources import AlertWebhook, DataZones
-from quant_assets.flatfiles import session_from_key, vendor_key
+from quant_assets.flatfiles import files_by_session, session_from_key
 from quant_assets.lake import replace_bytes
 from quant_assets.outcomes import last_failure
-from quant_assets.plan import FETCH, changed_files, chunks, plan, sessions_of_keys
+from quant_assets.plan import FETCH, changed_files, chunks, plan
 from quant_assets.raw import read_landed
 from quant_assets.sessions import is_session, parse_session, sessions
 from quant_assets.sources import FlatFileSource
@@ -128,11 +128,8 @@ def new_files_sensor(
         for dataset in datasets:
             listing = [
                 info
-                for session, infos in sessions_of_keys(flatfiles.list_objects(dataset.key_prefix)).items()
-                for info in infos
-                if info.key == vendor_key(dataset, session)
-                and is_session(calendar, session)
-                and first <= session <= (last or session)
+                for session, info in files_by_session(dataset, flatfiles.list_objects(dataset.key_prefix)).items()
+                if is_session(calendar, session) and first <= session <= (last or session)
             ]
             listed.update((info.key, info.etag) for info in listing)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import polars as pl
 
 from quant_assets.datasets import Dataset
-from quant_assets.flatfiles import ObjectInfo, session_from_key, vendor_key
+from quant_assets.flatfiles import ObjectInfo, files_by_session
 from quant_assets.ingest import LAKE_CODE_VERSION
 from quant_assets.lake import partition_path, partition_provenance, write_parquet
 from quant_assets.outcomes import failures
@@ -94,14 +94,7 @@ def dataset_ledger(
 ) -> pl.DataFrame:
     """The ledger rows of one dataset, given the source's listing of its prefix; `progress(items, what)` may wrap
     the sessions (a progress bar)."""
-    files: dict[dt.date, ObjectInfo] = {}
-    for info in objects:
-        try:
-            session = session_from_key(info.key)
-        except ValueError:
-            continue  # not a daily file (a README, a partial upload)
-        if info.key == vendor_key(dataset, session):  # exactly the dataset's key pattern: nothing else is trusted
-            files[session] = info
+    files = files_by_session(dataset, objects)
     if not files:
         return pl.DataFrame(schema=LEDGER_SCHEMA)
     expected = set(sessions(dataset.calendar, min(files), max(files)))
