@@ -26,6 +26,7 @@ from quant_assets.defs.resources import DataZones, QualitySettings
 from quant_assets.flatfiles import vendor_key
 from quant_assets.lake import partition_path
 from quant_assets.outcomes import failures
+from quant_assets.quality.gate import QualityGateError
 from quant_assets.sample import folder_writer, generate
 from quant_assets.sources import LocalFlatFiles
 from quant_assets_tests.conftest import PROJECT, free_port, s3_source, spine
@@ -289,3 +290,12 @@ def test_a_resource_travels_as_a_copy_without_its_client():
     assert source.secret_access_key not in repr(ResourceCopy.of(source))  # the task's repr shows no secret
     zones = ResourceCopy.of(DataZones(root="relative/data")).build()
     assert Path(zones.root).is_absolute() and zones.root == str(Path("relative/data").resolve())
+
+
+def test_a_session_error_comes_back_from_a_worker_whole():
+    error = QualityGateError("stocks_daily", dt.date(2026, 2, 2), "k.csv.gz", "rejected", summary={"rows": 3})
+    back = cloudpickle.loads(cloudpickle.dumps(error))
+    assert type(back) is QualityGateError and str(back) == str(error)
+    assert (back.dataset, back.session, back.key, back.problem, back.summary) == (
+        "stocks_daily", "2026-02-02", "k.csv.gz", "rejected", {"rows": 3}
+    )  # fmt: skip

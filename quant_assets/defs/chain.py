@@ -40,8 +40,6 @@ from quant_assets.defs.cluster import (
     LogLines,
     ResourceCopy,
     SessionCluster,
-    portable_error,
-    restored_error,
     worker_name,
 )
 from quant_assets.defs.partitions import session_partitions
@@ -282,10 +280,10 @@ def _each_session(
                 context.log.error(str(error))
             yield results
             continue
-        worker, lines, packed = outcome
+        worker, lines, results = outcome
         context.log.debug(f"session {partition_key} built on the Dask worker {worker}")
         lines.replay(context.log)
-        yield {key: restored_error(r) if isinstance(r, tuple) else r for key, r in packed.items()}
+        yield results
 
 
 def _build_on_worker(
@@ -295,13 +293,11 @@ def _build_on_worker(
     upstream: dict[dg.AssetKey, list],
     partition_key: str,
 ) -> tuple[str, LogLines, dict]:
-    """`build_session` as a Dask task: the resources built again from their copies, the log kept as lines, the
-    errors as parts that pickle."""
+    """`build_session` as a Dask task: the resources built again from their copies, the log kept as lines."""
     flatfiles, zones, quality = (copy.build() for copy in resources)
     log = LogLines()
     results = build_session(ChainContext(log, flatfiles, zones, quality, force), layers, upstream, partition_key)
-    packed = {key: portable_error(r) if isinstance(r, SessionError) else r for key, r in results.items()}
-    return worker_name(), log, packed
+    return worker_name(), log, results
 
 
 def _finish(context: dg.AssetExecutionContext, layers: Sequence[SessionLayer], runs: dict, seconds: float):

@@ -125,18 +125,3 @@ def worker_name() -> str:
     except (ImportError, ValueError):
         address = "local"
     return f"{address} (pid {os.getpid()})"
-
-
-def portable_error(error: BaseException) -> tuple:
-    """An exception as plain parts that pickle. An exception unpickles by calling its class with its `args`, and
-    SessionError's constructor takes five arguments where its `args` hold one message: it would not come back."""
-    return type(error), error.args, dict(vars(error))
-
-
-def restored_error(parts: tuple) -> BaseException:
-    """The exception of `portable_error`'s parts, with its class, message and attributes (`summary`, ...)."""
-    kind, args, attributes = parts
-    error = kind.__new__(kind, *args)
-    error.args = args
-    error.__dict__.update(attributes)
-    return error
