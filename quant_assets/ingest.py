@@ -127,18 +127,18 @@ def _build(landed, dataset, session, lake_root, quarantine_root, options: Ingest
 
     def clean_batches() -> Iterator[pl.DataFrame]:
         for frame, rows, defects in _batches(landed, dataset, session, options):
-            if not options.validate:
-                clean, bad = frame, None
-            else:
-                clean, bad = gate.check(frame, rows, defects, keep_rows=not seen["quarantine_dropped"])
-            if bad is not None and not seen["quarantine_dropped"]:
-                if gate.summary.share > options.max_failure_share:
-                    # Likely rejected (a file stamped with the wrong day): stop copying rows that a second pass
-                    # writes anyway, so a rejected file costs no more memory than a clean one.
+            clean, bad = frame, None
+            if options.validate:
+                # Above the share limit the session is likely rejected (a file stamped with the wrong day): stop
+                # copying rows that a second pass writes anyway, so a rejected file costs no more memory than a
+                # clean one.
+                dropped = seen["quarantine_dropped"]
+                clean, bad = gate.check(frame, rows, defects, max_share=-1.0 if dropped else options.max_failure_share)
+                if bad is None and not dropped and gate.summary.share > options.max_failure_share:
                     quarantine.discard()
                     seen["quarantine_dropped"] = True
-                else:
-                    quarantine.write(bad)
+            if bad is not None:
+                quarantine.write(bad)
             if clean.height:
                 times = clean[dataset.time_column]
                 seen["rows"] += clean.height

@@ -81,12 +81,16 @@ class Gate:
         self.summary = GateSummary(reasons={rule.name: rule.reason for rule in self.rules})
 
     def check(
-        self, frame: pl.DataFrame, vendor_rows: pl.Series, defects: pl.Series | None = None, keep_rows: bool = True
+        self,
+        frame: pl.DataFrame,
+        vendor_rows: pl.Series,
+        defects: pl.Series | None = None,
+        max_share: float = float("inf"),
     ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         """(clean rows, quarantined rows or None) of one batch; quarantined rows carry vendor_row and reason.
 
-        With `keep_rows=False` the failing rows are counted and sampled but not returned (None): a caller that
-        will not write them saves their copy."""
+        Once the session's failing share exceeds `max_share` (counting this batch), the failing rows are counted and
+        sampled but not returned (None): a session about to be rejected does not pay for their copy."""
         self.summary.rows += frame.height
         names = [rule.name for rule in self.rules]
         exprs = [rule.valid.fill_null(True).alias(rule.name) for rule in self.rules if isinstance(rule.valid, pl.Expr)]
@@ -105,27 +109,27 @@ class Gate:
             if count:
                 self.summary.failures[name] = self.summary.failures.get(name, 0) + count
         self.summary.quarantined += failing.height
-        rows = frame.filter(failed)
-        numbers = vendor_rows.filter(failed)
-        reasons = self._reasons(failing, defects.filter(failed) if defects is not None else None)
-        self._remember(rows, numbers, reasons, failing, counts)
-        if not keep_rows:
+        combos = self._combinations(failing)
+        self._remember(frame, vendor_rows, defects, failed, failing, combos, counts)
+        if self.summary.share > max_share:  # counted and sampled: no copy of the failing rows, no reason per row
             return frame.filter(passed), None
         # The reason as a categorical: a whole file failing one rule repeats one text millions of times.
-        reason = reasons.cast(pl.Categorical())
-        bad = rows.with_columns(vendor_row=numbers, reason=reason).select("vendor_row", *frame.columns, "reason")
-        return frame.filter(passed), bad
+        reasons = self._reasons(combos, defects.filter(failed) if defects is not None else None)
+        bad = frame.filter(failed).with_columns(vendor_row=vendor_rows.filter(failed), reason=reasons)
+        return frame.filter(passed), bad.select("vendor_row", *frame.columns, "reason")
 
-    def _reasons(self, failing: pl.DataFrame, defects: pl.Series | None) -> pl.Series:
-        """Per failing row, the reasons of the rules it fails, in rule order, joined by "; ". Rows mostly fail the
-        same few combinations of rules, so each combination's text is built once and looked up; the reader's own
-        description replaces `complete_values`' generic reason where there is one."""
-        code = failing.select(
-            pl.sum_horizontal([(~pl.col(r.name)).cast(pl.UInt32) * (1 << i) for i, r in enumerate(self.rules)])
-        ).to_series()
-        combos = code.unique().to_list()
-        texts = ["; ".join(r.reason for i, r in enumerate(self.rules) if combo >> i & 1) for combo in combos]
-        reasons = code.replace_strict(combos, texts, return_dtype=pl.String).alias("reason")
+    def _combinations(self, failing: pl.DataFrame) -> pl.Series:
+        """Per failing row, the set of rules it fails as a bit mask (bit i: rule i)."""
+        bits = [(~pl.col(r.name)).cast(pl.UInt32) * (1 << i) for i, r in enumerate(self.rules)]
+        return failing.select(pl.sum_horizontal(bits)).to_series()
+
+    def _reasons(self, combos: pl.Series, defects: pl.Series | None) -> pl.Series:
+        """Per failing row, the reasons of the rules it fails, in rule order, joined by "; " (categorical). Rows
+        mostly fail the same few combinations of rules, so each combination's text is built once and looked up;
+        the reader's own description replaces `complete_values`' generic reason where there is one."""
+        seen = combos.unique().to_list()
+        texts = ["; ".join(r.reason for i, r in enumerate(self.rules) if combo >> i & 1) for combo in seen]
+        reasons = combos.replace_strict(seen, texts, return_dtype=pl.String).alias("reason")
         if defects is not None and COMPLETE_VALUES in self.summary.reasons:
             generic = self.summary.reasons[COMPLETE_VALUES]
             with_defect = pl.DataFrame({"reason": reasons, "_defect": defects}).select(
@@ -134,21 +138,31 @@ class Gate:
                 .otherwise(pl.col("reason"))
             )
             reasons = with_defect.to_series().alias("reason")
-        return reasons
+        return reasons.cast(pl.Categorical())
 
     def _remember(
-        self, rows: pl.DataFrame, numbers: pl.Series, reasons: pl.Series, failing: pl.DataFrame, counts: dict
+        self,
+        frame: pl.DataFrame,
+        vendor_rows: pl.Series,
+        defects: pl.Series | None,
+        failed: pl.Series,
+        failing: pl.DataFrame,
+        combos: pl.Series,
+        counts: dict,
     ) -> None:
-        """Keep a few sample rows per rule and a few of the dates the failing rows are stamped with."""
+        """Keep a few sample rows per rule and a few of the dates the failing rows are stamped with. Only the
+        sampled rows are copied, so a batch whose every row fails costs no more than a clean one."""
+        positions = failed.arg_true()  # the failing rows' positions in the batch
         for name, count in counts.items():
             have = self.summary.samples.get(name)
             if not count or (have is not None and have.height >= SAMPLE_ROWS):
                 continue
             index = (~failing[name]).arg_true().head(SAMPLE_ROWS)
-            more = rows[index].with_columns(vendor_row=numbers.gather(index), reason=reasons.gather(index))
-            more = more.select("vendor_row", *rows.columns, "reason")
+            at = positions.gather(index)
+            reasons = self._reasons(combos.gather(index), defects.gather(at) if defects is not None else None)
+            more = frame[at].with_columns(vendor_row=vendor_rows.gather(at), reason=reasons.cast(pl.String))
+            more = more.select("vendor_row", *frame.columns, "reason")
             self.summary.samples[name] = more if have is None else pl.concat([have, more]).head(SAMPLE_ROWS)
-        bad = rows
         if len(self.summary.failing_dates) < MAX_FAILING_DATES:
-            stamps = bad[self.dataset.time_column].drop_nulls().dt.date().unique().sort().head(MAX_FAILING_DATES)
-            self.summary.failing_dates.update(stamps.to_list())
+            stamps = frame[self.dataset.time_column].filter(failed).drop_nulls().dt.date().unique().sort()
+            self.summary.failing_dates.update(stamps.head(MAX_FAILING_DATES).to_list())
