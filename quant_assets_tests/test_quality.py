@@ -343,3 +343,32 @@ def test_a_range_run_records_each_sessions_check_results_on_its_partition(vendor
         status = instance.event_log_storage.get_asset_check_partition_info([key])
         latest = {info.partition_key: (info.latest_execution_status, info.is_current) for info in status}
         assert latest["2026-02-18"] == (AssetCheckExecutionRecordStatus.SUCCEEDED, True)
+
+
+def test_the_gate_stops_copying_failing_rows_once_the_session_is_over_its_share(vendor):
+    """Below the limit a batch's failing rows come back with their reasons; past it they are only counted and
+    sampled (the session is on its way to rejection), and the samples are the same rows either way."""
+    from quant_assets.flatfiles import read_flat_file
+    from quant_assets.quality.gate import Gate
+
+    frame = read_flat_file(vendor / vendor_key(MINUTE, SESSION), MINUTE, SESSION, "key")
+    negative = frame.with_row_index("i").with_columns(
+        volume=pl.when(pl.col("i") % 100 == 7).then(-1.0).otherwise(pl.col("volume"))
+    )
+    first, second = negative.head(2000).drop("i"), negative.slice(2000).drop("i")
+    numbers = pl.int_range(1, frame.height + 1, dtype=pl.UInt32, eager=True)
+
+    gate = Gate(MINUTE, SESSION)
+    clean, bad = gate.check(first, numbers.head(2000), max_share=0.05)  # 20 of 2,000 fail: 1%, under 5%
+    assert clean.height == 1980 and bad["vendor_row"].to_list() == list(range(8, 2000, 100))
+    assert bad["reason"].dtype == pl.Categorical and set(bad["reason"]) == {gate.summary.reasons["non_negative_volume"]}
+    assert bad.columns == ["vendor_row", *frame.columns, "reason"]
+    clean, bad = gate.check(second, numbers.slice(2000), max_share=0.001)  # 1% is over 0.1%: counted only
+    assert bad is None and clean.height == second.height - second.filter(pl.col("volume") < 0).height
+    failing = negative.filter(pl.col("volume") < 0).height
+    assert gate.summary.quarantined == failing == gate.summary.failures["non_negative_volume"]
+    assert gate.summary.rows == frame.height
+    sample = gate.summary.sample("non_negative_volume")
+    assert sample["vendor_row"].to_list() == list(range(8, 1000, 100))  # the first ten, from the first batch
+    stamped = negative.filter(pl.col("volume") < 0)["window_start"].dt.date().unique().to_list()
+    assert sample["reason"].dtype == pl.String and gate.summary.failing_dates == set(stamped)
