@@ -339,11 +339,19 @@ def feature_lake(folder: Path, seed: int) -> Path:
         write_parquet(frame, partition_path(root / "lake", DAY.name, day))
     split_days = [days[i] for i in rng.integers(0, len(days), 300)]
     factors = pl.DataFrame(
-        {"ticker": tickers.sample(300, seed=seed), "ex_date": split_days, "split_factor": 0.5,
-         "dividend_factor": 1.0, "cash_amount": None, "previous_close": None, "pending": False,
-         "price_factor": 0.5, "volume_factor": 2.0},
+        {
+            "ticker": tickers.sample(300, seed=seed),
+            "ex_date": split_days,
+            "split_factor": 0.5,
+            "dividend_factor": 1.0,
+            "cash_amount": None,
+            "previous_close": None,
+            "pending": False,
+            "price_factor": 0.5,
+            "volume_factor": 2.0,
+        },
         schema=FACTOR_SCHEMA,
-    )  # fmt: skip
+    )
     write_factors(root / "reference", factors, FEATURE_YEAR[0])
     (root / "done").touch()
     return root
@@ -558,10 +566,12 @@ def bench_qlib_scale(folder: Path, seed: int) -> dict:
         ingest_s.append(time.perf_counter() - started)
     minute_peak, out = _fresh_process(
         QLIB_MINUTE_RUN.format(
-            lake=str(lake_root), out=str(folder / "qlib-minute"), session=BENCH_SESSION.isoformat(),
+            lake=str(lake_root),
+            out=str(folder / "qlib-minute"),
+            session=BENCH_SESSION.isoformat(),
             reference=str(root / "reference"),
         )
-    )  # fmt: skip
+    )
     values = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()}
     shutil.rmtree(folder / "qlib-minute", ignore_errors=True)
     return {

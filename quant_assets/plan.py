@@ -3,8 +3,8 @@ the vendor file (and how many bytes), whether the lake layer would build the ses
 which sessions would fail for want of a file. `quant-assets plan` prints it, the gap sensor requests its sessions,
 and the new-file sensor compares the source's listing with what it saw before (`changed_files`).
 
-The decisions are the layers' own: `raw.land` fetches when nothing is landed, the landed copy is marked corrupt,
-or the source's ETag or size differ from the landed ones; the lake builds when its partition was not built from
+The decisions are the layers' own: `raw.land` fetches unless the landed copy matches the source
+(`raw.matches_source`: not marked corrupt, same ETag and size); the lake builds when its partition was not built from
 the landed file by this code with this ticker filter (`ingest.is_current`). The plan trusts the recorded sha256
 of a landed file (it does not hash it again), as `quant-assets coverage` does.
 
@@ -24,7 +24,7 @@ from quant_assets.datasets import Dataset
 from quant_assets.flatfiles import ObjectInfo, files_by_session, vendor_key
 from quant_assets.ingest import is_current
 from quant_assets.lake import partition_provenance, sessions_in
-from quant_assets.raw import LandedFile, read_landed
+from quant_assets.raw import LandedFile, matches_source, read_landed
 from quant_assets.sessions import sessions
 
 FETCH, BUILD, CURRENT, MISSING = "fetch", "build", "current", "missing"
@@ -66,7 +66,7 @@ def session_work(
     key = vendor_key(dataset, session)
     if info is None:
         return SessionWork(dataset.name, session, MISSING, key, reason="the source has no file for this session")
-    if landed is None or landed.corrupt or landed.etag != info.etag or landed.size != info.size:
+    if not matches_source(landed, info):
         if landed is None:
             reason = "not landed"
         elif landed.corrupt:

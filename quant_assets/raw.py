@@ -173,10 +173,16 @@ def mark_corrupt(root: str | os.PathLike, dataset: Dataset, session: dt.date, pr
             _write_json_atomic(_sidecar(path), {**asdict(landed), "corrupt": problem})
 
 
+def matches_source(landed: LandedFile | None, info) -> bool:
+    """Whether the landed copy's record says it is the source's version: same ETag and size, not marked corrupt
+    (without hashing its bytes again)."""
+    return landed is not None and not landed.corrupt and landed.etag == info.etag and landed.size == info.size
+
+
 def _current(previous: LandedFile | None, info, path: Path) -> bool:
-    """Whether the landed copy is the source's version, intact: same ETag and size, not marked corrupt, and its
+    """Whether the landed copy is the source's version, intact: it matches the source (`matches_source`) and its
     bytes still hash to the recorded sha256."""
-    if previous is None or previous.corrupt or previous.etag != info.etag or previous.size != info.size:
+    if not matches_source(previous, info):
         return False
     return path.stat().st_size == info.size and sha256_of(path) == previous.sha256
 

@@ -73,6 +73,23 @@ def next_session(calendar: Calendar, day: dt.date) -> dt.date | None:
     return after[0] if after else None
 
 
+def sessions_around(calendar: Calendar, start: dt.date, end: dt.date, before: int = 0, after: int = 0) -> list[dt.date]:
+    """The sessions of `calendar` from `start` to `end` (both included), preceded by the `before` sessions before
+    `start` and followed by the `after` sessions after `end`."""
+    span = sessions(calendar, start, end)
+    # 2n + NEIGHBOUR_DAYS calendar days hold at least n sessions of any calendar
+    if before:
+        earlier = sessions(
+            calendar, start - dt.timedelta(days=2 * before + NEIGHBOUR_DAYS), start - dt.timedelta(days=1)
+        )
+        span = earlier[max(0, len(earlier) - before) :] + span
+    if after:
+        span += sessions(calendar, end + dt.timedelta(days=1), end + dt.timedelta(days=2 * after + NEIGHBOUR_DAYS))[
+            :after
+        ]
+    return span
+
+
 def is_session(calendar: Calendar, day: dt.date) -> bool:
     """Whether `day` is a session of `calendar`."""
     return bool(sessions(calendar, day, day))

@@ -116,12 +116,15 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         value = env.get(name, "").strip()
         return value or default
 
-    def number(name: str, default: float, kind=float):
+    def number(name: str, default: float, kind=float, minimum: float | None = None):
         text = get(name, str(default))
         try:
-            return kind(text)
+            value = kind(text)
         except ValueError:
             raise ValueError(f"{name} must be a number, not {text!r}") from None
+        if minimum is not None and value < minimum:
+            raise ValueError(f"{name} must be at least {minimum}, not {value}")
+        return value
 
     endpoint = get("MASSIVE_S3_ENDPOINT", DEFAULT_ENDPOINT)
     check_endpoint(endpoint)
@@ -157,10 +160,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         qlib_features=[f.strip() for f in env.get("QUANT_ASSETS_QLIB_FEATURES", "").split(",") if f.strip()],
         api_key_set=bool(env.get(API_KEY_ENV, "").strip()),
         sensors_running=sensors_running(get("QUANT_ASSETS_SENSORS", "running")),
-        gap_window=at_least_one("QUANT_ASSETS_GAP_WINDOW", number("QUANT_ASSETS_GAP_WINDOW", DEFAULT_GAP_WINDOW, int)),
-        gap_max_sessions=at_least_one(
-            "QUANT_ASSETS_GAP_MAX_SESSIONS", number("QUANT_ASSETS_GAP_MAX_SESSIONS", DEFAULT_GAP_MAX_SESSIONS, int)
-        ),
+        gap_window=number("QUANT_ASSETS_GAP_WINDOW", DEFAULT_GAP_WINDOW, int, minimum=1),
+        gap_max_sessions=number("QUANT_ASSETS_GAP_MAX_SESSIONS", DEFAULT_GAP_MAX_SESSIONS, int, minimum=1),
         webhook_set=bool(env.get(WEBHOOK_ENV, "").strip()),
     )
 
@@ -169,12 +170,6 @@ def sensors_running(text: str) -> bool:
     if text.lower() not in ("running", "stopped"):
         raise ValueError(f"QUANT_ASSETS_SENSORS must be 'running' or 'stopped', not {text!r}")
     return text.lower() == "running"
-
-
-def at_least_one(name: str, value: int) -> int:
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, not {value}")
-    return value
 
 
 def check_endpoint(

@@ -190,7 +190,18 @@ def test_long_commands_show_a_progress_bar_on_a_terminal_and_nothing_in_logs(tmp
     assert stdout.startswith("wrote 20 files")
     piped = run_cli("quant-assets", *args, str(tmp_path / "piped"), cwd=tmp_path)
     assert piped.stderr == "" and piped.stdout.startswith("wrote 20 files")
-    planned = run_cli("quant-assets", "plan", "--start", "2026-01-01", "--end", "2026-01-31", "--datasets",
-                      "stocks_daily", "--data", str(tmp_path / "data"), cwd=tmp_path,
-                      env={"QUANT_ASSETS_VENDOR_DIR": str(tmp_path / "piped")})  # fmt: skip
+    planned = run_cli(
+        "quant-assets",
+        "plan",
+        "--start",
+        "2026-01-01",
+        "--end",
+        "2026-01-31",
+        "--datasets",
+        "stocks_daily",
+        "--data",
+        str(tmp_path / "data"),
+        cwd=tmp_path,
+        env={"QUANT_ASSETS_VENDOR_DIR": str(tmp_path / "piped")},
+    )
     assert planned.stderr == "" and "stocks_daily: 20 to fetch" in planned.stdout

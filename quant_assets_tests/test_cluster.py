@@ -297,5 +297,9 @@ def test_a_session_error_comes_back_from_a_worker_whole():
     back = cloudpickle.loads(cloudpickle.dumps(error))
     assert type(back) is QualityGateError and str(back) == str(error)
     assert (back.dataset, back.session, back.key, back.problem, back.summary) == (
-        "stocks_daily", "2026-02-02", "k.csv.gz", "rejected", {"rows": 3}
-    )  # fmt: skip
+        "stocks_daily",
+        "2026-02-02",
+        "k.csv.gz",
+        "rejected",
+        {"rows": 3},
+    )

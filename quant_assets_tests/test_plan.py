@@ -35,8 +35,19 @@ def test_plan_equals_what_the_run_then_does(february, tmp_path):
     (vendor / vendor_key(DAY, dt.date(2026, 2, 10))).unlink()
 
     env = {"QUANT_ASSETS_VENDOR_DIR": str(vendor), "QUANT_ASSETS_DATASETS": "stocks_daily,stocks_minute"}
-    printed = run_cli("quant-assets", "plan", "--start", "2026-02-01", "--end", "2026-02-13", "--data", str(data),
-                      "--json", cwd=tmp_path, env=env)  # fmt: skip
+    printed = run_cli(
+        "quant-assets",
+        "plan",
+        "--start",
+        "2026-02-01",
+        "--end",
+        "2026-02-13",
+        "--data",
+        str(data),
+        "--json",
+        cwd=tmp_path,
+        env=env,
+    )
     work = json.loads(printed.stdout)
     planned = {
         a: {(w["dataset"], w["session"]) for w in work if w["action"] == a} for a in (FETCH, BUILD, CURRENT, MISSING)

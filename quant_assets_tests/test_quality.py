@@ -312,8 +312,9 @@ def test_a_range_run_records_each_sessions_check_results_on_its_partition(vendor
         assert not first.success
         found = {(e.check_name, e.partition): e for e in first.get_asset_check_evaluations()}
         assert sorted(found) == sorted(
-            [(rule, s) for rule in rules for s in sessions] + [("volume_anomaly", s) for s in sessions if s != "2026-02-19"]
-        )  # fmt: skip
+            [(rule, s) for rule in rules for s in sessions]
+            + [("volume_anomaly", s) for s in sessions if s != "2026-02-19"]
+        )
         for session in sessions:
             [record] = instance.event_log_storage.get_asset_check_execution_history(
                 key, limit=5, partition_filter=PartitionKeyFilter(key=session)

@@ -111,8 +111,13 @@ def test_new_file_sensor_leaves_a_session_to_the_run_that_covers_it(february, tm
     }
 
     def running(assets) -> dg.DagsterRun:  # a UI backfill's run: Dagster's asset job, with an asset selection
-        run = dg.DagsterRun(job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED, run_id=str(uuid.uuid4()),
-                            asset_selection=frozenset(assets), tags=range_tags)  # fmt: skip
+        run = dg.DagsterRun(
+            job_name="__ASSET_JOB",
+            status=dg.DagsterRunStatus.STARTED,
+            run_id=str(uuid.uuid4()),
+            asset_selection=frozenset(assets),
+            tags=range_tags,
+        )
         instance.add_run(run)
         return run
 

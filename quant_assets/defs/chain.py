@@ -244,14 +244,21 @@ def build_session(
                 )
             built = layer.build(ctx, session)
         except Exception as exc:  # recorded for this session only; the others go on
-            error = _as_session_error(layer, session, exc)
-            record_failure(ctx.zones.lake_root, layer.dataset.name, session, layer.key.to_user_string(), str(error))
-            ctx.log.error(str(error))
-            results[layer.key] = error
+            results[layer.key] = _failed(ctx.zones, ctx.log, layer, session, exc)
             continue
         clear_failure(ctx.zones.lake_root, layer.dataset.name, session, layer.key.to_user_string())
         results[layer.key] = built
     return results
+
+
+def _failed(
+    zones: DataZones, log, layer: SessionLayer | LayerTask, session: dt.date, exc: BaseException
+) -> SessionError:
+    """`exc` as the layer's SessionError for `session`, recorded for the coverage ledger and logged."""
+    error = _as_session_error(layer, session, exc)
+    record_failure(zones.lake_root, layer.dataset.name, session, layer.key.to_user_string(), str(error))
+    log.error(str(error))
+    return error
 
 
 def _each_session(
@@ -274,11 +281,7 @@ def _each_session(
     for partition_key, outcome in zip(keys, cluster.map_in_order(task, keys), strict=True):
         if isinstance(outcome, BaseException):  # the cluster lost the session: its worker died on every try
             session = parse_session(partition_key)
-            results = {layer.key: _as_session_error(layer, session, outcome) for layer in layers}
-            for layer, error in zip(layers, results.values(), strict=True):
-                record_failure(ctx.zones.lake_root, layer.dataset.name, session, layer.key.to_user_string(), str(error))
-                context.log.error(str(error))
-            yield results
+            yield {layer.key: _failed(ctx.zones, context.log, layer, session, outcome) for layer in layers}
             continue
         worker, lines, results = outcome
         context.log.debug(f"session {partition_key} built on the Dask worker {worker}")

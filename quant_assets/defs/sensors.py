@@ -38,7 +38,7 @@ from quant_assets.lake import replace_bytes
 from quant_assets.outcomes import last_failure
 from quant_assets.plan import FETCH, changed_files, chunks, plan
 from quant_assets.raw import read_landed
-from quant_assets.sessions import is_session, parse_session, sessions
+from quant_assets.sessions import is_session, parse_session, sessions, sessions_around
 from quant_assets.sources import FlatFileSource
 
 NEW_FILES_INTERVAL = 300  # seconds between two listings of the source
@@ -244,10 +244,10 @@ def gap_sensor(
         first, last = _partitions_of(calendar)
         if last is None:
             return dg.SkipReason("no partition yet")
-        window_sessions = [s for s in sessions(calendar, last - dt.timedelta(days=2 * window + 14), last) if s >= first]
+        window_sessions = [s for s in sessions_around(calendar, last, last, before=window - 1) if s >= first]
         if not window_sessions:
             return dg.SkipReason("no session in the window")
-        start = window_sessions[-window:][0]
+        start = window_sessions[0]
         work = plan(datasets, start, last, flatfiles.list_objects, zones.raw_root, zones.lake_root, zones.tickers)
         now = dt.datetime.now(dt.UTC)
         window_of_retry = f"{now:%Y-%m-%d}T{now.hour - now.hour % RETRY_HOURS:02d}"

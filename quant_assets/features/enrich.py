@@ -16,7 +16,7 @@ from quant_assets.datasets import Calendar
 from quant_assets.features.daily import FeatureSet, daily_features, session_grid, session_vwap
 from quant_assets.lake import partition_path, scan
 from quant_assets.reference.factors import adjust
-from quant_assets.sessions import regular_hours, sessions
+from quant_assets.sessions import regular_hours, sessions_around
 
 VWAP_FILE = "vwap.parquet"
 CHUNK = 63  # sessions computed together: a quarter, so the lookback read again per chunk stays a small share
@@ -36,23 +36,22 @@ def followers(
     """The sessions of `held` (already in the enriched zone) outside the run whose lookback window holds a session
     of the run: their rolling features (returns, averages, ...) read those sessions' bars, so when the run builds a
     session again (its lake partition was re-materialised), they are computed again too."""
-    run, held_set = sorted(set(run_sessions)), set(held)
-    if not run or not lookback:
+    in_run, held_set = set(run_sessions), set(held)
+    if not in_run or not lookback:
         return []
-    after = sessions(calendar, run[0], run[-1] + dt.timedelta(days=2 * lookback + 14))
-    positions = sorted(i for i, s in enumerate(after) if s in set(run))
+    span = sessions_around(calendar, min(in_run), max(in_run), after=lookback)
+    positions = [i for i, s in enumerate(span) if s in in_run]
     found = []
-    for i, session in enumerate(after):
+    for i, session in enumerate(span):
         before = bisect.bisect_left(positions, i) - 1  # the nearest run session before this one
-        if session in held_set and session not in run and before >= 0 and i - positions[before] <= lookback:
+        if session in held_set and session not in in_run and before >= 0 and i - positions[before] <= lookback:
             found.append(session)
     return found
 
 
 def window_sessions(calendar: Calendar, chunk: Sequence[dt.date], lookback: int) -> list[dt.date]:
     """The calendar's sessions from `lookback` sessions before the chunk's first to its last."""
-    earlier = sessions(calendar, chunk[0] - dt.timedelta(days=2 * lookback + 14), chunk[0] - dt.timedelta(days=1))
-    return (earlier[max(0, len(earlier) - lookback) :] if lookback else []) + sessions(calendar, chunk[0], chunk[-1])
+    return sessions_around(calendar, chunk[0], chunk[-1], before=lookback)
 
 
 def enrich_daily(

@@ -40,8 +40,8 @@ def day_fields(
     if missing:
         raise ValueError(f"no enriched feature {', '.join(missing)}: the enriched rows have {', '.join(rows.columns)}")
     grid = pl.DataFrame({"date": list(days)}, schema={"date": pl.Date}).with_row_index("slot")
-    previous = previous_session(calendar, days[0]) if days else None
-    before = [previous] if previous else []
+    last_before = previous_session(calendar, days[0]) if days else None
+    before = [last_before] if last_before else []
     previous = (
         rows.select("ticker", "date", pl.col("close").alias("previous_close"))
         .join(

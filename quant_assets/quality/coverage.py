@@ -166,7 +166,7 @@ def status_table(ledger: pl.DataFrame) -> pl.DataFrame:
 def monthly(ledger: pl.DataFrame) -> pl.DataFrame:
     """The coverage over time: one row per month and dataset (months in order), its sessions, and how many are in
     each status that occurs in the ledger."""
-    shown = [s for s in STATUSES if s in set(ledger["status"].to_list())]
+    shown = _occurring(ledger)
     if not shown:  # an empty ledger: the source has no files for the enabled datasets yet
         return pl.DataFrame(schema={"month": pl.String, "dataset": pl.String, "sessions": pl.UInt32})
     counts = (
@@ -184,8 +184,13 @@ def monthly(ledger: pl.DataFrame) -> pl.DataFrame:
 
 def legend(ledger: pl.DataFrame) -> str:
     """What each status shown in `monthly` means, one line each."""
-    shown = [s for s in STATUSES if s in set(ledger["status"].to_list())]
-    return "\n".join(f"- {status}: {MEANINGS[status]}" for status in shown)
+    return "\n".join(f"- {status}: {MEANINGS[status]}" for status in _occurring(ledger))
+
+
+def _occurring(ledger: pl.DataFrame) -> list[str]:
+    """The statuses that occur in `ledger`, in STATUSES order."""
+    present = set(ledger["status"].unique().to_list())
+    return [s for s in STATUSES if s in present]
 
 
 def problems(ledger: pl.DataFrame, limit: int = 30) -> pl.DataFrame:
