@@ -9,6 +9,7 @@ import struct
 import numpy as np
 import pytest
 
+from quant_assets.names import UnsafeName
 from quant_assets.qlib.bins import encode, put, put_many, read_bin
 from quant_assets.qlib.symbols import feature_folder, qlib_symbol
 
@@ -34,9 +35,15 @@ def test_symbols_and_folders(ticker, symbol, folder):
 def test_no_two_vendor_tickers_share_a_folder():
     from quant_assets.sample import SIZES, Universe
 
-    tickers = Universe(7, SIZES["small"]).stock_tickers + ["BCPC", "BAPA", "NA", "CON", "con"]
+    tickers = Universe(7, SIZES["small"]).stock_tickers + ["BCPC", "BAPA", "NA", "CON", "I:SPX", "X:BTC-USD"]
     folders = [feature_folder(qlib_symbol(t)) for t in tickers]
     assert len(set(folders)) == len(set(tickers))
+
+
+@pytest.mark.parametrize("ticker", ["con", "..", ".", "../../ESCFLAT", "A/B", "A\tB", "A\nB", "A\x00B", "A" * 10_000])
+def test_only_a_vendor_symbol_has_a_qlib_symbol(ticker):
+    with pytest.raises(UnsafeName, match="no Qlib symbol: ticker"):
+        qlib_symbol(ticker)
 
 
 def test_a_bin_is_a_float_start_index_then_float32_values(tmp_path):

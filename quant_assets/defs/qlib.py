@@ -27,15 +27,17 @@ from quant_assets.defs.resources import DataZones
 from quant_assets.features.enrich import CHUNK
 from quant_assets.features.restate import read_enriched_daily, restated_dir, restated_tickers
 from quant_assets.lake import partition_path, replace_bytes, scan, sessions_in
+from quant_assets.names import shown, ticker_problem
 from quant_assets.qlib.directory import QlibDirectory, readjust
 from quant_assets.qlib.fields import DAY_FIELDS, ENRICHED_COLUMNS, MINUTE_FIELDS, day_fields, minute_fields
-from quant_assets.qlib.health import Report, verify
+from quant_assets.qlib.health import SET_ASIDE_SCHEMA, TICKER_REASON, Report, screen, verify
 from quant_assets.qlib.symbols import qlib_symbol
 from quant_assets.reference.factors import TABLE as FACTORS
 from quant_assets.reference.factors import manifest_dir, read_factors
 from quant_assets.reference.versions import latest_version, read_version
 from quant_assets.sessions import next_session, parse_session, previous_session, regular_hours, sessions
 from quant_assets.settings import partitions_start
+from quant_assets.tables import markdown_table
 
 DAILY, MINUTE = DATASETS["stocks_daily"], DATASETS["stocks_minute"]
 QLIB_DAY, QLIB_MINUTE, QLIB_RESTATED = "qlib_day", "qlib_1min", "qlib_day_restated"
@@ -78,7 +80,43 @@ def consecutive_runs(held: Sequence[dt.date], wanted: Sequence[dt.date]) -> list
     return runs
 
 
-def _gate(context, asset: str, report: Report, target: QlibDirectory, written: list[str]) -> dg.AssetCheckResult:
+class SetAside:
+    """The rows a run did not write (`health.screen`), per ticker and reason: a ticker that is not a vendor symbol
+    is counted and logged; a non-finite price, volume or factor is also a gate error."""
+
+    def __init__(self, target: QlibDirectory):
+        self.target = target
+        self.tables: list[pl.DataFrame] = []
+
+    def screen(self, frame: pl.DataFrame) -> pl.DataFrame:
+        kept, aside = screen(frame)
+        if aside.height:
+            self.tables.append(aside)
+        return kept
+
+    def table(self) -> pl.DataFrame:
+        return pl.concat(self.tables) if self.tables else pl.DataFrame(schema=SET_ASIDE_SCHEMA)
+
+    def report(self, context, asset: str, report: Report) -> dict[str, dg.MetadataValue]:
+        """Log what was set aside, add the value defects to the gate's errors, and return the gate's metadata."""
+        table = self.table()
+        for ticker, rows, first, reason in table.iter_rows():
+            at = self.target.slots.labels([first])[0]
+            message = f"{shown(ticker)}: {rows} rows from {at} not written: {reason}"
+            if reason != TICKER_REASON:
+                report.errors.append(message)
+            context.log.warning(f"{asset}: {message}")
+        shown_table = table.with_columns(pl.col("ticker").map_elements(shown, return_dtype=pl.String))
+        return {
+            "set_aside_rows": dg.MetadataValue.int(int(table["rows"].sum())),
+            "set_aside_tickers": dg.MetadataValue.int(table["ticker"].n_unique()),
+            "set_aside": dg.MetadataValue.md(markdown_table(shown_table.head(30))),
+        }
+
+
+def _gate(
+    context, asset: str, report: Report, target: QlibDirectory, written: list[str], extra: dict | None = None
+) -> dg.AssetCheckResult:
     if report.passed:
         published = {
             "calendar_slots": target.calendar_length(),
@@ -101,6 +139,7 @@ def _gate(context, asset: str, report: Report, target: QlibDirectory, written: l
             "checked_bins": dg.MetadataValue.int(report.bins),
             "first_errors": dg.MetadataValue.json(report.errors[:20]),
             "first_warnings": dg.MetadataValue.json(report.warnings[:20]),
+            **(extra or {}),
         },
     )
 
@@ -129,15 +168,16 @@ def build_qlib_day(features: Sequence[str], start: str | None = None) -> dg.Asse
         wanted = sorted(parse_session(k) for k in context.partition_keys)
         held = sessions_in(zones.enriched_root, DAILY.name)
         started, built, symbols = time.perf_counter(), {}, set()
+        aside = SetAside(target)
         lo = hi = None
         for run in consecutive_runs(held, wanted):
             before = previous_session(DAILY.calendar, run[0])  # for the first session's change
             days = ([before] if before else []) + run
             rows = read_enriched_daily(zones.enriched_root, DAILY.name, days).select(columns).collect()
-            frame = day_fields(rows, run, features)
+            frame = aside.screen(day_fields(rows, run, features))
             target.write_sessions(frame, run[0], run[-1], fields)
             symbols.update(frame["ticker"].unique().to_list())
-            _next_change(zones, target, run[-1])
+            _next_change(zones, target, run[-1], aside)
             run_lo, run_hi = target.session_range(run[0], run[-1])
             lo, hi = min(lo if lo is not None else run_lo, run_lo), max(hi or 0, run_hi)
             counts = dict(frame.group_by("date").len().iter_rows())
@@ -151,7 +191,7 @@ def build_qlib_day(features: Sequence[str], start: str | None = None) -> dg.Asse
         report = verify(target, sorted({qlib_symbol(t) for t in symbols}), lo, hi)
         for metadata in built.values():
             metadata["path"] = dg.MetadataValue.path(str(target.root))
-        gate = _gate(context, QLIB_DAY, report, target, sorted(built))
+        gate = _gate(context, QLIB_DAY, report, target, sorted(built), aside.report(context, QLIB_DAY, report))
         yield from range_results(
             context, QLIB_DAY, built, missing, f"have no {ENRICHED_DAILY} partition, so nothing to write", [gate]
         )
@@ -159,7 +199,7 @@ def build_qlib_day(features: Sequence[str], start: str | None = None) -> dg.Asse
     return qlib_day
 
 
-def _next_change(zones: DataZones, target: QlibDirectory, last: dt.date) -> None:
+def _next_change(zones: DataZones, target: QlibDirectory, last: dt.date, aside: SetAside) -> None:
     """`change` of the session after `last` compares with `last`'s close: rewrite it if the directory holds it."""
     following = next_session(DAILY.calendar, last)
     if following is None or target.session_range(following, following)[0] >= target.calendar_length():
@@ -167,7 +207,7 @@ def _next_change(zones: DataZones, target: QlibDirectory, last: dt.date) -> None
     if not partition_path(zones.enriched_root, DAILY.name, following).exists():
         return
     rows = read_enriched_daily(zones.enriched_root, DAILY.name, [last, following]).select(ENRICHED_COLUMNS).collect()
-    frame = day_fields(rows, [following]).select("ticker", "slot", "change")
+    frame = aside.screen(day_fields(rows, [following]).select("ticker", "slot", "change"))
     target.write_sessions(frame, following, following, ["change"], extend=False)
 
 
@@ -191,6 +231,7 @@ def build_qlib_minute(start: str | None = None) -> dg.AssetsDefinition:
         wanted = sorted(parse_session(k) for k in context.partition_keys)
         factors = read_factors(zones.reference_root)
         started, built, missing, symbols = time.perf_counter(), {}, [], set()
+        aside = SetAside(target)
         lo = hi = None
         for session in wanted:
             if not partition_path(zones.lake_root, MINUTE.name, session).exists():
@@ -198,6 +239,7 @@ def build_qlib_minute(start: str | None = None) -> dg.AssetsDefinition:
                 continue
             open_, close = regular_hours(session)
             frame = minute_fields(scan(zones.lake_root, MINUTE.name, [session]), session, factors, open_, close)
+            frame = aside.screen(frame)
             target.write_sessions(frame, session, session, MINUTE_FIELDS)
             symbols.update(frame["ticker"].unique().to_list())
             session_lo, session_hi = target.session_range(session, session)
@@ -209,7 +251,7 @@ def build_qlib_minute(start: str | None = None) -> dg.AssetsDefinition:
             }
         context.log.info(f"{QLIB_MINUTE}: {len(built)} sessions written in {time.perf_counter() - started:.1f} s")
         report = verify(target, sorted({qlib_symbol(t) for t in symbols}), lo, hi)
-        gate = _gate(context, QLIB_MINUTE, report, target, sorted(built))
+        gate = _gate(context, QLIB_MINUTE, report, target, sorted(built), aside.report(context, QLIB_MINUTE, report))
         yield from range_results(context, QLIB_MINUTE, built, missing, f"have no lake_{MINUTE.name} partition", [gate])
 
     return qlib_minute
@@ -251,7 +293,9 @@ def build_qlib_restated(features: Sequence[str]) -> dg.AssetsDefinition:
                 .filter(pl.col("ticker").is_in(list(stale)) & pl.col("date").is_between(first, last))
                 .collect()
             )
-            frame = day_fields(rows, days, features)
+            frame, aside = screen(day_fields(rows, days, features))
+            for ticker, count, _, reason in aside.iter_rows():
+                context.log.warning(f"{QLIB_RESTATED}: {shown(ticker)}: {count} rows not written: {reason}")
             rewritten = target.write(frame, 0, length, fields, extend=False).symbols
             applied.update(stale)
             replace_bytes(state_path, json.dumps(applied, indent=1, sort_keys=True).encode())
@@ -281,7 +325,7 @@ def _readjust_minutes(zones: DataZones) -> list[str]:
     state_path = target.state_dir() / "factors.json"
     applied = json.loads(state_path.read_text()) if state_path.exists() else {}
     current = dict(manifest.select("ticker", "digest").iter_rows())
-    changed = sorted(t for t in {*current, *applied} if current.get(t) != applied.get(t))
+    changed = sorted(t for t in {*current, *applied} if current.get(t) != applied.get(t) and not ticker_problem(t))
     done = readjust(target, changed, read_factors(zones.reference_root, tickers=changed))
     replace_bytes(state_path, json.dumps(current, indent=1, sort_keys=True).encode())
     return done

@@ -27,6 +27,7 @@ import polars as pl
 from quant_assets.datasets import Calendar
 from quant_assets.lake import replace_bytes
 from quant_assets.locks import locked
+from quant_assets.names import child, index_line
 from quant_assets.qlib.bins import DTYPE, NAN, read_bin, write_bin, write_block
 from quant_assets.qlib.calendars import QlibCalendar
 from quant_assets.qlib.symbols import feature_folder, qlib_symbol
@@ -75,8 +76,12 @@ class QlibDirectory:
     def state_dir(self) -> Path:
         return self.root / STATE
 
+    def feature_dir(self, symbol: str) -> Path:
+        """The folder of `symbol`'s bins, made by `names.child`: always one folder inside `features/`."""
+        return child(self.root / "features", feature_folder(symbol))
+
     def bin_path(self, symbol: str, field: str) -> Path:
-        return self.root / "features" / feature_folder(symbol) / f"{field.lower()}.{self.freq}.bin"
+        return self.feature_dir(symbol) / f"{field.lower()}.{self.freq}.bin"
 
     def calendar_length(self) -> int:
         """Slots the calendar file lists (a partial last line, from a crash, does not count)."""
@@ -88,7 +93,12 @@ class QlibDirectory:
         path = self.instruments_path()
         if not path.exists():
             return {}
-        rows = [line.split("\t") for line in path.read_text().splitlines() if line]
+        rows = [line.split("\t") for line in path.read_text().split("\n") if line]
+        for number, row in enumerate(rows, 1):
+            if len(row) != 3:
+                raise ValueError(
+                    f"{path}: line {number} has {len(row)} tab-separated fields, not 3 (symbol, first, last)"
+                )
         firsts = self.slots.slots_of([row[1] for row in rows])
         lasts = self.slots.slots_of([row[2] for row in rows])
         return {row[0]: (int(f), int(e)) for row, f, e in zip(rows, firsts, lasts, strict=True)}
@@ -97,7 +107,7 @@ class QlibDirectory:
         symbols = sorted(spans)
         firsts = self.slots.labels(np.array([spans[s][0] for s in symbols], dtype=np.int64))
         lasts = self.slots.labels(np.array([spans[s][1] for s in symbols], dtype=np.int64))
-        text = "".join(f"{s}\t{f}\t{e}\n" for s, f, e in zip(symbols, firsts, lasts, strict=True))
+        text = "".join(index_line(s, f, e) for s, f, e in zip(symbols, firsts, lasts, strict=True))
         replace_bytes(self.instruments_path(), text.encode())
 
     def _extend_calendar(self, end: int) -> None:
@@ -108,7 +118,7 @@ class QlibDirectory:
             return
         kept = path.read_bytes()[: length * self.slots.width] if path.exists() else b""
         lines = self.slots.labels(np.arange(length, max(end, length), dtype=np.int64))
-        replace_bytes(path, kept + "".join(f"{line}\n" for line in lines).encode())
+        replace_bytes(path, kept + "".join(index_line(line) for line in lines).encode())
 
     def session_range(self, first: dt.date, last: dt.date) -> tuple[int, int]:
         """[lo, hi) slots of the sessions from `first` to `last`."""
@@ -136,7 +146,7 @@ class QlibDirectory:
                 first, last = slots[0], slots[-1]
                 if old is not None:  # rewrite the slots of the range its span already reaches too
                     first, last = min(first, max(old[0], lo)), max(last, min(old[1], hi - 1))
-                folder = f"{self.root}/features/{feature_folder(symbol)}/"
+                folder = f"{self.feature_dir(symbol)}/"
                 if len(slots) != last - first + 1:  # holes in the block: NaN there
                     at = np.array(slots) - first
                     filled = []
@@ -154,7 +164,7 @@ class QlibDirectory:
                 if not extend or symbol in present or last < lo or first >= hi:
                     continue
                 first, last = max(first, lo), min(last, hi - 1)
-                folder = self.root / "features" / feature_folder(symbol)
+                folder = self.feature_dir(symbol)
                 for field in fields:
                     path = folder / f"{field.lower()}.{self.freq}.bin"
                     if path.exists():

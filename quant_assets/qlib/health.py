@@ -5,12 +5,16 @@ Errors (the directory is not publishable):
 - `instruments/all.txt`: a line per symbol, no name pandas reads as missing, first <= last within the calendar;
 - every bin of a symbol spans exactly its instruments span (its length matches), and the symbol has the price
   fields, volume and factor; no feature folder lacks an instruments line;
-- `factor` is present wherever `close` is;
+- `factor` is present wherever `close` is, and no price, volume or factor is infinite, or NaN where the symbol has
+  a row (where any of them has a value): NaN is only the padding of slots without a bar;
 - the large-step check of Qlib's `check_data_health.py`: an adjusted price (open, high, low, close) that moves by
   more than `price_step` (50%) from one slot to the next, usually a corporate action the factors miss.
 
 Warnings: volume moving by more than `volume_step` (300%, Qlib's threshold) from one slot to the next, which busy
 sessions do on their own.
+
+Before a write, `screen` sets aside the rows that must never reach a bin: a ticker that is not a vendor symbol
+(counted, the others written) and a non-finite price, volume or factor (a gate error: the run's mark does not move).
 
 A full check reads every bin and the whole calendar; a check of a written range reads only the range (and the slot
 before it) of the calendar and of the symbols in it, so the gate of one session costs O(one session).
@@ -24,11 +28,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+import polars as pl
 
+from quant_assets.names import UnsafeName, ticker_valid
 from quant_assets.qlib.bins import DTYPE
 from quant_assets.qlib.directory import QlibDirectory
 from quant_assets.qlib.fields import PRICES
-from quant_assets.qlib.symbols import NA_TOKENS, feature_folder
+from quant_assets.qlib.symbols import MAX_TICKER, NA_TOKENS, feature_folder
 
 REQUIRED = (*PRICES, "volume", "factor")
 PRICE_STEP = 0.5
@@ -46,6 +52,35 @@ class Report:
     @property
     def passed(self) -> bool:
         return not self.errors
+
+
+TICKER_REASON = "ticker is not a vendor symbol"
+SET_ASIDE_SCHEMA = {"ticker": pl.String, "rows": pl.UInt32, "first_slot": pl.Int64, "reason": pl.String}
+
+
+def screen(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the rows of `frame` that may be written, what was set aside) for a frame about to be written (`ticker`,
+    `slot`, fields): the rows of a ticker that is not a vendor symbol (`names.ticker_valid`), and the rows with a
+    price, volume or factor that is not finite, or a factor that is not positive, as float32 (the bins' type). The
+    set-aside table has a row per ticker and reason: `rows`, the `first_slot` and the `reason`."""
+    present = [name for name in REQUIRED if name in frame.columns]
+    valid = ticker_valid("ticker", MAX_TICKER).fill_null(False)  # as `qlib_symbol` decides
+    stored = {name: pl.col(name).cast(pl.Float32) for name in present}  # as the bins hold it: 1e300 is inf there
+    bad = [pl.when(~v.is_finite().fill_null(False)).then(pl.lit(f"{n} is not finite")) for n, v in stored.items()]
+    if "factor" in present:
+        bad.append(pl.when(stored["factor"] <= 0).then(pl.lit("factor is not positive")))
+    values = pl.concat_str(bad, separator=", ", ignore_nulls=True) if bad else pl.lit(None, pl.String)
+    reason = pl.when(~valid).then(pl.lit(TICKER_REASON)).otherwise(values)
+    marked = frame.with_columns(_reason=reason.replace("", None))
+    aside = (
+        marked.filter(pl.col("_reason").is_not_null())
+        .group_by("ticker", "_reason")
+        .agg(rows=pl.len(), first_slot=pl.col("slot").min())
+        .select("ticker", "rows", "first_slot", reason="_reason")
+        .sort("ticker", "reason")
+        .cast(SET_ASIDE_SCHEMA)
+    )
+    return marked.filter(pl.col("_reason").is_null()).drop("_reason"), aside
 
 
 def verify(
@@ -121,7 +156,6 @@ def _check_calendar(directory: QlibDirectory, report: Report, lo: int | None, hi
 def _check_symbols(directory, symbols, spans, lo, hi, price_step, volume_step, report) -> None:
     """Spans and fields of each symbol's bins, then the value checks over all symbols at once."""
     suffix = f".{directory.freq}.bin"
-    features = f"{directory.root}/features/"
     windows: dict[str, list[bytes]] = {name: [] for name in REQUIRED}
     owners, firsts = [], []  # per window: its symbol and its first slot
     for symbol in symbols:
@@ -129,9 +163,14 @@ def _check_symbols(directory, symbols, spans, lo, hi, price_step, volume_step, r
             report.errors.append(f"{symbol}: written but not in instruments/all.txt")
             continue
         first, last = spans[symbol]
-        folder = feature_folder(symbol)
         try:
-            names = [n[: -len(suffix)] for n in os.listdir(features + folder) if n.endswith(suffix)]
+            path = directory.feature_dir(symbol)
+        except UnsafeName as error:  # an instruments file written by something else
+            report.errors.append(f"instruments/all.txt: {error}")
+            continue
+        folder = path.name
+        try:
+            names = [n[: -len(suffix)] for n in os.listdir(path) if n.endswith(suffix)]
         except FileNotFoundError:
             names = []
         missing = [f for f in REQUIRED if f not in names]
@@ -143,7 +182,7 @@ def _check_symbols(directory, symbols, spans, lo, hi, price_step, volume_step, r
         whole = not missing and window_lo < window_hi
         for name in names:
             report.bins += 1
-            fd = os.open(f"{features}{folder}/{name}{suffix}", os.O_RDONLY)
+            fd = os.open(f"{path}/{name}{suffix}", os.O_RDONLY)
             try:
                 start = int(struct.unpack("<f", os.pread(fd, 4, 0))[0])
                 count = os.fstat(fd).st_size // 4 - 1
@@ -178,6 +217,14 @@ def _check_symbols(directory, symbols, spans, lo, hi, price_step, volume_step, r
     found, first, counts = np.unique(owner[bad], return_index=True, return_counts=True)  # `owner` is sorted
     for o, at, n in zip(found, label(slot[bad[first]]), counts, strict=True):
         report.errors.append(f"{owners[o]}: close without factor at {at} ({n} slots)")
+    row = np.logical_or.reduce([~np.isnan(values[name]) for name in REQUIRED])  # a slot where the symbol has a bar
+    for name in REQUIRED:
+        bad = np.flatnonzero(np.isinf(values[name]) | (row & np.isnan(values[name])))
+        if name == "factor":  # a close without factor is reported above
+            bad = np.flatnonzero(np.isinf(values[name]) | (row & np.isnan(values[name]) & np.isnan(values["close"])))
+        found, first, counts = np.unique(owner[bad], return_index=True, return_counts=True)
+        for o, at, n in zip(found, label(slot[bad[first]]), counts, strict=True):
+            report.errors.append(f"{owners[o]}: {name} is not finite at {at} ({n} slots with a bar)")
     same = owner[1:] == owner[:-1]
     for name, limit, out in [
         *((p, price_step, report.errors) for p in PRICES),

@@ -10,6 +10,9 @@ symbol's name is the same in every incremental run:
   `BCpC` = BC preferred C) becomes `_` + the letter: `BCpC` -> `BC_PC`, whose folder `bc_pc` no longer collides
   with `BCPC`'s `bcpc` (and `_P` always reads back as `p`);
 - a name equal to a pandas missing-value token (`NA`, `NULL`, `NAN`, `NONE`, `N/A`, any case) gets a trailing `_`;
+- only vendor symbols of at most `MAX_TICKER` characters have a Qlib symbol (`names.ticker_problem`): the
+  letters, digits, `.`, `-` and `:` they are made of can never leave `features/` or break a line of
+  `instruments/all.txt`;
 - the folder of a Windows-reserved name (`CON`, `PRN`, `AUX`, `NUL`, `COM0`-`COM9`, `LPT0`-`LPT9`) is
   `_qlib_<name>`, as Qlib's reader expects.
 """
@@ -17,6 +20,8 @@ symbol's name is the same in every incremental run:
 from __future__ import annotations
 
 import re
+
+from quant_assets.names import UnsafeName, ticker_problem
 
 NA_TOKENS = frozenset(
     t.upper()
@@ -26,13 +31,16 @@ NA_TOKENS = frozenset(
 WINDOWS_RESERVED = frozenset(
     ["CON", "PRN", "AUX", "NUL"] + [f"COM{i}" for i in range(10)] + [f"LPT{i}" for i in range(10)]
 )
+MAX_TICKER = 100  # longer tickers have no symbol (the lake's own bound is 40): every folder name stays short
 _LOWER = re.compile(r"[a-z]")
 
 
 def qlib_symbol(ticker: str) -> str:
-    """The symbol written to `instruments/*.txt` for a vendor ticker (see the module docstring)."""
-    if not ticker:
-        raise ValueError("an empty ticker has no Qlib symbol")
+    """The symbol written to `instruments/*.txt` for a vendor ticker (see the module docstring); `UnsafeName` for
+    a ticker that is not a vendor symbol (`names.ticker_problem`), which must never name a folder or a line."""
+    problem = ticker_problem(ticker, MAX_TICKER)
+    if problem:
+        raise UnsafeName(f"no Qlib symbol: {problem}")
     symbol = _LOWER.sub(lambda m: "_" + m.group(0), ticker).upper()
     if symbol.upper() in NA_TOKENS:
         symbol += "_"

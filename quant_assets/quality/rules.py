@@ -12,11 +12,13 @@ import numpy as np
 import polars as pl
 
 from quant_assets.datasets import Dataset, Kind
+from quant_assets.names import TICKER_RULE, ticker_valid
 from quant_assets.sessions import extended_hours, session_midnight
 from quant_assets.settings import DEFAULT_MAX_TICKER_LENGTH
 
 PRICES = ("open", "high", "low", "close")
 COMPLETE_VALUES = "complete_values"
+TICKER = "ticker"  # the rule of `names.ticker_problem`: a ticker that could pick a path never reaches the lake
 NS_MIN_DIGITS = 10**18  # a current stamp in nanoseconds has 19 digits; 17 digits means truncated
 
 
@@ -84,6 +86,20 @@ class FirstOfEachKey:
         return valid
 
 
+class VendorSymbols:
+    """The ticker rule over a batch: `names.ticker_valid`, evaluated once per run of one ticker in file order (files
+    are mostly ticker-major, so a 2M-row minute day has ~12k runs), not once per row."""
+
+    def __init__(self, max_length: int):
+        self.max_length = max_length
+
+    def __call__(self, frame: pl.DataFrame) -> np.ndarray:
+        runs = frame["ticker"].rle()
+        values = runs.struct.field("value").to_frame("ticker")
+        valid = values.select(ticker_valid("ticker", self.max_length).fill_null(True)).to_series().to_numpy()
+        return np.repeat(valid, runs.struct.field("len").to_numpy())
+
+
 def _first_within(keys: pl.DataFrame, runs: pl.Series, time: str) -> np.ndarray:
     """Within one frame of (ticker, time): true for the first row of each key; `runs` is the ticker's rle."""
     valid = np.ones(keys.height, dtype=bool)
@@ -141,9 +157,9 @@ def rules_for(dataset: Dataset, session: dt.date, max_ticker_length: int = DEFAU
     ]
     rules.append(
         Rule(
-            "plausible_ticker",
-            f"ticker longer than {max_ticker_length} characters",
-            pl.col("ticker").str.len_chars() <= max_ticker_length,
+            TICKER,
+            f"ticker is not a vendor symbol ({TICKER_RULE}; at most {max_ticker_length} characters)",
+            VendorSymbols(max_ticker_length),
         )
     )
     prices = [p for p in PRICES if p in names]
