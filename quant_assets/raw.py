@@ -30,6 +30,7 @@ from quant_assets.flatfiles import (
 )
 from quant_assets.lake import sweep_temporaries, temporary_path
 from quant_assets.locks import locked
+from quant_assets.names import child
 
 if TYPE_CHECKING:  # the source is a Dagster resource; this module only calls its methods
     from quant_assets.sources import FlatFileSource
@@ -82,8 +83,14 @@ def raw_path(root: str | os.PathLike, dataset: Dataset, session: dt.date) -> Pat
 
 def replaced_path(root: str | os.PathLike, key: str, etag: str) -> Path:
     """Where the version of `key` with `etag` is kept once the vendor has replaced it."""
-    stem = key.removesuffix(".csv.gz")
-    return Path(root) / "_replaced" / f"{stem}.etag-{etag.strip(chr(34))}.csv.gz"
+    return _kept_path(root, "_replaced", key, etag)
+
+
+def _kept_path(root: str | os.PathLike, zone: str, key: str, etag: str) -> Path:
+    """`<root>/<zone>/<key without .csv.gz>.etag-<etag>.csv.gz`: the key is ours (`vendor_key`), the ETag is the
+    vendor's, so the file name goes through `names.child`."""
+    stem = Path(key.removesuffix(".csv.gz"))
+    return child(Path(root) / zone / stem.parent, f"{stem.name}.etag-{etag.strip(chr(34))}.csv.gz")
 
 
 def _sidecar(path: Path) -> Path:
@@ -159,8 +166,7 @@ def single_part_md5(etag: str) -> str | None:
 
 def rejected_path(root: str | os.PathLike, key: str, etag: str) -> Path:
     """Where a download that failed verification is kept (nothing is lost), outside the raw zone proper."""
-    stem = key.removesuffix(".csv.gz")
-    return Path(root) / "_rejected" / f"{stem}.etag-{etag.strip(chr(34))}.csv.gz"
+    return _kept_path(root, "_rejected", key, etag)
 
 
 def mark_corrupt(root: str | os.PathLike, dataset: Dataset, session: dt.date, problem: str) -> None:

@@ -121,12 +121,20 @@ def test_malformed_json_is_a_clear_error_naming_the_endpoint(server, tmp_path):
     assert len(server.requests) == 1  # a broken answer is not retried
 
 
-def test_a_result_missing_a_field_names_the_endpoint_and_result(server, tmp_path):
-    body = json.dumps({"status": "OK", "results": [{"ticker": "AAPL", "execution_date": "2026-02-02"}]})
-    server.script.append(Reply(200, body, {"Content-Type": "application/json"}))
-    with client(server.url, tmp_path) as c, pytest.raises(MalformedResponse) as error:
-        Massive(c).splits()
-    assert f"massive {SPLITS}: result 0 lacks split_from, split_to" in str(error.value)
+def test_a_result_missing_a_field_is_set_aside_naming_the_endpoint_and_result(server, tmp_path):
+    good = {"ticker": "MSFT", "execution_date": "2026-02-03", "split_from": 1, "split_to": 2}
+    results = [{"ticker": "AAPL", "execution_date": "2026-02-02"}, good, {**good, "split_to": "two"}]
+    server.script.append(
+        Reply(200, json.dumps({"status": "OK", "results": results}), {"Content-Type": "application/json"})
+    )
+    with client(server.url, tmp_path) as c:
+        massive = Massive(c)
+        splits = massive.splits()
+    assert splits["ticker"].to_list() == ["MSFT"] and splits["split_to"].to_list() == [2.0]
+    assert massive.set_aside == [
+        f"massive {SPLITS}: result 0 lacks split_from, split_to",
+        f"massive {SPLITS}: result 2 has split_to='two', not Float64",
+    ]
 
 
 def test_a_timeout_is_retried(server, tmp_path):

@@ -13,17 +13,22 @@ import polars as pl
 from quant_assets.datasets import DATASETS, Dataset
 from quant_assets.defs.resources import REST_POOL, DataZones, MassiveRest
 from quant_assets.lake import partition_path, scan, sessions_in, ticker_filter
+from quant_assets.names import shown
 from quant_assets.providers.errors import ProviderError
 from quant_assets.providers.massive import Massive
 from quant_assets.reference.factors import (
-    TABLE as FACTORS,
-)
-from quant_assets.reference.factors import (
+    FACTOR_RANGE,
+    checked_actions,
     distinct_actions,
     dividend_actions,
     factor_table,
     previous_closes,
+    read_factors,
+    refused_factors,
     write_factors,
+)
+from quant_assets.reference.factors import (
+    TABLE as FACTORS,
 )
 from quant_assets.reference.reconcile import TOLERANCES, reconcile_with_rest
 from quant_assets.reference.tickers import with_ticker_history
@@ -65,10 +70,13 @@ class SessionsConfig(dg.Config):
 
 
 def _provider_metadata(massive: Massive) -> dict[str, dg.MetadataValue]:
+    """The client's requests and breaker, and the vendor's results set aside (count and the first reasons)."""
     client = massive.client
     return {
         "provider_requests": dg.MetadataValue.json(client.stats.as_dict()),
         "provider_breaker": dg.MetadataValue.json(client.breaker_state()),
+        "records_set_aside": dg.MetadataValue.int(len(massive.set_aside)),
+        "set_aside_sample": dg.MetadataValue.json(massive.set_aside[:20]),
     }
 
 
@@ -155,6 +163,9 @@ def adjustment_factors(context: dg.AssetExecutionContext, config: AsOfConfig, zo
             "day; materialise them first"
         )
     splits, dividends, repeated = distinct_actions(splits, dividends)
+    splits, dividends, unusable = checked_actions(splits, dividends)
+    for action, ticker, ex_date, reason in unusable.head(20).iter_rows():
+        context.log.warning(f"adjustment factors: {action} of {shown(ticker)} on {ex_date} set aside: {reason}")
     # Only actions in effect on the as-of day: an announced split must not adjust today's prices before it happens.
     announced = splits.filter(pl.col("execution_date") > as_of).height
     announced += dividends.filter(pl.col("ex_dividend_date") > as_of).height
@@ -165,6 +176,14 @@ def adjustment_factors(context: dg.AssetExecutionContext, config: AsOfConfig, zo
     closes = previous_closes(dividends, lambda wanted: scan(zones.lake_root, DAILY.name, wanted), days, held)
     actions, skipped = dividend_actions(dividends, closes)
     table = factor_table(splits, actions)
+    refused = refused_factors(table)
+    if refused:  # never published: those tickers keep the factors known before
+        context.log.error(
+            f"adjustment factors: {len(refused)} tickers have factors that are not finite or outside "
+            f"{FACTOR_RANGE[0]:g}..{FACTOR_RANGE[1]:g}, kept as they were: {', '.join(map(shown, refused[:10]))}"
+        )
+        kept = read_factors(root, as_of, tickers=refused)
+        table = pl.concat([table.filter(~pl.col("ticker").is_in(refused)), kept]).sort("ticker", "ex_date")
     changed = write_factors(root, table, as_of)
     pending = table.filter(pl.col("pending"))
     context.log.info(f"adjustment factors as of {as_of}: {len(changed)} tickers changed, {pending.height} pending")
@@ -186,6 +205,9 @@ def adjustment_factors(context: dg.AssetExecutionContext, config: AsOfConfig, zo
             "skipped_dividends": dg.MetadataValue.int(skipped.height),
             "skipped_sample": dg.MetadataValue.md(markdown_table(skipped.head(30))),
             "repeated_records_dropped": dg.MetadataValue.int(repeated),
+            "actions_set_aside": dg.MetadataValue.int(unusable.height),
+            "set_aside_sample": dg.MetadataValue.md(markdown_table(unusable.head(30))),
+            "refused_tickers": dg.MetadataValue.json(refused),
             "announced_actions": dg.MetadataValue.int(announced),
             "path": dg.MetadataValue.path(str(root / FACTORS)),
         }

@@ -23,6 +23,7 @@ from quant_assets.datasets import Calendar
 from quant_assets.features.daily import FeatureSet, daily_features, session_grid
 from quant_assets.features.enrich import BAR_COLUMNS, window_sessions
 from quant_assets.lake import replace_bytes, scan, sessions_in
+from quant_assets.names import child
 from quant_assets.reference.factors import adjust
 from quant_assets.reference.versions import latest_version, version_path, write_version
 
@@ -32,7 +33,7 @@ BATCH = 500  # tickers restated together
 
 
 def restated_dir(enriched_root: str | os.PathLike, dataset: str, ticker: str) -> Path:
-    return Path(enriched_root) / dataset / RESTATED / f"ticker={quote(ticker, safe='')}"
+    return child(Path(enriched_root) / dataset / RESTATED, f"ticker={quote(ticker, safe='')}")
 
 
 def restate(

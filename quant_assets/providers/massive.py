@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import polars as pl
 
+from quant_assets.names import shown, ticker_problem
 from quant_assets.providers.client import ProviderClient
 from quant_assets.providers.errors import MalformedResponse, RequestFailed
 
@@ -87,18 +88,30 @@ GROUPED_REQUIRED = ("T", "o", "h", "l", "c", "v")
 
 
 def typed_frame(
-    results: Iterable[Mapping[str, Any]], fields: Mapping[str, pl.DataType], required: tuple[str, ...], where: str
-) -> pl.DataFrame:
-    """The vendor's `results` as a frame with exactly `fields`, typed; a result missing a required field, or with a
-    value of the wrong type, raises `MalformedResponse` naming `where` and the result's position."""
-    rows = []
+    results: Iterable[Any],
+    fields: Mapping[str, pl.DataType],
+    required: tuple[str, ...],
+    where: str,
+    tickers: tuple[str, ...] = ("ticker",),
+) -> tuple[pl.DataFrame, list[str]]:
+    """The vendor's `results` as a frame with exactly `fields`, typed, and the results set aside, each with its
+    reason (naming `where` and the result's position): one that is not an object, lacks a required field, has a
+    ticker field (`tickers`) that is not a vendor symbol (`names.ticker_problem`), a value of the wrong type, or a
+    number that is not finite. One bad result never stops the others."""
+    rows, positions, aside = [], [], []
     for index, result in enumerate(results):
+        problem = None
         if not isinstance(result, Mapping):
-            raise MalformedResponse(f"{where}: result {index} is not an object: {str(result)[:100]!r}")
-        missing = [name for name in required if result.get(name) is None]
-        if missing:
-            raise MalformedResponse(f"{where}: result {index} lacks {', '.join(missing)}: {dict(result)!r}"[:400])
+            problem = f"is not an object: {shown(result)}"
+        elif missing := [name for name in required if result.get(name) is None]:
+            problem = f"lacks {', '.join(missing)}"
+        else:
+            problem = next((p for t in tickers if (p := _ticker_problem(result.get(t))) is not None), None)
+        if problem:
+            aside.append(f"{where}: result {index} {problem}")
+            continue
         rows.append({name: result.get(name) for name in fields})
+        positions.append(index)
     text = {name: pl.String() for name in fields}
     frame = pl.DataFrame(rows, schema=text, strict=False) if rows else pl.DataFrame(schema=text)
     columns = []
@@ -113,12 +126,24 @@ def typed_frame(
         else:
             columns.append(column.cast(dtype, strict=False).alias(name))
     typed = frame.select(columns)
-    for name in fields:  # a value that did not convert is a vendor defect, not a null
-        bad = typed[name].is_null() & frame[name].is_not_null()
-        if bad.any():
-            index = int(bad.arg_max())
-            raise MalformedResponse(f"{where}: result {index} has {name}={frame[name][index]!r}, not a {fields[name]}")
-    return typed
+    bad = pl.Series([False] * typed.height, dtype=pl.Boolean)
+    for name, dtype in fields.items():  # a value that did not convert is a vendor defect, not a null
+        wrong = typed[name].is_null() & frame[name].is_not_null()
+        if dtype == pl.Float64():
+            wrong = wrong | ~typed[name].is_finite().fill_null(True)
+        for at in wrong.arg_true().to_list():
+            kind = "a finite number" if typed[name][at] is not None else str(dtype)
+            aside.append(f"{where}: result {positions[at]} has {name}={shown(frame[name][at])}, not {kind}")
+        bad = bad | wrong
+    return typed.filter(~bad), sorted(aside, key=_position)
+
+
+def _ticker_problem(value: Any) -> str | None:
+    return ticker_problem(value) if value is not None else None
+
+
+def _position(reason: str) -> int:
+    return int(reason.split(": result ", 1)[1].split(" ", 1)[0])
 
 
 class Massive:
@@ -126,6 +151,14 @@ class Massive:
 
     def __init__(self, client: ProviderClient):
         self.client = client
+        self.set_aside: list[str] = []  # the results not used, each with its reason (`typed_frame`)
+
+    def _typed(self, results, fields, required, where: str, tickers=("ticker",)) -> pl.DataFrame:
+        frame, aside = typed_frame(results, fields, required, where, tickers)
+        if aside:
+            self.set_aside += aside
+            self.client.log(f"{len(aside)} results set aside, e.g. {aside[0]}")
+        return frame
 
     def _list(self, path: str, fields, required, params: Mapping[str, Any]) -> pl.DataFrame:
         results = []
@@ -133,7 +166,7 @@ class Massive:
             if not isinstance(page, dict) or not isinstance(page.get("results", []), list):
                 raise MalformedResponse(f"{NAME} {path}: page {page_number} has no `results` list")
             results.extend(page.get("results", []))
-        return typed_frame(results, fields, required, f"{NAME} {path}")
+        return self._typed(results, fields, required, f"{NAME} {path}")
 
     def splits(self, **params: Any) -> pl.DataFrame:
         """Every split (the vendor's filters, e.g. `ticker=`, `execution_date.gte=`, may narrow it)."""
@@ -160,7 +193,7 @@ class Massive:
         page = self.client.get_json(path, {"adjusted": str(adjusted).lower()}, endpoint=GROUPED_DAILY)
         if not isinstance(page, dict):
             raise MalformedResponse(f"{NAME} {GROUPED_DAILY} {session}: the answer is not an object")
-        frame = typed_frame(page.get("results") or [], GROUPED_FIELDS, GROUPED_REQUIRED, f"{NAME} {path}")
+        frame = self._typed(page.get("results") or [], GROUPED_FIELDS, GROUPED_REQUIRED, f"{NAME} {path}", ("T",))
         return frame.select(
             pl.col("T").alias("ticker"),
             pl.col("o").alias("open"),
@@ -190,8 +223,14 @@ class Massive:
         found = []
         for index, event in enumerate(events):
             try:
-                if event.get("type", "ticker_change") == "ticker_change":
-                    found.append((dt.date.fromisoformat(event["date"]), str(event["ticker_change"]["ticker"])))
+                if event.get("type", "ticker_change") != "ticker_change":
+                    continue
+                day, ticker = dt.date.fromisoformat(event["date"]), event["ticker_change"]["ticker"]
             except (AttributeError, KeyError, TypeError, ValueError):
-                raise MalformedResponse(f"{where}: event {index} is not a ticker change: {event!r}"[:300]) from None
+                self.set_aside.append(f"{where}: event {index} is not a ticker change: {shown(event)}")
+                continue
+            if problem := ticker_problem(ticker):
+                self.set_aside.append(f"{where}: event {index}: {problem}")
+                continue
+            found.append((day, ticker))
         return sorted(found)

@@ -16,6 +16,12 @@ Choices, documented:
   because the price drops by each on its ex-date. A dividend in another currency, or one at or above that close,
   is skipped and reported. A dividend whose previous close is not in the lake yet is `pending` (factor 1) until it
   is; the table says so.
+- **Only finite numbers.** Before anything is computed, `checked_actions` sets aside, each with its reason: a
+  record whose ticker is not a vendor symbol (`names.ticker_problem`), a split whose sides are not finite and
+  positive or whose ratio `split_from / split_to` is outside `SPLIT_RATIO_RANGE` (1/10,000 to 10,000: from a
+  1-for-10,000 reverse split to a 10,000-for-1 split), and a dividend whose cash amount is not finite or is
+  negative. `refused_factors` then names the tickers whose cumulative factors are not finite or outside
+  `FACTOR_RANGE` (1e-12 to 1e12); the asset keeps their previous factors rather than publish those.
 - Several actions on one ex-date multiply. Only actions whose ex-date is on or before the as-of day are applied
   (the caller filters): an announced action changes nothing until it happens.
 
@@ -34,12 +40,16 @@ from urllib.parse import quote
 
 import polars as pl
 
+from quant_assets.names import child, ticker_valid
 from quant_assets.reference.versions import read_version, version_path, versions, write_version
 
 CASH_TYPES = ("CD", "SC", "LT", "ST")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 LOOKBACK = 10  # sessions in which to look for the close before an ex-date of a ticker that did not trade that day
 TABLE = "adjustment_factors"
+SPLIT_RATIO_RANGE = (1e-4, 1e4)  # split_from / split_to
+FACTOR_RANGE = (1e-12, 1e12)  # a cumulative price or volume factor
+SET_ASIDE_SCHEMA = {"action": pl.String(), "ticker": pl.String(), "ex_date": pl.Date(), "reason": pl.String()}
 
 FACTOR_SCHEMA = {
     "ticker": pl.String(),
@@ -65,10 +75,58 @@ def distinct_actions(splits: pl.DataFrame, dividends: pl.DataFrame) -> tuple[pl.
     return unique_splits, unique_dividends, dropped
 
 
+def checked_actions(splits: pl.DataFrame, dividends: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The splits and dividends whose numbers can be used, and the others (action, ticker, ex_date, reason); see
+    "Only finite numbers" in the module docstring."""
+    low, high = SPLIT_RATIO_RANGE
+    ratio = pl.col("split_from") / pl.col("split_to")
+    ticker = pl.when(~ticker_valid().fill_null(False)).then(pl.lit("ticker is not a vendor symbol"))
+    split_reason = pl.coalesce(
+        ticker,
+        pl.when(~(pl.col("split_from").is_finite() & pl.col("split_to").is_finite()).fill_null(True)).then(
+            pl.lit("split_from or split_to is not a finite number")
+        ),
+        pl.when((pl.col("split_from") <= 0) | (pl.col("split_to") <= 0)).then(
+            pl.lit("split_from or split_to is zero or negative")
+        ),
+        pl.when(~ratio.is_between(low, high)).then(
+            pl.format("split ratio {} is outside {}..{}", ratio.round(6), pl.lit(low), pl.lit(high))
+        ),
+    )
+    dividend_reason = pl.coalesce(
+        ticker,
+        pl.when(~pl.col("cash_amount").is_finite().fill_null(True)).then(pl.lit("cash_amount is not a finite number")),
+        pl.when(pl.col("cash_amount") < 0).then(pl.lit("cash_amount is negative")),
+    )
+    splits = splits.with_columns(_reason=split_reason)
+    dividends = dividends.with_columns(_reason=dividend_reason)
+    aside = pl.concat(
+        [
+            splits.filter(pl.col("_reason").is_not_null()).select(
+                action=pl.lit("split"), ticker="ticker", ex_date="execution_date", reason="_reason"
+            ),
+            dividends.filter(pl.col("_reason").is_not_null()).select(
+                action=pl.lit("dividend"), ticker="ticker", ex_date="ex_dividend_date", reason="_reason"
+            ),
+        ]
+    ).cast(SET_ASIDE_SCHEMA)
+    kept = [frame.filter(pl.col("_reason").is_null()).drop("_reason") for frame in (splits, dividends)]
+    return kept[0], kept[1], aside
+
+
+def refused_factors(table: pl.DataFrame) -> list[str]:
+    """The tickers of a factor table whose factors are not finite or outside `FACTOR_RANGE` (never published)."""
+    low, high = FACTOR_RANGE
+    usable = pl.all_horizontal(
+        (pl.col(c).is_finite() & pl.col(c).is_between(low, high)).fill_null(False)
+        for c in ("split_factor", "dividend_factor", "price_factor", "volume_factor")
+    )
+    return sorted(table.filter(~usable)["ticker"].unique().to_list())
+
+
 def split_actions(splits: pl.DataFrame) -> pl.DataFrame:
-    """(ticker, ex_date, split_factor) per split; a split with a zero or missing side is dropped."""
-    valid = splits.filter((pl.col("split_from") > 0) & (pl.col("split_to") > 0))
-    return valid.select(
+    """(ticker, ex_date, split_factor) per split (`checked_actions` first: this one only computes)."""
+    return splits.select(
         "ticker",
         pl.col("execution_date").alias("ex_date"),
         (pl.col("split_from") / pl.col("split_to")).alias("split_factor"),
@@ -200,7 +258,7 @@ def adjust(prices: pl.DataFrame | pl.LazyFrame, factors: pl.DataFrame) -> pl.Dat
 
 
 def ticker_dir(root: str | os.PathLike, ticker: str) -> Path:
-    return Path(root) / TABLE / f"ticker={quote(ticker, safe='')}"
+    return child(Path(root) / TABLE, f"ticker={quote(ticker, safe='')}")
 
 
 def manifest_dir(root: str | os.PathLike) -> Path:
