@@ -12,7 +12,7 @@ import httpx
 from pydantic import Field
 
 from quant_assets.defs.cluster import SessionCluster
-from quant_assets.providers.client import Policy, ProviderClient
+from quant_assets.providers.client import MIB, Policy, ProviderClient
 from quant_assets.providers.massive import NAME as MASSIVE
 from quant_assets.providers.massive import Massive
 from quant_assets.settings import (
@@ -131,6 +131,18 @@ class MassiveRest(dg.ConfigurableResource):
     )
     budget_timezone: str = Field(default="America/New_York", description="Spending resets at midnight here.")
     timeout_seconds: float = Field(default=30.0, description="Seconds to connect, and between two reads.")
+    deadline_seconds: float = Field(
+        default=120.0, description="Seconds one attempt may take as a whole (connect, headers, body); then retried."
+    )
+    max_response_mb: float = Field(
+        default=64, description="A response body longer than this (MiB) is cut there and refused, not retried."
+    )
+    max_response_mb_by_endpoint: dict[str, float] = Field(
+        default={},
+        description="max_response_mb per endpoint, e.g. {'/v2/aggs/grouped/locale/us/market/stocks/{date}': 256}.",
+    )
+    max_pages: int = Field(default=1000, description="Pages one listing (splits, dividends, tickers) follows at most.")
+    max_rows: int = Field(default=1_000_000, description="Results one listing reads at most; past it, it is refused.")
     attempts: int = Field(default=5, description="Tries per request (timeouts, resets, 429 and 5xx are retried).")
     backoff_seconds: float = Field(default=0.5, description="First retry wait; doubles, with jitter, up to 30 s.")
     breaker_failures: int = Field(
@@ -147,6 +159,11 @@ class MassiveRest(dg.ConfigurableResource):
             attempts=self.attempts,
             backoff_initial=self.backoff_seconds,
             timeout=self.timeout_seconds,
+            deadline=self.deadline_seconds,
+            max_bytes=round(self.max_response_mb * MIB),
+            max_bytes_by_endpoint=tuple((e, round(mb * MIB)) for e, mb in self.max_response_mb_by_endpoint.items()),
+            max_pages=self.max_pages,
+            max_rows=self.max_rows,
             breaker_failures=self.breaker_failures,
             breaker_reset_seconds=self.breaker_reset_seconds,
         )

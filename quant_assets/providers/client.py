@@ -6,13 +6,29 @@ Each request goes through, in order:
 2. the cost budget (`ProviderState.charge`): a request that would pass the day's budget raises `BudgetExhausted`
    and is not sent (outside the breaker: a spent budget says nothing about the provider's health);
 3. the rate limits (pyrate-limiter; per second, minute and day, shared by every process): waits for a slot;
-4. httpx with explicit timeouts; the key travels in the `Authorization` header, never in a URL;
+4. httpx, streaming, with explicit timeouts; the key travels in the `Authorization` header, never in a URL;
 5. the audit trail: every response is landed as-is under `data/raw/providers/<provider>/YYYY/MM/DD/`, the body in
-   `<id>.body` and what was asked in `<id>.json` (request id, time, URL without the key, status, cost);
-6. retries (tenacity): timeouts, connection errors, 429 and 5xx only, with exponential backoff, jitter and a cap,
-   and `Retry-After` honoured.
+   `<id>.body` (streamed to disk as it arrives) and what was asked in `<id>.json` (request id, time, URL without the
+   key, status, cost, and `truncated_at_bytes`/`truncated_by` when a bound cut the body);
+6. the bounds of one answer, whatever the server sends:
+   - bytes: a body is read up to `Policy.max_bytes` (64 MiB; `max_bytes_by_endpoint` overrides it per endpoint)
+     and no further; past it, `BoundExceeded`. Memory holds one chunk while reading, and the body (at most the cap)
+     only to parse it once it is whole. Not retried and not counted by the breaker: the provider answered, and the
+     same request would get the same answer;
+   - time: one attempt has `Policy.deadline` (120 s) from sending to the body's last byte, checked at every chunk
+     of the body, and no single read waits longer than `min(timeout, deadline)`: a trickling body is cut at the
+     deadline, give or take one read. A breach is retried and counted by the breaker, like a timeout: a slow
+     server is the provider's trouble and may be transient. A request thus lasts at most `attempts` x (deadline +
+     timeout), 12.5 min with the defaults, plus the waits between attempts. Only the body is checked: a server
+     trickling its headers (h11 takes up to 100 KiB of them) is bounded by the read timeout of each read alone;
+   - JSON: `NaN`, `Infinity` and `-Infinity`, which Python's json accepts, are refused (`MalformedResponse`);
+7. retries (tenacity): timeouts, deadlines, connection errors, 429 and 5xx only, with exponential backoff, jitter
+   and a cap, and `Retry-After` honoured.
 
-`pages` follows the vendor's `next_url`, re-attaching the key (the header) and only to the provider's own host.
+`pages` follows the vendor's `next_url`, re-attaching the key (the header) and only to the provider's own host, at
+most `Policy.max_pages` pages (1000) and `Policy.max_rows` results (1,000,000) per call; past either,
+`BoundExceeded` (not retried). A bound's error names the provider, the endpoint and the `Policy` field; no error
+carries the key.
 """
 
 from __future__ import annotations
@@ -20,6 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import hashlib
+import itertools
 import json
 import logging
 import time
@@ -35,8 +52,9 @@ import httpx
 import pybreaker
 import tenacity
 
-from quant_assets.lake import replace_bytes
+from quant_assets.lake import replace_bytes, replace_file
 from quant_assets.providers.errors import (
+    BoundExceeded,
     BudgetExhausted,
     CircuitOpen,
     MalformedResponse,
@@ -47,6 +65,7 @@ from quant_assets.providers.state import ProviderState, key_id, rate_limiter
 
 SECRET_PARAMS = frozenset({"apikey", "api_key", "token", "key", "access_token"})
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+MIB = 1024 * 1024
 log = logging.getLogger(__name__)
 
 
@@ -62,9 +81,21 @@ class Policy:
     backoff_initial: float = 0.5  # seconds before the first retry, doubled each time
     backoff_max: float = 30.0  # cap of one wait
     retry_after_max: float = 300.0  # a longer Retry-After is a failure, not a wait
-    timeout: float = 30.0  # seconds to connect, and between two reads
+    timeout: float = 30.0  # seconds to connect, and between two reads (never more than the deadline)
+    deadline: float = 120.0  # seconds for one attempt as a whole: connect, headers and body
+    max_bytes: int = 64 * MIB  # a longer body is cut there and refused
+    max_bytes_by_endpoint: tuple[tuple[str, int], ...] = ()  # (endpoint, bytes): overrides of max_bytes
+    max_pages: int = 1000  # pages one `pages` call follows at most
+    max_rows: int = 1_000_000  # results (the pages' `results` lists) one `pages` call reads at most
     breaker_failures: int = 10  # consecutive failed attempts that open the breaker (two requests' retries)
     breaker_reset_seconds: float = 60.0  # open for this long, then one trial call (half-open)
+
+    def byte_cap(self, endpoint: str) -> tuple[int, str]:
+        """The most bytes a body of `endpoint` may have, and the field that says so."""
+        for name, cap in self.max_bytes_by_endpoint:
+            if name == endpoint:
+                return cap, "max_bytes_by_endpoint"
+        return self.max_bytes, "max_bytes"
 
 
 @dataclass
@@ -165,7 +196,8 @@ class ProviderClient:
         headers = {"Accept": "application/json", "User-Agent": "quant-assets"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        timeout = httpx.Timeout(policy.timeout, connect=min(policy.timeout, 10.0))
+        read = min(policy.timeout, policy.deadline)  # a read that starts before the deadline ends this soon after
+        timeout = httpx.Timeout(read, connect=min(read, 10.0))
         self._http = httpx.Client(headers=headers, timeout=timeout, follow_redirects=False)
 
     def __repr__(self) -> str:  # never the key
@@ -229,16 +261,36 @@ class ProviderClient:
             raise
 
     def pages(self, path: str, params: Mapping[str, Any] | None = None, endpoint: str | None = None) -> Iterator[Any]:
-        """Every page of a paginated endpoint, following `next_url` until the vendor gives none."""
+        """Every page of a paginated endpoint, following `next_url` until the vendor gives none.
+
+        At most `Policy.max_pages` pages and `Policy.max_rows` results (the lengths of the pages' `results` lists)
+        per call: past either, `BoundExceeded`, raised before the page past `max_rows` is yielded and before a page
+        past `max_pages` is asked for. Pages are yielded as they come: a caller that must not use a partial listing
+        collects them all before using any (as `Massive._list` does), and the exception then leaves it nothing."""
         endpoint = endpoint or path
-        url: str | None = self.url(path, params)
-        seen: set[str] = {url}
-        while url:
+        url = self.url(path, params)
+        seen = {url}
+        rows = 0
+        for number in itertools.count(1):
             page = self.get_json(url, endpoint=endpoint)
+            results = page.get("results") if isinstance(page, dict) else None
+            rows += len(results) if isinstance(results, list) else 0
+            if rows > self.policy.max_rows:
+                raise BoundExceeded(
+                    f"{self.name} {endpoint}: the listing passed {self.policy.max_rows:,} results at page {number} "
+                    f"(Policy.max_rows); not read further: the listing is incomplete",
+                    "max_rows",
+                )
             yield page
             next_url = page.get("next_url") if isinstance(page, dict) else None
             if not next_url:
                 return
+            if number >= self.policy.max_pages:
+                raise BoundExceeded(
+                    f"{self.name} {endpoint}: the listing has more than {self.policy.max_pages:,} pages "
+                    f"(Policy.max_pages; {rows:,} results so far); not read further: the listing is incomplete",
+                    "max_pages",
+                )
             url = self._own_url(redact(next_url), endpoint)
             if url in seen:
                 raise MalformedResponse(f"{self.name} {endpoint}: next_url repeats a page already read ({url})")
@@ -281,25 +333,33 @@ class ProviderClient:
     def _send(self, url: str, endpoint: str) -> Any:
         started = time.monotonic()  # the rate slot last, right before sending: what the server counts is arrivals
         self._limiter.try_acquire(f"{self.name}:{self._key_id}")
-        self.stats.waited_seconds += time.monotonic() - started
+        sent = time.monotonic()
+        self.stats.waited_seconds += sent - started
         self.stats.requests += 1
         self.stats.cost += self.policy.cost_per_request
         shown = redact(url)
+        now, request_id = self._clock(), uuid.uuid4().hex
+        path = self.audit_root / f"{now:%Y/%m/%d}" / f"{now:%H%M%S%f}-{request_id}.body"
+        cap, cap_field = self.policy.byte_cap(endpoint)
         try:
-            response = self._http.get(url)
+            with self._http.stream("GET", url) as response:
+                body = _land(response, path, cap, sent + self.policy.deadline)
         except httpx.TimeoutException:
-            raise self._failed(_Retryable(f"timed out after {self.policy.timeout:g} s ({shown})")) from None
+            raise self._failed(_Retryable(f"timed out after {self._http.timeout.read:g} s ({shown})")) from None
         except httpx.LocalProtocolError as error:  # our own request is malformed: trying again cannot help
             raise RequestFailed(self._scrub(f"{self.name} {endpoint}: could not send the request: {error}")) from None
         except httpx.TransportError as error:
             raise self._failed(_Retryable(self._scrub(f"{type(error).__name__}: {error} ({shown})"))) from None
-        self.stats.statuses[response.status_code] = self.stats.statuses.get(response.status_code, 0) + 1
-        try:
-            body = response.json()
-        except ValueError as error:
-            body, invalid = None, error
-        self._audit(shown, endpoint, response, body)
         status = response.status_code
+        self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
+        content = body.content()
+        parsed, invalid = None, None
+        if body.cut_by is None:
+            try:
+                parsed = strict_json(content)
+            except ValueError as error:
+                invalid = error
+        self._audit(request_id, now, shown, endpoint, response, body, parsed)
         if status in RETRYABLE_STATUS:
             wait = retry_after_seconds(response.headers.get("Retry-After"))
             if wait is not None and wait > self.policy.retry_after_max:
@@ -310,26 +370,44 @@ class ProviderClient:
                 )
             raise self._failed(_Retryable(f"HTTP {status} ({shown})", wait, status))
         if status >= 400:
-            message = f"{self.name} {endpoint}: HTTP {status}: {_vendor_message(response, body)} ({shown})"
+            message = f"{self.name} {endpoint}: HTTP {status}: {_vendor_message(content, parsed)} ({shown})"
             raise RequestFailed(self._scrub(message), status)
-        if body is None:
+        if body.cut_by == "deadline":
+            raise self._failed(
+                _Retryable(
+                    f"the response passed the {self.policy.deadline:g} s deadline of one attempt (Policy.deadline) "
+                    f"after {body.size:,} bytes; not read further ({shown})"
+                )
+            )
+        if body.cut_by == "max_bytes":
+            raise BoundExceeded(
+                f"{self.name} {endpoint}: the response passed the {_size(cap)} cap for this endpoint "
+                f"(Policy.{cap_field}); not read further, its first {_size(cap)} landed as "
+                f"{path.relative_to(self.data_root)} ({shown})",
+                cap_field,
+            )
+        if invalid is not None:
             raise MalformedResponse(
-                f"{self.name} {endpoint}: the response is not valid JSON ({invalid}; {len(response.content)} bytes, "
+                f"{self.name} {endpoint}: the response is not valid JSON ({invalid}; {body.size} bytes, "
                 f"content-type {response.headers.get('content-type', '?')}) ({shown})"
             )
-        return body
+        return parsed
 
     def _failed(self, error: _Retryable) -> _Retryable:
         self._storage.record_error(self._scrub(str(error)))
         return error
 
-    def _audit(self, url: str, endpoint: str, response: httpx.Response, parsed: Any) -> None:
-        """Land the response body as-is, and what was asked beside it; both written to a temp file, then renamed."""
-        now = self._clock()
-        request_id = uuid.uuid4().hex
-        folder = self.audit_root / f"{now:%Y/%m/%d}"
-        stem = f"{now:%H%M%S%f}-{request_id}"
-        body = response.content
+    def _audit(
+        self,
+        request_id: str,
+        now: dt.datetime,
+        url: str,
+        endpoint: str,
+        response: httpx.Response,
+        body: _Body,
+        parsed: Any,
+    ) -> None:
+        """Land what was asked beside the body `_land` landed: a temp file, then renamed."""
         record = {
             "request_id": request_id,
             "vendor_request_id": parsed.get("request_id") if isinstance(parsed, dict) else None,
@@ -341,12 +419,13 @@ class ProviderClient:
             "status": response.status_code,
             "cost": self.policy.cost_per_request,
             "content_type": response.headers.get("content-type"),
-            "bytes": len(body),
-            "sha256": hashlib.sha256(body).hexdigest(),
-            "body": f"{stem}.body",
+            "bytes": body.size,
+            "sha256": body.sha256,
+            "body": body.path.name,
+            "truncated_at_bytes": body.size if body.cut_by else None,  # the server would have sent more
+            "truncated_by": body.cut_by,  # the Policy field that stopped the reading
         }
-        replace_bytes(folder / f"{stem}.body", body)
-        replace_bytes(folder / f"{stem}.json", json.dumps(record, indent=1).encode())
+        replace_bytes(body.path.with_suffix(".json"), json.dumps(record, indent=1).encode())
 
     def _wait(self, retry_state: tenacity.RetryCallState) -> float:
         error = retry_state.outcome.exception() if retry_state.outcome else None
@@ -374,14 +453,68 @@ class ProviderClient:
         time.sleep(seconds)
 
 
-def _vendor_message(response: httpx.Response, body: Any) -> str:
+@dataclass(frozen=True)
+class _Body:
+    """A response body as landed in the audit trail; `cut_by` is the bound that stopped the reading, if one did."""
+
+    path: Path
+    size: int
+    sha256: str
+    cut_by: str | None  # "max_bytes" or "deadline"
+
+    def content(self) -> bytes:
+        """The body when it is whole (at most the cap), else its first 300 bytes (for an error message)."""
+        with self.path.open("rb") as file:
+            return file.read() if self.cut_by is None else file.read(300)
+
+
+def _land(response: httpx.Response, path: Path, cap: int, deadline: float) -> _Body:
+    """Stream `response`'s body into `path` (a temp file, renamed once done), one chunk in memory at a time: at
+    most `cap` bytes, and reading stops at the first chunk that arrives after `deadline` (`time.monotonic()`)."""
+    digest, size, cut_by = hashlib.sha256(), 0, None
+
+    def write(temporary: Path) -> None:
+        nonlocal size, cut_by
+        with temporary.open("wb") as file:
+            for chunk in response.iter_bytes():
+                if size + len(chunk) > cap:
+                    chunk, cut_by = chunk[: cap - size], "max_bytes"
+                elif time.monotonic() > deadline:
+                    cut_by = "deadline"
+                file.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+                if cut_by:
+                    return
+
+    replace_file(path, write)
+    return _Body(path, size, digest.hexdigest(), cut_by)
+
+
+def strict_json(content: bytes) -> Any:
+    """`content` parsed as JSON; `NaN`, `Infinity` and `-Infinity`, which Python's json accepts and JSON does not,
+    raise ValueError naming the literal."""
+    return json.loads(content, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(literal: str) -> Any:
+    raise ValueError(f"{literal} is not a JSON number: JSON has no NaN or infinity")
+
+
+def _size(count: int) -> str:
+    """`count` bytes, in MiB when whole MiB."""
+    return f"{count // MIB} MiB" if count % MIB == 0 else f"{count:,} bytes"
+
+
+def _vendor_message(content: bytes, body: Any) -> str:
     """The vendor's own error text (`error` or `message`), short; the body's start otherwise."""
     if isinstance(body, dict):
         return str(body.get("error") or body.get("message") or body.get("status") or "")[:300]
-    return response.text[:200]
+    return content[:200].decode(errors="replace")
 
 
 __all__ = [
+    "BoundExceeded",
     "BudgetExhausted",
     "CircuitOpen",
     "ClientStats",

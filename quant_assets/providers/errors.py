@@ -14,7 +14,19 @@ class CircuitOpen(ProviderError):
 
 
 class MalformedResponse(ProviderError):
-    """The provider answered, but not in the documented shape (not JSON, or missing fields)."""
+    """The provider answered, but not in the documented shape (not JSON, NaN or Infinity included, or missing
+    fields)."""
+
+
+class BoundExceeded(ProviderError):
+    """An answer passed one of the client's bounds: a body longer than `Policy.max_bytes` (or its endpoint's
+    override), or a listing with more than `Policy.max_pages` pages or `Policy.max_rows` results. The answer is not
+    returned (a listing stops there, incomplete). Not retried and not counted against the circuit breaker: the
+    provider did answer, and the same request would get the same answer. `bound` is the `Policy` field passed."""
+
+    def __init__(self, message: str, bound: str):
+        super().__init__(message)
+        self.bound = bound
 
 
 class RequestFailed(ProviderError):
