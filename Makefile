@@ -79,9 +79,10 @@ test: setup $(QLIB_VENV)/.synced
 	QUANT_ASSETS_QLIB_PYTHON=$(CURDIR)/$(QLIB_VENV)/bin/python $(BIN)/pytest -n 2 -q
 
 ## dev: the Dagster UI on http://127.0.0.1:3000 and the daemon: the sensors (new files, gaps, failed-run alerts,
-## dead runs) and declarative automation run; schedules are off until turned on in the UI
+## dead runs) and declarative automation run; schedules are off until turned on in the UI. The UI refuses a foreign
+## Host (DNS rebinding) and other sites' pages (cross-origin GraphQL, GET mutations): see `quant-assets ui --help`
 dev: setup
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/quant-assets ui -w workspace.yaml --host 127.0.0.1 --port 3000
 
 ## bench: raw -> lake on full-size files, as ratios to gzip -dc; a Dagster range of 1 and 10 sessions; ticks
 bench: setup

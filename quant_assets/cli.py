@@ -1,9 +1,9 @@
 """The `quant-assets` command: sample vendor files and a local REST provider, summarise the lake and its coverage,
-plan a run (dry run), show and reset the providers' state, benchmark ingestion. Long commands show a progress bar
-on a terminal only.
+plan a run (dry run), show and reset the providers' state, benchmark ingestion, serve the Dagster UI with the
+daemon (`ui`, which refuses requests from other sites). Long commands show a progress bar on a terminal only.
 
-Dagster itself is driven with its own CLI (`dagster asset materialize`, `dagster job execute`, `dagster dev`);
-this command covers what Dagster does not.
+Dagster itself is driven with its own CLI (`dagster asset materialize`, `dagster job execute`); this command covers
+what Dagster does not.
 """
 
 import argparse
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from quant_assets.datasets import DATASETS, parse_dataset_names
-from quant_assets.settings import from_env
+from quant_assets.settings import UI_TRUSTED_HOSTS_ENV, from_env
 
 
 def _date(text: str) -> dt.date:
@@ -172,6 +172,13 @@ def cmd_providers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    from quant_assets.ui import serve
+
+    trusted = [*from_env().ui_trusted_hosts, *(args.trusted_host or [])]
+    return serve(args.host, args.port, trusted, workspace=args.workspace, module=args.module, log_level=args.log_level)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from quant_assets.bench import bench_ingest
 
@@ -183,8 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="quant-assets",
         description="Sample vendor flat files and a local REST provider, summarise the lake, its coverage and the "
-        "reference data, plan a run (dry run), show and reset the providers' state, and benchmark ingestion. "
-        "Materialise assets with Dagster's own CLI (see README).",
+        "reference data, plan a run (dry run), show and reset the providers' state, benchmark ingestion, and serve "
+        "the Dagster UI with the daemon. Materialise assets with Dagster's own CLI (see README).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     dataset_help = (
@@ -289,6 +296,44 @@ def build_parser() -> argparse.ArgumentParser:
     planner.add_argument("--data", default=settings.data, help=f"data folder (default: {settings.data})")
     planner.add_argument("--json", action="store_true", help="print every (dataset, session) as JSON instead")
     planner.set_defaults(func=cmd_plan)
+
+    ui = commands.add_parser(
+        "ui",
+        help="the Dagster UI on 127.0.0.1 and the daemon, refusing requests from other sites (what `make dev` runs)",
+        description="Serve the Dagster UI (Dagster's webserver, in this process) and run the daemon beside it (the "
+        "sensors, schedules and run queue), as `dagster dev` does, until Ctrl-C or SIGTERM, which stop both. The "
+        "instance is DAGSTER_HOME's. Unlike `dagster dev`, a request whose Host header is not 127.0.0.1, "
+        "localhost, --host or a trusted host is refused (400: a foreign name resolved to this machine, DNS "
+        "rebinding), a browser's request from a page of another origin (its Origin, Sec-Fetch-Site or Referer) to "
+        "/graphql, its websocket or any POST is refused (403), and a GraphQL mutation sent by GET is refused (405). "
+        "Clients that are not browsers (curl, Dagster's GraphQL client) send no Origin and pass. There is no login: "
+        "to share the UI, put an authenticating proxy in front of it and name the proxy's host with "
+        "--trusted-host.",
+    )
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=3000, help="port to listen on (default: 3000)")
+    ui.add_argument(
+        "--trusted-host",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="also answer this Host, and pages from http(s)://HOST[:PORT] (a proxy's name); repeatable, added to "
+        f"{UI_TRUSTED_HOSTS_ENV} (comma-separated; now: {','.join(settings.ui_trusted_hosts) or 'unset'})",
+    )
+    target = ui.add_mutually_exclusive_group()
+    target.add_argument("-w", "--workspace", help="a workspace.yaml to load the code locations from")
+    target.add_argument(
+        "-m",
+        "--module",
+        default="quant_assets.definitions",
+        help="the module of the code location, when no --workspace (default: quant_assets.definitions)",
+    )
+    ui.add_argument(
+        "--log-level",
+        choices=["critical", "error", "warning", "info", "debug"],
+        default="info",
+        help="log level of the daemon (default: info)",
+    )
+    ui.set_defaults(func=cmd_ui)
 
     bench = commands.add_parser("bench", help="benchmarks", description="Benchmarks, as ratios to a reference.")
     which = bench.add_subparsers(dest="which", required=True)

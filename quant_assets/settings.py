@@ -31,6 +31,9 @@ them and the one place each default is defined, for the code location and the `q
                               chain's run (default: none, the run's own process builds them; see
                               deploy/README.md)
     QUANT_ASSETS_DEBUG        1: the `quant-assets` command shows tracebacks instead of one line (default: off)
+    QUANT_ASSETS_UI_TRUSTED_HOSTS    host names (host or host:port, comma-separated) that `quant-assets ui` answers
+                                     besides 127.0.0.1, localhost and its --host, e.g. the name of a proxy in
+                                     front of it (default: none)
     MASSIVE_S3_ENDPOINT       S3 endpoint (default: https://files.massive.com)
     MASSIVE_S3_BUCKET         S3 bucket (default: flatfiles)
     MASSIVE_S3_ACCESS_KEY_ID, MASSIVE_S3_SECRET_ACCESS_KEY
@@ -70,6 +73,7 @@ API_KEY_ENV = "MASSIVE_API_KEY"
 WEBHOOK_ENV = "QUANT_ASSETS_ALERT_WEBHOOK_URL"
 DEFAULT_GAP_WINDOW = 30
 DEFAULT_GAP_MAX_SESSIONS = 10
+UI_TRUSTED_HOSTS_ENV = "QUANT_ASSETS_UI_TRUSTED_HOSTS"
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,7 @@ class Settings:
     gap_window: int = DEFAULT_GAP_WINDOW
     gap_max_sessions: int = DEFAULT_GAP_MAX_SESSIONS
     webhook_set: bool = False  # whether QUANT_ASSETS_ALERT_WEBHOOK_URL is set; read only through dagster.EnvVar
+    ui_trusted_hosts: list[str] = field(default_factory=list)  # hosts `quant-assets ui` answers besides its own
 
     @property
     def rest_configured(self) -> bool:
@@ -163,6 +168,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         gap_window=number("QUANT_ASSETS_GAP_WINDOW", DEFAULT_GAP_WINDOW, int, minimum=1),
         gap_max_sessions=number("QUANT_ASSETS_GAP_MAX_SESSIONS", DEFAULT_GAP_MAX_SESSIONS, int, minimum=1),
         webhook_set=bool(env.get(WEBHOOK_ENV, "").strip()),
+        ui_trusted_hosts=[h.strip() for h in env.get(UI_TRUSTED_HOSTS_ENV, "").split(",") if h.strip()],
     )
 
 

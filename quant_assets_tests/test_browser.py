@@ -2,17 +2,22 @@
 find the rejected session's failed check, with its sample rows, on that session's partition in the Checks tab. The
 same flow over GraphQL (the launch mutation the UI's dialog sends) always runs, browser or not.
 
-One `dagster-webserver` and one `dagster-daemon` (it launches the backfills) over a temporary DAGSTER_HOME; the
-vendor folder holds stocks_daily for 2026-02-17 to 2026-02-27, whose files for the 18th and the 25th are stamped
-with the next day, so the gate rejects them. The sensors that would ingest those files on their own are stopped
-before the daemon starts.
+The server is what `make dev` runs, `quant-assets ui` (Dagster's webserver behind the project's Host and Origin
+checks, and the daemon, which launches the backfills), over a temporary DAGSTER_HOME: the UI working in a browser
+proves the checks let its own pages through, and a page of another site opened in the same browser launches
+nothing. The vendor folder holds stocks_daily for 2026-02-17 to 2026-02-27, whose files for the 18th and the 25th
+are stamped with the next day, so the gate rejects them. The sensors that would ingest those files on their own
+start stopped (QUANT_ASSETS_SENSORS), and every sensor is stopped over GraphQL before a test runs.
 """
 
 import datetime as dt
 import gzip
+import http.server
+import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -116,22 +121,20 @@ def ui(tmp_path_factory):
         "QUANT_ASSETS_VENDOR_DIR": str(vendor),
         "QUANT_ASSETS_DATA": str(data),
         "QUANT_ASSETS_DATASETS": "stocks_daily",
+        "QUANT_ASSETS_SENSORS": "stopped",  # the daemon starts with the UI: the ingest sensors must not run first
         "PATH": f"{BIN}:/usr/bin:/bin",
     }
     if "PYTHONPATH" in os.environ:  # a checkout other than the installed one
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     port = free_port()
-    target = ["-m", "quant_assets.definitions"]
-    logs = [open(root / "webserver.log", "w"), open(root / "daemon.log", "w")]
-    processes = [
-        subprocess.Popen(
-            [str(BIN / "dagster-webserver"), *target, "-h", "127.0.0.1", "-p", str(port)],
-            cwd=root,
-            env=env,
-            stdout=logs[0],
-            stderr=subprocess.STDOUT,
-        )
-    ]
+    log = open(root / "ui.log", "w")
+    process = subprocess.Popen(
+        [str(BIN / "quant-assets"), "ui", "-m", "quant_assets.definitions", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_for_port(port, timeout=180)
         url = f"http://127.0.0.1:{port}"
@@ -145,21 +148,10 @@ def ui(tmp_path_factory):
                 {"id": state["id"], "origin": state["id"], "selector": state["selectorId"]},
             )["stopSensor"]
             assert stopped["__typename"] == "StopSensorMutationResult", stopped
-        processes.append(
-            subprocess.Popen(
-                [str(BIN / "dagster-daemon"), "run", *target],
-                cwd=root,
-                env=env,
-                stdout=logs[1],
-                stderr=subprocess.STDOUT,
-            )
-        )
-        yield url, data
+        yield url, data, root / "ui.log"
     finally:
-        for process in reversed(processes):
-            stop(process)
-        for log in logs:
-            log.close()
+        stop(process)
+        log.close()
 
 
 def wait_for_backfill(url: str, backfill_id: str, timeout: float = 300) -> dict:
@@ -214,7 +206,7 @@ def assert_sessions(url: str, data: Path, sessions: list[str], rejected: str) ->
 
 def test_a_backfill_over_graphql_records_each_sessions_checks(ui):
     """The request the UI's launch dialog sends, for raw and lake over 2026-02-17...2026-02-20 (the 18th rejected)."""
-    url, data = ui
+    url, data, _ = ui
     params = {
         "partitionsByAssets": [
             {"assetKey": {"path": [name]}, "partitions": {"range": {"start": "2026-02-17", "end": "2026-02-20"}}}
@@ -245,11 +237,11 @@ def test_a_backfill_over_graphql_records_each_sessions_checks(ui):
     assert "ingest_us_equities" in jobs["in_session"]
 
 
-def browser_or_skip(playwright):
+def browser_or_skip(playwright, *args: str):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); the GraphQL test covers the flow")
     try:
-        return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        return playwright.chromium.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *args])
     except Exception as error:  # a browser that cannot start here: say why
         print(f"chromium did not start: {error}")
         pytest.skip(f"chromium did not start: {error}")
@@ -261,7 +253,7 @@ def test_a_backfill_from_the_ui_shows_the_rejected_sessions_failed_check(ui):
     the rejected session (the 25th): failed, with its rows."""
     from playwright.sync_api import sync_playwright
 
-    url, data = ui
+    url, data, _ = ui
     with sync_playwright() as playwright:
         browser = browser_or_skip(playwright)
         try:
@@ -300,3 +292,74 @@ def test_a_backfill_from_the_ui_shows_the_rejected_sessions_failed_check(ui):
             page.screenshot(path=SHOTS / "quant_assets_rejected_check.png")
         finally:
             browser.close()
+
+
+# A page of another site: it sends the UI's launch mutation by POST with the query in the URL (a request a page may
+# send without a CORS preflight, which Dagster reads like a JSON body), by GET from an image, and opens the
+# subscriptions' websocket, then titles itself "sent".
+FOREIGN_PAGE = """<!doctype html><html><head><title>loading</title></head><body><script>
+const ui = "UI";
+const query = new URLSearchParams({query: MUTATION, variables: VARIABLES});
+const tries = [
+  fetch(ui + "/graphql?" + query, {method: "POST", mode: "no-cors"}).catch(() => null),
+  new Promise((done) => { const image = new Image(); image.onload = image.onerror = done;
+                          image.src = ui + "/graphql?" + query; }),
+  new Promise((done) => { const socket = new WebSocket(ui.replace("http", "ws") + "/graphql", "graphql-ws");
+                          socket.onerror = socket.onclose = done; }),
+];
+Promise.all(tries).then(() => { document.title = "sent"; });
+</script></body></html>"""
+
+
+def test_a_page_of_another_site_in_the_same_browser_launches_nothing(ui):
+    """In Chromium, with evil.example resolving to 127.0.0.1: a page of http://evil.example:PORT sends the launch
+    mutation three ways (each refused by the server, not only hidden by the browser: the UI's log names it, and no
+    backfill exists); and http://evil.example:UI_PORT (DNS rebinding: the foreign name for the UI's address) gets
+    400, while the UI itself on 127.0.0.1 still works in the same browser."""
+    from playwright.sync_api import sync_playwright
+
+    url, _, log = ui
+    params = {
+        "partitionsByAssets": [{"assetKey": {"path": ["raw_stocks_daily"]}, "partitionNames": ["2026-02-19"]}],
+        "title": "from evil.example",
+    }
+    variables = json.dumps(json.dumps({"params": params}))
+    page_text = FOREIGN_PAGE.replace("UI", url).replace("MUTATION", json.dumps(LAUNCH)).replace("VARIABLES", variables)
+
+    class Foreign(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = page_text.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Foreign)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    foreign = f"http://evil.example:{server.server_address[1]}"
+    try:
+        with sync_playwright() as playwright:
+            browser = browser_or_skip(playwright, "--host-resolver-rules=MAP evil.example 127.0.0.1")
+            try:
+                page = browser.new_page()
+                page.set_default_timeout(60_000)
+                page.goto(f"{foreign}/")
+                page.wait_for_function("document.title === 'sent'")
+                rebound = page.goto(url.replace("127.0.0.1", "evil.example") + "/")
+                assert rebound.status == 400 and page.inner_text("body") == "Invalid host header"
+                assert page.goto(f"{url}/overview").status == 200
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+    backfills = graphql(f"{url}/graphql", BACKFILLS, {})["partitionBackfillsOrError"]["results"]
+    assert "from evil.example" not in [b["title"] for b in backfills]
+    refused = f"refused: a request from a page of {foreign} (Origin)"
+    lines = log.read_text().splitlines()
+    assert any(line.startswith(f"POST /graphql: {refused}") for line in lines), lines[-20:]
+    assert any(line.startswith(f"WEBSOCKET /graphql: {refused}") for line in lines), lines[-20:]
+    assert any(line.startswith("GET /graphql: refused: a request from a cross-site page") for line in lines)

@@ -1,12 +1,16 @@
-"""Through the webserver, as the UI does it: a backfill of a range is one run, and a rejected partition shows its
-failed check with the failing rows."""
+"""Through the webserver that `make dev` serves (`quant-assets ui`), as the UI does it: a backfill of a range is one
+run, and a rejected partition shows its failed check with the failing rows. And what the UI refuses: a page of
+another site that sends a mutation (by POST or GET), a foreign Host, a foreign websocket."""
 
 import datetime as dt
 import json
 import shutil
 import subprocess
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -81,9 +85,9 @@ def dagster_dev(tmp_path_factory, february):
         "QUANT_ASSETS_SENSORS": "stopped",  # the tests launch the backfills; the sensors would ingest everything
         "PATH": f"{BIN}:/usr/bin:/bin",
     }
-    log = open(tmp_path / "dagster_dev.log", "w")
+    log = open(tmp_path / "ui.log", "w")
     process = subprocess.Popen(
-        [str(BIN / "dagster"), "dev", "-m", "quant_assets.definitions", "-h", "127.0.0.1", "-p", str(port)],
+        [str(BIN / "quant-assets"), "ui", "-m", "quant_assets.definitions", "--host", "127.0.0.1", "--port", str(port)],
         cwd=tmp_path,
         env=env,
         stdout=log,
@@ -95,10 +99,13 @@ def dagster_dev(tmp_path_factory, february):
     finally:
         process.terminate()
         try:
-            process.wait(timeout=60)
+            # SIGTERM stops the webserver, the daemon and the code server, and the command says it stopped well.
+            assert process.wait(timeout=90) == 0
         except subprocess.TimeoutExpired:
             process.kill()
-        log.close()
+            raise
+        finally:
+            log.close()
 
 
 def backfill(url: str, assets: list[str], start: str, end: str) -> dict:
@@ -178,3 +185,136 @@ def test_a_rejected_partition_shows_its_failed_check_with_sample_rows(dagster_de
     assert passed["evaluation"]["success"] is True
     assert not (data / "lake" / "stocks_daily" / "date=2026-03-02").exists()
     assert (data / "quarantine" / "stocks_daily" / "date=2026-03-02" / "part-0.parquet").exists()
+
+
+REPOSITORY = "query { repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
+LAUNCH_RUN = """
+mutation($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}"""
+RUNS = "query { runsOrError { ... on Runs { results { runId status } } } }"
+RUN = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+EVIL = "http://evil.example"
+
+
+def send(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, str]:
+    """(status, body) of a request, refused or not."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers or {}), timeout=60) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def files(folder: Path) -> dict[str, int]:
+    """Every file under the data folder with its modification time, but the alerts the failure sensor writes."""
+    found = (p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).parts[0] != "alerts")
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in found}
+
+
+def launch_params(url: str) -> dict:
+    """launchRun's parameters for raw and lake stocks_daily of 2026-02-20, as the UI's launchpad sends them."""
+    [repository] = graphql(url, REPOSITORY, {})["repositoriesOrError"]["nodes"]
+    selector = {
+        "repositoryLocationName": repository["location"]["name"],
+        "repositoryName": repository["name"],
+        "jobName": "ingest_us_equities",
+        "assetSelection": [{"path": ["raw_stocks_daily"]}, {"path": ["lake_stocks_daily"]}],
+    }
+    return {"selector": selector, "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "2026-02-20"}]}}
+
+
+def test_a_page_of_another_site_cannot_launch_a_run(dagster_dev):
+    """The attack `dagster dev` let through: a foreign page sends launchRun by POST (JSON, or form-encoded with the
+    query in the URL, which needs no CORS preflight) or by GET; each is refused, no run is launched and the data
+    folder is untouched. The same mutation from the UI's own origin launches the run."""
+    url, data = dagster_dev
+    params = launch_params(url)
+    runs_before = graphql(url, RUNS, {})["runsOrError"]["results"]
+    files_before = files(data) if data.exists() else {}
+    body = json.dumps({"query": LAUNCH_RUN, "variables": {"params": params}}).encode()
+    in_url = f"{url}?{urllib.parse.urlencode({'query': LAUNCH_RUN, 'variables': json.dumps({'params': params})})}"
+    attempts = [
+        (url, body, {"Content-Type": "application/json", "Origin": EVIL}),
+        (in_url, b"", {"Content-Type": "application/x-www-form-urlencoded", "Origin": EVIL}),
+        (in_url, None, {"Origin": EVIL}),
+        (in_url, None, {"Referer": f"{EVIL}/page.html"}),  # a GET from a link or an image: no Origin
+        (in_url, None, {"Sec-Fetch-Site": "cross-site"}),
+    ]
+    for target, payload, headers in attempts:
+        status, text = send(target, payload, headers)
+        assert status == 403, (headers, status, text)
+        assert text.startswith("refused: a request from a ") and "this Dagster UI answers only its own pages" in text
+    assert "a page of http://evil.example (Origin)" in send(url, body, attempts[0][2])[1]
+    # A mutation by GET is refused whatever its origin: the UI never sends one.
+    assert send(in_url) == (405, "refused: a GraphQL mutation must be sent by POST, not GET")
+    assert graphql(url, RUNS, {})["runsOrError"]["results"] == runs_before
+    assert (files(data) if data.exists() else {}) == files_before
+
+    origin = url.removesuffix("/graphql")
+    status, text = send(url, body, {"Content-Type": "application/json", "Origin": origin})
+    launched = json.loads(text)["data"]["launchRun"]
+    assert status == 200 and launched["__typename"] == "LaunchRunSuccess", text
+    run_id = launched["run"]["runId"]
+    deadline = time.monotonic() + 300
+    while (run := graphql(url, RUN, {"id": run_id})["runOrError"])["status"] not in ("SUCCESS", "FAILURE"):
+        assert time.monotonic() < deadline, run
+        time.sleep(2)
+    assert run["status"] == "SUCCESS"
+    assert (data / "lake" / "stocks_daily" / "date=2026-02-20" / "part-0.parquet").exists()
+
+
+def test_a_foreign_host_is_refused(dagster_dev):
+    """DNS rebinding: a foreign name that resolves to 127.0.0.1 reaches the server with its own name in Host."""
+    url, _ = dagster_dev
+    port = urllib.parse.urlsplit(url).port
+    query = json.dumps({"query": REPOSITORY}).encode()
+    for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1.evil.example:{port}"):
+        status, text = send(url, query, {"Content-Type": "application/json", "Host": host})
+        assert (status, text) == (400, "Invalid host header"), host
+    status, _ = send(url.removesuffix("/graphql") + "/", None, {"Host": f"evil.example:{port}"})
+    assert status == 400  # the pages too, not only /graphql
+    assert send(url, query, {"Content-Type": "application/json", "Host": f"localhost:{port}"})[0] == 200
+
+
+def test_the_uis_own_origin_and_clients_without_one_are_served(dagster_dev):
+    """The UI's own pages (on 127.0.0.1 or localhost), and clients that send no Origin (curl, Dagster's GraphQL
+    client, these tests), get answers; so does a link into the UI from another site (not /graphql)."""
+    url, _ = dagster_dev
+    port = urllib.parse.urlsplit(url).port
+    query = json.dumps({"query": REPOSITORY}).encode()
+    for origin in (f"http://127.0.0.1:{port}", f"http://localhost:{port}", None):
+        headers = {"Content-Type": "application/json", **({"Origin": origin} if origin else {})}
+        status, text = send(url, query, headers)
+        [repository] = json.loads(text)["data"]["repositoriesOrError"]["nodes"]
+        assert status == 200 and repository["location"]["name"] == "quant_assets.definitions", origin
+    same = {"Origin": f"http://127.0.0.1:{port}", "Sec-Fetch-Site": "same-origin"}
+    assert send(f"{url}?query={urllib.parse.quote('{ shouldShowNux }')}", None, same)[0] == 200
+    status, text = send(url.removesuffix("/graphql") + "/runs", None, {"Sec-Fetch-Site": "cross-site"})
+    assert status == 200 and "<html" in text.lower()  # a link from an alert in a chat app still opens the UI
+
+
+def test_the_subscriptions_websocket_refuses_other_sites(dagster_dev):
+    """The UI's live updates come over a websocket on /graphql: a foreign page's handshake is refused (a browser
+    lets a page read any websocket it opens), the UI's own is accepted."""
+    import asyncio
+
+    import websockets
+
+    url, _ = dagster_dev
+    ws = url.replace("http://", "ws://")
+
+    async def handshake(origin: str) -> str:
+        try:
+            async with websockets.connect(ws, subprotocols=["graphql-ws"], origin=origin) as socket:
+                await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
+                return json.loads(await socket.recv())["type"]
+        except websockets.InvalidStatus as error:
+            return f"HTTP {error.response.status_code}"
+
+    assert asyncio.run(handshake(EVIL)) == "HTTP 403"
+    assert asyncio.run(handshake(url.removesuffix("/graphql"))) == "connection_ack"
