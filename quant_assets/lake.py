@@ -9,6 +9,7 @@ through `scan`, never through paths of their own.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -23,6 +24,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 from polars.io.plugins import register_io_source
+
+from quant_assets.errors import SessionError, writing
 
 PART_NAME = "part-0.parquet"
 PROVENANCE_KEY = "quant_assets"
@@ -52,7 +55,7 @@ def temporary_path(path: Path) -> Path:
 class PartitionWriter:
     """Writes one Parquet file batch by batch (a row group each) to a temporary file beside `path`, in a
     background thread; `commit` renames it into place, `discard` removes it. A crash leaves at most a `.tmp-`
-    file, never a partial `path`."""
+    file, never a partial `path`. A folder that cannot take the file (read-only, full) raises DataFolderError."""
 
     def __init__(self, path: Path, schema: dict[str, pl.DataType]):
         self.path = path
@@ -67,9 +70,10 @@ class PartitionWriter:
         if frame.height == 0:
             return
         table = frame.to_arrow()
-        self._wait()
-        if self._writer is None:
-            self._open(table.schema)
+        with writing(self.path):
+            self._wait()
+            if self._writer is None:
+                self._open(table.schema)
         self.rows += frame.height
         self._pending = _WRITERS.submit(self._writer.write_table, table)
 
@@ -85,14 +89,15 @@ class PartitionWriter:
 
     def commit(self, metadata: dict[str, str] | None = None) -> Path:
         """Finish the file (an empty table if nothing was written), then rename it over `path`."""
-        self._wait()
-        if self._writer is None:
-            self._open(pl.DataFrame(schema=self.schema).to_arrow().schema)
-        if metadata:
-            self._writer.add_key_value_metadata(metadata)
-        self._writer.close()
-        pa.default_memory_pool().release_unused()  # arrow's pool would otherwise keep its peak for the process
-        os.replace(self.tmp, self.path)
+        with writing(self.path):
+            self._wait()
+            if self._writer is None:
+                self._open(pl.DataFrame(schema=self.schema).to_arrow().schema)
+            if metadata:
+                self._writer.add_key_value_metadata(metadata)
+            self._writer.close()
+            pa.default_memory_pool().release_unused()  # arrow's pool would otherwise keep its peak for the process
+            os.replace(self.tmp, self.path)
         remove_leftovers(self.path)
         return self.path
 
@@ -107,8 +112,10 @@ class PartitionWriter:
                 self._writer.close()
             except Exception:
                 pass
-            self.tmp.unlink(missing_ok=True)
             pa.default_memory_pool().release_unused()
+        if self.tmp is not None:  # also when opening the writer failed after it made the file
+            with contextlib.suppress(OSError):  # the error that brought us here is the one to report
+                self.tmp.unlink(missing_ok=True)
         try:
             self.path.parent.rmdir()
         except OSError:  # not empty (an earlier partition, another writer's file) or never made
@@ -126,29 +133,31 @@ def sink_partition(
     polars' streaming engine pulls the frames and encodes row groups on its own threads while the next frame is
     produced, so reading and writing overlap. `metadata()` is asked for the file's key-value metadata when the
     last frame is in (counts known only then). On any error the temporary file is removed and `path` is left as
-    it was.
+    it was; a folder that cannot take the file (read-only, full) raises DataFolderError.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(path)
 
     def source(with_columns, predicate, n_rows, batch_size):
         yield from frames
 
-    try:
-        register_io_source(source, schema=schema).sink_parquet(
-            tmp,
-            compression=COMPRESSION,
-            compression_level=COMPRESSION_LEVEL,
-            metadata=(lambda context: metadata()) if metadata else None,
-        )
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            path.parent.rmdir()
-        except OSError:
-            pass
-        raise
+            register_io_source(source, schema=schema).sink_parquet(
+                tmp,
+                compression=COMPRESSION,
+                compression_level=COMPRESSION_LEVEL,
+                metadata=(lambda context: metadata()) if metadata else None,
+            )
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):  # the error that brought us here is the one to report
+                tmp.unlink(missing_ok=True)
+            try:
+                path.parent.rmdir()
+            except OSError:
+                pass
+            raise
     remove_leftovers(path)
     return path
 
@@ -191,14 +200,17 @@ def remove_partition(root: str | os.PathLike, dataset: str, session: dt.date) ->
 
 def replace_file(path: Path, write: Callable[[Path], object]) -> Path:
     """Replace `path` atomically with what `write(temporary)` writes: a temporary file beside it, then a rename, so
-    a reader never sees half a file and a failure leaves the old one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    a reader never sees half a file and a failure leaves the old one. A folder that cannot take the file
+    (read-only, full) raises DataFolderError."""
     temporary = temporary_path(path)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            write(temporary)
+            os.replace(temporary, path)
+        finally:
+            with contextlib.suppress(OSError):  # an error of the write is the one to report
+                temporary.unlink(missing_ok=True)
     return path
 
 
@@ -276,3 +288,47 @@ def ticker_filter(patterns: Sequence[str]) -> pl.Expr | None:
         regex = "".join({"*": ".*", "?": "."}.get(ch, re.escape(ch)) for ch in pattern)
         condition = condition | pl.col("ticker").str.contains(f"^{regex}$")
     return condition
+
+
+def read_partitions(
+    root: str | os.PathLike, dataset: str, sessions: Iterable[dt.date], columns: Sequence[str] | None = None
+) -> tuple[pl.DataFrame, dict[dt.date, SessionError]]:
+    """The partitions of `dataset` for `sessions` (those that exist) as one frame with a `date` column, each file
+    read on its own, and for each file that cannot be read (truncated, not Parquet, without the columns) a
+    `SessionError` naming the file: one corrupt partition fails its own session, never the sessions read with it."""
+    frames, unreadable = [], {}
+    for session in sessions:
+        path = partition_path(root, dataset, session)
+        if not path.exists():
+            continue
+        try:
+            frame = pl.read_parquet(path, columns=list(columns) if columns is not None else None)
+        except Exception as error:  # polars and arrow raise several kinds for a damaged file
+            unreadable[session] = _unreadable(dataset, session, path, error)
+            continue
+        frames.append(frame.with_columns(date=pl.lit(session, pl.Date)))
+    if not frames:
+        return pl.DataFrame(schema={"date": pl.Date}), unreadable
+    return pl.concat(frames, how="vertical_relaxed"), unreadable
+
+
+def unreadable_partitions(
+    root: str | os.PathLike, dataset: str, sessions: Iterable[dt.date]
+) -> dict[dt.date, SessionError]:
+    """The partitions of `sessions` whose Parquet footer cannot be read (truncated or not Parquet), each with a
+    `SessionError` naming the file: a cheap look before a layer scans many files together."""
+    found = {}
+    for session in sessions:
+        path = partition_path(root, dataset, session)
+        if not path.exists():
+            continue
+        try:
+            pq.read_metadata(path)
+        except Exception as error:
+            found[session] = _unreadable(dataset, session, path, error)
+    return found
+
+
+def _unreadable(dataset: str, session: dt.date, path: Path, error: Exception) -> SessionError:
+    problem = f"the partition cannot be read ({type(error).__name__}: {str(error)[:200]}); materialise it again"
+    return SessionError(dataset, session, str(path), problem)

@@ -146,21 +146,21 @@ def range_results(
     why: str,
     check_results: Sequence[dg.AssetCheckResult] = (),
     also: dict[str, dict] | None = None,
+    failed: Sequence[SessionError] = (),
 ):
     """The events of a partitioned asset's range run: each built session's metadata (`built`, by partition key)
-    and the check results; then, if some sessions had no input (`missing`), a failure that names them, the others
-    staying materialised. `also`: sessions outside the run that it built again too (by partition key)."""
+    and the check results; then, if some sessions had no input (`missing`) or failed (`failed`: an unreadable
+    input, each error naming its file), a failure that names them, the others staying materialised. `also`:
+    sessions outside the run that it built again too (by partition key)."""
     for key, metadata in (also or {}).items():
         yield dg.AssetMaterialization(asset_key=asset, partition=key, metadata=metadata)
-    if missing:
+    if missing or failed:
         for key, metadata in built.items():
             yield dg.AssetMaterialization(asset_key=asset, partition=key, metadata=metadata)
         yield from check_results
-        raise dg.Failure(
-            description=f"{len(missing)} sessions {why}: " + ", ".join(s.isoformat() for s in missing)
-            + "; every other session is materialised",
-            allow_retries=False,
-        )  # fmt: skip
+        problems = [f"{len(missing)} sessions {why}: " + ", ".join(s.isoformat() for s in missing)] if missing else []
+        problems += [f"{error.session} failed: {error}" for error in failed]
+        raise dg.Failure(description="; ".join(problems) + "; every other session is materialised", allow_retries=False)
     for key, metadata in built.items():
         context.add_asset_metadata(metadata, partition_key=key)
     yield dg.MaterializeResult(check_results=list(check_results))

@@ -97,7 +97,7 @@ def build_enriched_daily(datasets: list[Dataset]) -> dg.AssetsDefinition:
         later = followers(DAILY.calendar, requested, sessions_in(zones.enriched_root, DAILY.name), features.lookback)
         sessions = sorted([*requested, *later])
         write_feature_set(zones.enriched_root, DAILY.name, features)
-        started, built, missing = time.perf_counter(), {}, []
+        started, built, missing, failed = time.perf_counter(), {}, [], []
         for first in range(0, len(sessions), CHUNK):
             chunk = sessions[first : first + CHUNK]
             out = enrich_daily(
@@ -117,15 +117,27 @@ def build_enriched_daily(datasets: list[Dataset]) -> dg.AssetsDefinition:
                     if session in requested:  # a later session whose lake partition has gone: left as it is
                         missing.append(session)
                     continue
+                if isinstance(frame, SessionError):  # an unreadable lake partition: this session alone fails
+                    context.log.error(f"{ENRICHED_DAILY}: {frame}")
+                    if session in requested:  # a later session keeps its partition until its lake is mended
+                        failed.append(frame)
+                    continue
                 path = write_parquet(frame, partition_path(zones.enriched_root, DAILY.name, session))
                 built[session.isoformat()] = _metadata(frame, path, factors_version, features)
         also = {s.isoformat(): built.pop(s.isoformat()) for s in later if s.isoformat() in built}
         context.log.info(
-            f"{ENRICHED_DAILY}: {len(built)} sessions built, {len(missing)} without a lake partition, and {len(also)} "
-            f"later sessions whose windows reach them built again, in {time.perf_counter() - started:.1f} s"
+            f"{ENRICHED_DAILY}: {len(built)} sessions built, {len(missing)} without a lake partition, {len(failed)} "
+            f"failed, and {len(also)} later sessions whose windows reach them built again, in "
+            f"{time.perf_counter() - started:.1f} s"
         )
         yield from range_results(
-            context, ENRICHED_DAILY, built, missing, f"have no lake_{DAILY.name} partition, so no features", also=also
+            context,
+            ENRICHED_DAILY,
+            built,
+            missing,
+            f"have no lake_{DAILY.name} partition, so no features",
+            also=also,
+            failed=failed,
         )
 
     return enriched_daily

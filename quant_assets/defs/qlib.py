@@ -26,7 +26,13 @@ from quant_assets.defs.partitions import session_partitions
 from quant_assets.defs.resources import DataZones
 from quant_assets.features.enrich import CHUNK
 from quant_assets.features.restate import read_enriched_daily, restated_dir, restated_tickers
-from quant_assets.lake import partition_path, replace_bytes, scan, sessions_in
+from quant_assets.lake import (
+    partition_path,
+    read_partitions,
+    replace_bytes,
+    sessions_in,
+    unreadable_partitions,
+)
 from quant_assets.names import shown, ticker_problem
 from quant_assets.qlib.directory import QlibDirectory, readjust
 from quant_assets.qlib.fields import DAY_FIELDS, ENRICHED_COLUMNS, MINUTE_FIELDS, day_fields, minute_fields
@@ -35,7 +41,14 @@ from quant_assets.qlib.symbols import qlib_symbol
 from quant_assets.reference.factors import TABLE as FACTORS
 from quant_assets.reference.factors import manifest_dir, read_factors
 from quant_assets.reference.versions import latest_version, read_version
-from quant_assets.sessions import next_session, parse_session, previous_session, regular_hours, sessions
+from quant_assets.sessions import (
+    next_session,
+    parse_session,
+    previous_session,
+    regular_hours,
+    sessions,
+    sessions_around,
+)
 from quant_assets.settings import partitions_start
 from quant_assets.tables import markdown_table
 
@@ -167,42 +180,57 @@ def build_qlib_day(features: Sequence[str], start: str | None = None) -> dg.Asse
         columns = [*ENRICHED_COLUMNS, *features]  # only what the fields need: the enriched rows have ~30 columns
         wanted = sorted(parse_session(k) for k in context.partition_keys)
         held = sessions_in(zones.enriched_root, DAILY.name)
+        # An enriched partition that cannot be read fails its session alone (and is not read as a neighbour).
+        span = sessions_around(DAILY.calendar, wanted[0], wanted[-1], before=1, after=1) if wanted else []
+        broken = unreadable_partitions(zones.enriched_root, DAILY.name, sorted(set(span) & set(held)))
+        held = [s for s in held if s not in broken]
         started, built, symbols = time.perf_counter(), {}, set()
         aside = SetAside(target)
         lo = hi = None
         for run in consecutive_runs(held, wanted):
             before = previous_session(DAILY.calendar, run[0])  # for the first session's change
-            days = ([before] if before else []) + run
+            days = ([before] if before and before not in broken else []) + run
             rows = read_enriched_daily(zones.enriched_root, DAILY.name, days).select(columns).collect()
             frame = aside.screen(day_fields(rows, run, features))
             target.write_sessions(frame, run[0], run[-1], fields)
             symbols.update(frame["ticker"].unique().to_list())
-            _next_change(zones, target, run[-1], aside)
+            _next_change(zones, target, run[-1], aside, broken)
             run_lo, run_hi = target.session_range(run[0], run[-1])
             lo, hi = min(lo if lo is not None else run_lo, run_lo), max(hi or 0, run_hi)
             counts = dict(frame.group_by("date").len().iter_rows())
             for session in run:
                 built[session.isoformat()] = {"dagster/row_count": dg.MetadataValue.int(counts.get(session, 0))}
-        missing = [s for s in wanted if s.isoformat() not in built]
+        failed = [broken[s] for s in wanted if s in broken]
+        missing = [s for s in wanted if s.isoformat() not in built and s not in broken]
+        for error in failed:
+            context.log.error(f"{QLIB_DAY}: {error}")
         context.log.info(
-            f"{QLIB_DAY}: {len(built)} sessions written, {len(missing)} without enriched rows, in "
-            f"{time.perf_counter() - started:.1f} s"
+            f"{QLIB_DAY}: {len(built)} sessions written, {len(missing)} without enriched rows, {len(failed)} "
+            f"unreadable, in {time.perf_counter() - started:.1f} s"
         )
         report = verify(target, sorted({qlib_symbol(t) for t in symbols}), lo, hi)
         for metadata in built.values():
             metadata["path"] = dg.MetadataValue.path(str(target.root))
         gate = _gate(context, QLIB_DAY, report, target, sorted(built), aside.report(context, QLIB_DAY, report))
         yield from range_results(
-            context, QLIB_DAY, built, missing, f"have no {ENRICHED_DAILY} partition, so nothing to write", [gate]
+            context,
+            QLIB_DAY,
+            built,
+            missing,
+            f"have no {ENRICHED_DAILY} partition, so nothing to write",
+            [gate],
+            failed=failed,
         )
 
     return qlib_day
 
 
-def _next_change(zones: DataZones, target: QlibDirectory, last: dt.date, aside: SetAside) -> None:
+def _next_change(zones: DataZones, target: QlibDirectory, last: dt.date, aside: SetAside, broken) -> None:
     """`change` of the session after `last` compares with `last`'s close: rewrite it if the directory holds it."""
     following = next_session(DAILY.calendar, last)
-    if following is None or target.session_range(following, following)[0] >= target.calendar_length():
+    if following is None or following in broken:
+        return
+    if target.session_range(following, following)[0] >= target.calendar_length():
         return
     if not partition_path(zones.enriched_root, DAILY.name, following).exists():
         return
@@ -230,16 +258,21 @@ def build_qlib_minute(start: str | None = None) -> dg.AssetsDefinition:
         target = directory(zones, "1min", _start(context))
         wanted = sorted(parse_session(k) for k in context.partition_keys)
         factors = read_factors(zones.reference_root)
-        started, built, missing, symbols = time.perf_counter(), {}, [], set()
+        started, built, missing, failed, symbols = time.perf_counter(), {}, [], [], set()
         aside = SetAside(target)
         lo = hi = None
         for session in wanted:
-            if not partition_path(zones.lake_root, MINUTE.name, session).exists():
+            path = partition_path(zones.lake_root, MINUTE.name, session)
+            if not path.exists():
                 missing.append(session)
                 continue
             open_, close = regular_hours(session)
-            frame = minute_fields(scan(zones.lake_root, MINUTE.name, [session]), session, factors, open_, close)
-            frame = aside.screen(frame)
+            frames, unreadable = read_partitions(zones.lake_root, MINUTE.name, [session])
+            if unreadable:  # this session alone fails; the file is named
+                failed.append(unreadable[session])
+                context.log.error(f"{QLIB_MINUTE}: {unreadable[session]}")
+                continue
+            frame = aside.screen(minute_fields(frames.lazy(), session, factors, open_, close))
             target.write_sessions(frame, session, session, MINUTE_FIELDS)
             symbols.update(frame["ticker"].unique().to_list())
             session_lo, session_hi = target.session_range(session, session)
@@ -252,7 +285,9 @@ def build_qlib_minute(start: str | None = None) -> dg.AssetsDefinition:
         context.log.info(f"{QLIB_MINUTE}: {len(built)} sessions written in {time.perf_counter() - started:.1f} s")
         report = verify(target, sorted({qlib_symbol(t) for t in symbols}), lo, hi)
         gate = _gate(context, QLIB_MINUTE, report, target, sorted(built), aside.report(context, QLIB_MINUTE, report))
-        yield from range_results(context, QLIB_MINUTE, built, missing, f"have no lake_{MINUTE.name} partition", [gate])
+        yield from range_results(
+            context, QLIB_MINUTE, built, missing, f"have no lake_{MINUTE.name} partition", [gate], failed=failed
+        )
 
     return qlib_minute
 

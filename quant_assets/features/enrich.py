@@ -13,8 +13,9 @@ from collections.abc import Sequence
 import polars as pl
 
 from quant_assets.datasets import Calendar
+from quant_assets.errors import SessionError
 from quant_assets.features.daily import FeatureSet, daily_features, session_grid, session_vwap
-from quant_assets.lake import partition_path, scan
+from quant_assets.lake import partition_path, read_partitions, scan
 from quant_assets.reference.factors import adjust
 from quant_assets.sessions import regular_hours, sessions_around
 
@@ -64,24 +65,35 @@ def enrich_daily(
     features: FeatureSet,
     factors_version: dt.date | None = None,
     enriched_root: str | os.PathLike | None = None,
-) -> dict[dt.date, pl.DataFrame]:
+) -> dict[dt.date, pl.DataFrame | SessionError]:
     """The enriched rows of each session of `chunk` that the lake holds: the adjusted bars, their price and volume
     factors (and `factors_version`, the factors' as-of date), the features, and (where the lake has the session's
     minute bars) the session's VWAPs, adjusted: from `enriched_stocks_minute`'s `vwap.parquet` under
-    `enriched_root` where it was built, else from the lake's minute bars."""
+    `enriched_root` where it was built, else from the lake's minute bars.
+
+    A session of the chunk whose day or minute partition cannot be read gets a `SessionError` naming the file
+    instead of rows; the other sessions are built (their windows without the unreadable session's bars)."""
     window = window_sessions(calendar, chunk, features.lookback)
-    raw = scan(lake_root, daily_dataset, window).select(*BAR_COLUMNS).collect()
+    raw, unreadable = read_partitions(lake_root, daily_dataset, window, [c for c in BAR_COLUMNS if c != "date"])
+    out: dict[dt.date, pl.DataFrame | SessionError] = {s: e for s, e in unreadable.items() if s in chunk}
     if not raw.height:
-        return {}
+        return out
+    raw = raw.select(*BAR_COLUMNS)
     bars = adjust(raw.with_columns(raw_close=pl.col("close"), raw_volume=pl.col("volume")), factors)
     table = daily_features(session_grid(bars, window), features).filter(
         pl.col("close").is_not_null() & pl.col("date").is_in(list(chunk))
     )
-    out = {}
     for (session,), frame in table.partition_by("date", as_dict=True, maintain_order=True).items():
         frame = frame.drop("session_index", "date")  # the date is the partition's, as in the lake
         if minute_dataset and partition_path(lake_root, minute_dataset, session).exists():
-            vwaps = _vwaps(lake_root, minute_dataset, session, enriched_root)
+            try:
+                vwaps = _vwaps(lake_root, minute_dataset, session, enriched_root)
+            except (OSError, pl.exceptions.PolarsError) as error:
+                path = partition_path(lake_root, minute_dataset, session)
+                out[session] = SessionError(
+                    minute_dataset, session, str(path), f"cannot be read for the VWAPs ({error})"
+                )
+                continue
             frame = frame.join(vwaps, on="ticker", how="left")
             frame = frame.with_columns(pl.col("vwap", "vwap_extended") * pl.col("price_factor"))
         else:
