@@ -6,6 +6,8 @@ them and the one place each default is defined, for the code location and the `q
     QUANT_ASSETS_SOURCE       `local` (default) or `s3`
     QUANT_ASSETS_VENDOR_DIR   the local source folder (default: data/vendor)
     QUANT_ASSETS_DATA         the data folder with raw/, lake/, quarantine/ (default: data)
+    QUANT_ASSETS_MIN_FREE_MB  a run fails at its start when the data folder's disk has less free space than this
+                              (MiB; 0: no minimum; default: 100)
     QUANT_ASSETS_TICKERS      keep only these tickers in the lake, comma-separated, globs allowed (default: all)
     QUANT_ASSETS_START_DATE   first partition (default: 2026-01-02, the year of the demo's sample month)
     QUANT_ASSETS_MAX_FAILURE_SHARE   share of rows that may be quarantined before a partition is rejected (0.01)
@@ -17,7 +19,7 @@ them and the one place each default is defined, for the code location and the `q
                               20G tick; see flatfiles.DEFAULT_LIMITS)
     QUANT_ASSETS_MAX_INFLATED_GB     refuse a file that inflates to more than this (default per frequency: 2 day,
                                      4 minute, 1024 tick)
-    QUANT_ASSETS_MAX_TICKER_LENGTH   a longer ticker is a row defect (40)
+    QUANT_ASSETS_MAX_TICKER_LENGTH   a longer ticker is a row defect, as one that is not a vendor symbol (40)
     QUANT_ASSETS_QLIB_FEATURES       enriched feature columns also written to qlib_day, comma-separated, e.g.
                                      `return_5,rsi_14` (default: none; see `quant-assets status` for the columns)
     QUANT_ASSETS_SENSORS      `running` (default) or `stopped`: how the new-file and gap sensors start in a new
@@ -74,6 +76,11 @@ WEBHOOK_ENV = "QUANT_ASSETS_ALERT_WEBHOOK_URL"
 DEFAULT_GAP_WINDOW = 30
 DEFAULT_GAP_MAX_SESSIONS = 10
 UI_TRUSTED_HOSTS_ENV = "QUANT_ASSETS_UI_TRUSTED_HOSTS"
+DATA_ENV = "QUANT_ASSETS_DATA"
+MIN_FREE_ENV = "QUANT_ASSETS_MIN_FREE_MB"
+# A run starting below this much free space (MiB) would fail in the middle of a write: a minute session's raw file
+# and lake partition take tens of MiB, a tick session's gigabytes.
+DEFAULT_MIN_FREE_MB = 100
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,7 @@ class Settings:
     source: str = "local"
     vendor_dir: str = DEFAULT_VENDOR_DIR
     data: str = DEFAULT_DATA
+    min_free_mb: int = DEFAULT_MIN_FREE_MB
     tickers: list[str] = field(default_factory=list)
     start_date: str = DEFAULT_START
     max_failure_share: float = DEFAULT_MAX_FAILURE_SHARE
@@ -147,7 +155,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         datasets=env.get("QUANT_ASSETS_DATASETS"),
         source=source,
         vendor_dir=get("QUANT_ASSETS_VENDOR_DIR", DEFAULT_VENDOR_DIR),
-        data=get("QUANT_ASSETS_DATA", DEFAULT_DATA),
+        data=get(DATA_ENV, DEFAULT_DATA),
+        min_free_mb=number(MIN_FREE_ENV, DEFAULT_MIN_FREE_MB, int, minimum=0),
         tickers=[t.strip() for t in env.get("QUANT_ASSETS_TICKERS", "").split(",") if t.strip()],
         start_date=get("QUANT_ASSETS_START_DATE", DEFAULT_START),
         max_failure_share=number("QUANT_ASSETS_MAX_FAILURE_SHARE", DEFAULT_MAX_FAILURE_SHARE),

@@ -111,7 +111,7 @@ def hostile(tmp_path_factory):
 
 
 def test_hostile_flat_file_tickers_are_quarantined_with_the_reason_ticker(hostile):
-    _, data, _, _ = hostile
+    root, data, _, _ = hostile
     for dataset in (DAY, MINUTE):
         quarantine = pl.read_parquet(partition_path(data / "quarantine", dataset.name, HOSTILE_DAY))
         aside = quarantine.filter(pl.col("reason").cast(pl.String).str.starts_with("ticker is not a vendor symbol"))
@@ -119,6 +119,9 @@ def test_hostile_flat_file_tickers_are_quarantined_with_the_reason_ticker(hostil
         lake = scan(data / "lake", dataset.name, [HOSTILE_DAY]).collect()
         assert not set(lake["ticker"]) & set(HOSTILE_TICKERS)
         assert {"AAPL", "BRK.B", "BCpC", "NA"} <= set(lake["ticker"])  # every other ticker is in the lake
+        lines = gzip.decompress((root / "vendor" / vendor_key(dataset, HOSTILE_DAY)).read_bytes()).count(b"\n")
+        quoted = sum(t.count("\n") for t in HOSTILE_TICKERS)  # a newline inside a quoted ticker is no new row
+        assert lake.height + quarantine.height == lines - 1 - quoted  # no row lost (the header aside)
 
 
 def test_hostile_rest_records_are_set_aside_and_counted_and_the_rest_is_built(hostile):
@@ -320,3 +323,30 @@ def test_a_lake_written_before_the_ticker_rule_still_publishes_only_vendor_symbo
     every = scan(data / "lake", DAY.name).collect()["ticker"].unique()  # every session's tickers, none hostile
     assert symbols == {qlib_symbol(t) for t in every}
     assert all_files(tmp_path) == [p for p in all_files(tmp_path) if p.is_relative_to(copy)]
+
+
+def test_the_gate_fails_on_a_non_finite_value_where_a_bar_exists_and_allows_nan_padding(tmp_path):
+    """Bins written around `screen` (by another tool, or an older version): the gate reads them and refuses an
+    infinite factor or a NaN volume beside a close, while NaN in slots without a bar is padding."""
+    from quant_assets.datasets import Calendar
+    from quant_assets.qlib.directory import QlibDirectory
+    from quant_assets.qlib.health import verify
+
+    directory = QlibDirectory(tmp_path / "day", Calendar.XNYS, START)
+    nan, inf = float("nan"), float("inf")
+    rows = {  # ticker -> (slot, open/high/low/close, volume, factor) per row
+        "AAPL": [(0, 10.0, 100.0, 1.0), (1, 10.0, nan, 1.0), (2, 10.0, 100.0, 1.0)],
+        "SPY": [(0, 20.0, 100.0, 1.0), (1, 20.0, 100.0, inf)],
+        "MSFT": [(0, 30.0, 100.0, 1.0), (2, 30.0, 100.0, 1.0)],  # skips a session: NaN padding at slot 1
+    }
+    frame = pl.DataFrame(
+        [(t, s, p, p, p, p, v, f) for t, values in rows.items() for s, p, v, f in values],
+        schema=["ticker", "slot", "open", "high", "low", "close", "volume", "factor"],
+        orient="row",
+    )
+    directory.write_sessions(frame, START, dt.date(2026, 2, 11), ["open", "high", "low", "close", "volume", "factor"])
+    report = verify(directory)
+    assert sorted(report.errors) == [
+        "AAPL: volume is not finite at 2026-02-10 (1 slots with a bar)",
+        "SPY: factor is not finite at 2026-02-10 (1 slots with a bar)",
+    ]

@@ -12,6 +12,7 @@ import httpx
 from pydantic import Field
 
 from quant_assets.defs.cluster import SessionCluster
+from quant_assets.errors import DataFolderError, check_writable_folder
 from quant_assets.providers.client import MIB, Policy, ProviderClient
 from quant_assets.providers.massive import NAME as MASSIVE
 from quant_assets.providers.massive import Massive
@@ -24,6 +25,7 @@ from quant_assets.settings import (
     DEFAULT_MAX_FAILURE_SHARE,
     DEFAULT_MAX_TICKER_LENGTH,
     DEFAULT_MAX_VOLUME_DROP,
+    DEFAULT_MIN_FREE_MB,
     SECRET_KEY_ENV,
     WEBHOOK_ENV,
     Settings,
@@ -40,7 +42,13 @@ class DataZones(dg.ConfigurableResource):
     """The data folder and its zones: `raw/` (vendor files as landed), `lake/` (typed Parquet per session),
     `quarantine/` (rows set aside), `reference/` (reference data, factors), `enriched/` (features) and `qlib/`
     (Qlib provider directories). Relative
-    paths are taken from the working directory."""
+    paths are taken from the working directory.
+
+    A run checks the folder when it starts (`setup_for_execution`): a folder that is a file, cannot be made or
+    written, or whose disk has less than `min_free_mb` free fails the run there, in one sentence that names the
+    folder and what to do, rather than in the middle of a write. Failing, not warning: a run that starts on a
+    nearly full disk stops half-way through its sessions anyway, and a warning in a step's log is read after the
+    failure. Outside a run (sensors, the `quant-assets` command) nothing is checked here."""
 
     root: str = Field(
         default=DEFAULT_DATA, description="Folder that holds the zones (raw, lake, quarantine, reference, enriched)."
@@ -55,6 +63,24 @@ class DataZones(dg.ConfigurableResource):
         description="Inflated text read, checked and written per batch (MiB): memory is bounded by it, not by "
         "the file.",
     )
+    min_free_mb: float = Field(
+        default=DEFAULT_MIN_FREE_MB,
+        description="A run fails at its start when the data folder's disk has less free space than this (MiB); "
+        "0 checks only that the folder is writable.",
+    )
+
+    def check_writable(self) -> None:
+        """Raise a DataFolderError (one sentence: the folder, the problem, what to do) unless the root is a
+        writable folder, made if missing, with `min_free_mb` MiB free."""
+        check_writable_folder(self.root, self.min_free_mb)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if context.dagster_run is None:  # a sensor's or a script's resources: only runs write the zones
+            return
+        try:
+            self.check_writable()
+        except DataFolderError as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from None
 
     @property
     def raw_root(self) -> Path:
@@ -103,7 +129,8 @@ class QualitySettings(dg.ConfigurableResource):
         default=0, description="Refuse a file that inflates to more than this (GiB); 0 keeps the dataset's default."
     )
     max_ticker_length: int = Field(
-        default=DEFAULT_MAX_TICKER_LENGTH, description="A row whose ticker is longer than this is a row defect."
+        default=DEFAULT_MAX_TICKER_LENGTH,
+        description="A row whose ticker is longer than this, or not a vendor symbol at all (names.py), is a row defect.",
     )
     anomaly_window: int = Field(default=20, description="Earlier sessions in the trailing median.")
     price_tolerance: float = Field(
@@ -213,7 +240,9 @@ def resources_from(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "massive": massive,
         "cluster": SessionCluster(address=settings.dask_address),
         "flatfiles": source,
-        "zones": DataZones(root=settings.data, tickers=settings.tickers, batch_mb=settings.batch_mb),
+        "zones": DataZones(
+            root=settings.data, tickers=settings.tickers, batch_mb=settings.batch_mb, min_free_mb=settings.min_free_mb
+        ),
         "quality": QualitySettings(
             max_failure_share=settings.max_failure_share,
             max_volume_drop=settings.max_volume_drop,
