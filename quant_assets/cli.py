@@ -12,7 +12,17 @@ import sys
 from pathlib import Path
 
 from quant_assets.datasets import DATASETS, parse_dataset_names
+from quant_assets.errors import (
+    INSTEAD,
+    DataFolderError,
+    check_folder,
+    check_writable_folder,
+    data_folder_error,
+    unwritable_folder,
+)
 from quant_assets.settings import UI_TRUSTED_HOSTS_ENV, from_env
+
+OTHER_OUT = "pass --out another folder"
 
 
 def _date(text: str) -> dt.date:
@@ -43,6 +53,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
             client.create_bucket(Bucket=args.bucket)
         write, where = s3_writer(client, args.bucket), f"s3://{args.bucket} at {args.s3_endpoint}"
     else:
+        check_writable_folder(args.out, from_env().min_free_mb, instead=OTHER_OUT, what="folder")
         write, where = folder_writer(args.out), str(Path(args.out).resolve())
     from quant_assets.progress import progress
 
@@ -56,6 +67,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from quant_assets.status import lake_summary, qlib_summary, reference_summary
 
     datasets = parse_dataset_names(args.datasets)
+    check_folder(args.data)
     print(lake_summary(Path(args.data) / "lake", datasets))
     if (Path(args.data) / "enriched").is_dir():
         print(lake_summary(Path(args.data) / "enriched", datasets, zone="enriched"))
@@ -74,7 +86,8 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     from quant_assets.quality.coverage import build_ledger, summary, write_ledger
     from quant_assets.settings import from_env
 
-    zones = DataZones(root=args.data)
+    zones = DataZones(root=args.data, min_free_mb=from_env().min_free_mb)
+    zones.check_writable()  # the ledger is written into the lake
     # build_resources resolves the EnvVar credentials exactly as a Dagster run does.
     with dg.build_resources({"flatfiles": resources_from(from_env())["flatfiles"]}) as resources:
         ledger = build_ledger(
@@ -103,6 +116,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     datasets = parse_dataset_names(args.datasets)
     end = args.end or dt.date.today()
     start = args.start or end - dt.timedelta(days=30)
+    check_folder(args.data)
     zones = DataZones(root=args.data)
     with dg.build_resources({"flatfiles": resources_from(settings)["flatfiles"]}) as resources:
         work = plan(
@@ -144,9 +158,12 @@ def cmd_sample_rest(args: argparse.Namespace) -> int:
 def cmd_providers(args: argparse.Namespace) -> int:
     from quant_assets.providers.state import ProviderState, state_dir
 
+    check_folder(args.data)
     if not (state_dir(args.data) / "state.sqlite").exists():
         print(f"no provider has been used with data folder {args.data}")
         return 0
+    if args.action == "reset":
+        check_writable_folder(args.data)  # the breaker's state is written there
     state = ProviderState(args.data)
     try:
         if args.action == "reset":
@@ -182,6 +199,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from quant_assets.bench import bench_ingest
 
+    check_writable_folder(Path(args.data) / "bench", from_env().min_free_mb)
     return bench_ingest(Path(args.data) / "bench", repeat=args.repeat, seed=args.seed, parts=tuple(args.parts))
 
 
@@ -367,9 +385,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def folder_error(error: Exception, args: argparse.Namespace) -> DataFolderError | None:
+    """`error` as a DataFolderError if a folder that cannot be written caused it (read-only, full, a file, no
+    permission), wherever it was raised: the write funnels raise one already; another write names its file, or
+    else the folder the command writes to (--out, --data) is named."""
+    if isinstance(error, DataFolderError) or not isinstance(error, OSError):
+        return error if isinstance(error, DataFolderError) else None
+    sample = args.command == "sample"
+    instead = OTHER_OUT if sample else INSTEAD
+    if error.filename:
+        return data_folder_error(error, error.filename, instead=instead)
+    if sample and not args.s3_endpoint:
+        return unwritable_folder(error, args.out, instead=instead, what="folder")
+    if getattr(args, "data", None):
+        return unwritable_folder(error, args.data)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command; a failure is one line on stderr naming the command (set QUANT_ASSETS_DEBUG=1 for the
-    traceback) and exit status 1."""
+    traceback) and exit status 1, or 2 when a folder it writes cannot be written (read-only, full, a file)."""
     try:
         parser = build_parser()
     except ValueError as error:  # a malformed setting
@@ -383,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         if from_env().debug:
             raise
+        if (unwritable := folder_error(error, args)) is not None:
+            print(f"quant-assets {args.command}: {unwritable}", file=sys.stderr)
+            return 2
         print(f"quant-assets {args.command}: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
 

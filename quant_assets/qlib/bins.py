@@ -11,10 +11,14 @@ position in the exchange calendar, so writing a block of slots is:
 
 `write_block` takes no lock: the directory's writer holds one lock for all its bins (`directory.py`). `put` and
 `put_many` are the locked form for a single bin, for callers that write bins on their own.
+
+A folder that cannot take a write (read-only, full disk) raises DataFolderError naming the bin; a write that
+fails part-way past the bin's end is cut back to its old length, so its header and size still agree.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from collections.abc import Mapping
@@ -22,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from quant_assets.errors import writing
 from quant_assets.lake import replace_bytes, temporary_path
 from quant_assets.locks import locked
 
@@ -57,9 +62,16 @@ def write_bin(path: Path, start: int, values: np.ndarray) -> None:
 def write_block(path: str, first: int, block: bytes) -> tuple[int, int]:
     """Write `block` (float32 LE values of consecutive slots) from calendar slot `first` into the bin at `path`,
     creating it if needed; return the bin's (start, number of values) afterwards. The caller holds the lock."""
+    with writing(path):
+        return _write_block(path, first, block)
+
+
+def _write_block(path: str, first: int, block: bytes) -> tuple[int, int]:
     try:
         fd = os.open(path, os.O_RDWR)
     except FileNotFoundError:
+        fd = None
+    if fd is None:  # created outside the except: a failure to create is not "during handling" of a missing bin
         _create(path, struct.pack("<f", first) + block)
         return first, len(block) // 4
     try:
@@ -75,13 +87,26 @@ def write_block(path: str, first: int, block: bytes) -> tuple[int, int]:
             replace_bytes(Path(path), encode(first, np.frombuffer(bytes(values), dtype=DTYPE)))
             return first, end - first
         gap = first - (start + length)
-        if gap > 0:  # NaN for the slots the symbol skipped, then the block
-            os.pwrite(fd, NAN * gap + block, 4 * (1 + length))
-        else:
-            os.pwrite(fd, block, 4 * (1 + first - start))
+        try:
+            if gap > 0:  # NaN for the slots the symbol skipped, then the block
+                _pwrite_all(fd, NAN * gap + block, 4 * (1 + length))
+            else:
+                _pwrite_all(fd, block, 4 * (1 + first - start))
+        except OSError:
+            with contextlib.suppress(OSError):  # values past the old end that did get written go again
+                os.ftruncate(fd, 4 * (1 + length))
+            raise
         return start, max(length, first - start + count)
     finally:
         os.close(fd)
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    """pwrite all of `data`: one call may write part of it (a disk filling up), the next then raises."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def _create(path: str, data: bytes) -> None:
@@ -91,6 +116,8 @@ def _create(path: str, data: bytes) -> None:
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileNotFoundError:
+        fd = None
+    if fd is None:  # outside the except, so that a failure here is not shown "during handling" of the first
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
@@ -98,7 +125,8 @@ def _create(path: str, data: bytes) -> None:
             stream.write(data)
         os.replace(temporary, path)
     except BaseException:
-        os.unlink(temporary)
+        with contextlib.suppress(OSError):  # the error that brought us here is the one to report
+            os.unlink(temporary)
         raise
     finally:
         os.close(fd)
