@@ -296,7 +296,7 @@ def read_partitions(
     """The partitions of `dataset` for `sessions` (those that exist) as one frame with a `date` column, each file
     read on its own, and for each file that cannot be read (truncated, not Parquet, without the columns) a
     `SessionError` naming the file: one corrupt partition fails its own session, never the sessions read with it."""
-    frames, unreadable = [], {}
+    frames, errors = [], {}
     for session in sessions:
         path = partition_path(root, dataset, session)
         if not path.exists():
@@ -304,12 +304,12 @@ def read_partitions(
         try:
             frame = pl.read_parquet(path, columns=list(columns) if columns is not None else None)
         except Exception as error:  # polars and arrow raise several kinds for a damaged file
-            unreadable[session] = _unreadable(dataset, session, path, error)
+            errors[session] = unreadable(dataset, session, path, error)
             continue
         frames.append(frame.with_columns(date=pl.lit(session, pl.Date)))
     if not frames:
-        return pl.DataFrame(schema={"date": pl.Date}), unreadable
-    return pl.concat(frames, how="vertical_relaxed"), unreadable
+        return pl.DataFrame(schema={"date": pl.Date}), errors
+    return pl.concat(frames, how="vertical_relaxed"), errors
 
 
 def unreadable_partitions(
@@ -325,10 +325,11 @@ def unreadable_partitions(
         try:
             pq.read_metadata(path)
         except Exception as error:
-            found[session] = _unreadable(dataset, session, path, error)
+            found[session] = unreadable(dataset, session, path, error)
     return found
 
 
-def _unreadable(dataset: str, session: dt.date, path: Path, error: Exception) -> SessionError:
+def unreadable(dataset: str, session: dt.date, path: Path, error: Exception) -> SessionError:
+    """The error of a session whose partition `path` could not be read (`error`)."""
     problem = f"the partition cannot be read ({type(error).__name__}: {str(error)[:200]}); materialise it again"
     return SessionError(dataset, session, str(path), problem)

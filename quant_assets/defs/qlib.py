@@ -28,9 +28,10 @@ from quant_assets.features.enrich import CHUNK
 from quant_assets.features.restate import read_enriched_daily, restated_dir, restated_tickers
 from quant_assets.lake import (
     partition_path,
-    read_partitions,
     replace_bytes,
+    scan,
     sessions_in,
+    unreadable,
     unreadable_partitions,
 )
 from quant_assets.names import shown, ticker_problem
@@ -267,12 +268,13 @@ def build_qlib_minute(start: str | None = None) -> dg.AssetsDefinition:
                 missing.append(session)
                 continue
             open_, close = regular_hours(session)
-            frames, unreadable = read_partitions(zones.lake_root, MINUTE.name, [session])
-            if unreadable:  # this session alone fails; the file is named
-                failed.append(unreadable[session])
-                context.log.error(f"{QLIB_MINUTE}: {unreadable[session]}")
+            try:  # a partition that cannot be read fails this session alone, naming the file
+                minutes = scan(zones.lake_root, MINUTE.name, [session])
+                frame = aside.screen(minute_fields(minutes, session, factors, open_, close))
+            except (OSError, pl.exceptions.PolarsError) as error:
+                failed.append(unreadable(MINUTE.name, session, path, error))
+                context.log.error(f"{QLIB_MINUTE}: {failed[-1]}")
                 continue
-            frame = aside.screen(minute_fields(frames.lazy(), session, factors, open_, close))
             target.write_sessions(frame, session, session, MINUTE_FIELDS)
             symbols.update(frame["ticker"].unique().to_list())
             session_lo, session_hi = target.session_range(session, session)
