@@ -279,6 +279,20 @@ def test_nan_and_infinity_are_refused_and_the_body_still_lands(tmp_path, literal
     assert [(r["bytes"], r["truncated_by"]) for r in records(tmp_path)] == [(len(body), None)]
 
 
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b'{"results": [{"split_from": 1e400, "split_to": 1}]}', "1e400 is too large for a float"),
+        (b"[" * 100_000 + b"]" * 100_000, "maximum recursion depth"),
+    ],
+)
+def test_an_overflowing_number_or_a_deep_nesting_is_a_clear_error(tmp_path, body, says):
+    with Hostile(constant(body)) as server, ProviderClient("massive", server.url, KEY, FAST, tmp_path) as c:
+        with pytest.raises(MalformedResponse) as error:
+            c.get_json(SPLITS)
+    assert str(error.value).startswith(f"massive {SPLITS}: the response is not valid JSON") and says in str(error.value)
+
+
 def test_a_normal_body_still_parses_and_nan_as_text_is_text(tmp_path):
     body = b'{"status": "OK", "results": [{"id": "NaN", "split_from": 1.5, "split_to": 4e0}]}'
     with Hostile(constant(body)) as server, ProviderClient("massive", server.url, KEY, FAST, tmp_path) as c:

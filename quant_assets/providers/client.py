@@ -21,7 +21,8 @@ Each request goes through, in order:
      server is the provider's trouble and may be transient. A request thus lasts at most `attempts` x (deadline +
      timeout), 12.5 min with the defaults, plus the waits between attempts. Only the body is checked: a server
      trickling its headers (h11 takes up to 100 KiB of them) is bounded by the read timeout of each read alone;
-   - JSON: `NaN`, `Infinity` and `-Infinity`, which Python's json accepts, are refused (`MalformedResponse`);
+   - JSON: `NaN`, `Infinity`, `-Infinity` and numbers too large for a float (`1e400`), which Python's json accepts,
+     are refused (`MalformedResponse`), as is nesting too deep to parse;
 7. retries (tenacity): timeouts, deadlines, connection errors, 429 and 5xx only, with exponential backoff, jitter
    and a cap, and `Retry-After` honoured.
 
@@ -39,6 +40,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -357,7 +359,7 @@ class ProviderClient:
         if body.cut_by is None:
             try:
                 parsed = strict_json(content)
-            except ValueError as error:
+            except (ValueError, RecursionError) as error:  # RecursionError: arrays nested 100,000 deep
                 invalid = error
         self._audit(request_id, now, shown, endpoint, response, body, parsed)
         if status in RETRYABLE_STATUS:
@@ -493,12 +495,19 @@ def _land(response: httpx.Response, path: Path, cap: int, deadline: float) -> _B
 
 def strict_json(content: bytes) -> Any:
     """`content` parsed as JSON; `NaN`, `Infinity` and `-Infinity`, which Python's json accepts and JSON does not,
-    raise ValueError naming the literal."""
-    return json.loads(content, parse_constant=_refuse_constant)
+    and a number too large for a float (`1e400`, which Python reads as infinity) raise ValueError naming it."""
+    return json.loads(content, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def _refuse_constant(literal: str) -> Any:
     raise ValueError(f"{literal} is not a JSON number: JSON has no NaN or infinity")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is too large for a float (it would read as infinity)")
+    return value
 
 
 def _size(count: int) -> str:

@@ -138,6 +138,11 @@ def typed_frame(
     return typed.filter(~bad), sorted(aside, key=_position)
 
 
+def _projected(result: Any, fields: Mapping[str, pl.DataType]) -> Any:
+    """The `fields` of a result (an object), or the result itself (anything else, set aside later)."""
+    return {name: result.get(name) for name in fields if name in result} if isinstance(result, Mapping) else result
+
+
 def _ticker_problem(value: Any) -> str | None:
     return ticker_problem(value) if value is not None else None
 
@@ -165,7 +170,9 @@ class Massive:
         for page_number, page in enumerate(self.client.pages(path, {"limit": PAGE_LIMIT, **params}, endpoint=path)):
             if not isinstance(page, dict) or not isinstance(page.get("results", []), list):
                 raise MalformedResponse(f"{NAME} {path}: page {page_number} has no `results` list")
-            results.extend(page.get("results", []))
+            # Only the fields this project reads are kept, page by page: memory grows with them, not with what
+            # else a vendor (or an attacker) puts in each result.
+            results.extend(_projected(r, fields) for r in page.get("results", []))
         return self._typed(results, fields, required, f"{NAME} {path}")
 
     def splits(self, **params: Any) -> pl.DataFrame:

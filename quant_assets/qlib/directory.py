@@ -27,7 +27,7 @@ import polars as pl
 from quant_assets.datasets import Calendar
 from quant_assets.lake import replace_bytes
 from quant_assets.locks import locked
-from quant_assets.names import child, index_line
+from quant_assets.names import index_line, joined
 from quant_assets.qlib.bins import DTYPE, NAN, read_bin, write_bin, write_block
 from quant_assets.qlib.calendars import QlibCalendar
 from quant_assets.qlib.symbols import feature_folder, qlib_symbol
@@ -52,6 +52,7 @@ class QlibDirectory:
 
     def __init__(self, root: str | os.PathLike, calendar: Calendar, start: dt.date, freq: str = "day"):
         self.root = Path(root)
+        self._features = str(self.root / "features")
         self.freq = freq
         first = self._first_session()
         self.slots = QlibCalendar(calendar, first or start, freq)
@@ -76,12 +77,12 @@ class QlibDirectory:
     def state_dir(self) -> Path:
         return self.root / STATE
 
-    def feature_dir(self, symbol: str) -> Path:
-        """The folder of `symbol`'s bins, made by `names.child`: always one folder inside `features/`."""
-        return child(self.root / "features", feature_folder(symbol))
+    def feature_dir(self, symbol: str) -> str:
+        """The folder of `symbol`'s bins, made by `names.joined`: always one folder inside `features/`."""
+        return joined(self._features, feature_folder(symbol))
 
     def bin_path(self, symbol: str, field: str) -> Path:
-        return self.feature_dir(symbol) / f"{field.lower()}.{self.freq}.bin"
+        return Path(f"{self.feature_dir(symbol)}/{field.lower()}.{self.freq}.bin")
 
     def calendar_length(self) -> int:
         """Slots the calendar file lists (a partial last line, from a crash, does not count)."""
@@ -166,9 +167,9 @@ class QlibDirectory:
                 first, last = max(first, lo), min(last, hi - 1)
                 folder = self.feature_dir(symbol)
                 for field in fields:
-                    path = folder / f"{field.lower()}.{self.freq}.bin"
-                    if path.exists():
-                        write_block(str(path), first, NAN * (last - first + 1))
+                    path = f"{folder}/{field.lower()}.{self.freq}.bin"
+                    if os.path.exists(path):
+                        write_block(path, first, NAN * (last - first + 1))
                         written += 1
                 cleared += 1
             self._write_instruments(spans)

@@ -168,7 +168,7 @@ def _check_symbols(directory, symbols, spans, lo, hi, price_step, volume_step, r
         except UnsafeName as error:  # an instruments file written by something else
             report.errors.append(f"instruments/all.txt: {error}")
             continue
-        folder = path.name
+        folder = os.path.basename(path)
         try:
             names = [n[: -len(suffix)] for n in os.listdir(path) if n.endswith(suffix)]
         except FileNotFoundError:
