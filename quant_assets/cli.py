@@ -323,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
         "instance is DAGSTER_HOME's. Unlike `dagster dev`, a request whose Host header is not 127.0.0.1, "
         "localhost, --host or a trusted host is refused (400: a foreign name resolved to this machine, DNS "
         "rebinding), a browser's request from a page of another origin (its Origin, Sec-Fetch-Site or Referer) to "
-        "/graphql, its websocket or any POST is refused (403), and a GraphQL mutation sent by GET is refused (405). "
+        "/graphql, its websocket or any request other than GET, HEAD and OPTIONS is refused (403), and a GraphQL mutation sent by GET is refused (405). "
         "Clients that are not browsers (curl, Dagster's GraphQL client) send no Origin and pass. There is no login: "
         "to share the UI, put an authenticating proxy in front of it and name the proxy's host with "
         "--trusted-host.",

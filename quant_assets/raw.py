@@ -30,7 +30,7 @@ from quant_assets.flatfiles import (
 )
 from quant_assets.lake import sweep_temporaries, temporary_path
 from quant_assets.locks import locked
-from quant_assets.names import child
+from quant_assets.names import UnsafeName, child, component
 
 if TYPE_CHECKING:  # the source is a Dagster resource; this module only calls its methods
     from quant_assets.sources import FlatFileSource
@@ -88,9 +88,15 @@ def replaced_path(root: str | os.PathLike, key: str, etag: str) -> Path:
 
 def _kept_path(root: str | os.PathLike, zone: str, key: str, etag: str) -> Path:
     """`<root>/<zone>/<key without .csv.gz>.etag-<etag>.csv.gz`: the key is ours (`vendor_key`), the ETag is the
-    vendor's, so the file name goes through `names.child`."""
+    vendor's, so the file name goes through `names.child`; an ETag that cannot be part of a file name (a `/`, a
+    control character, too long) is named by its sha256 instead, so that the version is still kept."""
     stem = Path(key.removesuffix(".csv.gz"))
-    return child(Path(root) / zone / stem.parent, f"{stem.name}.etag-{etag.strip(chr(34))}.csv.gz")
+    name = f"{stem.name}.etag-{etag.strip(chr(34))}.csv.gz"
+    try:
+        component(name)
+    except UnsafeName:
+        name = f"{stem.name}.etag-sha256-{hashlib.sha256(etag.encode()).hexdigest()}.csv.gz"
+    return child(Path(root) / zone / stem.parent, name)
 
 
 def _sidecar(path: Path) -> Path:

@@ -350,3 +350,14 @@ def test_the_gate_fails_on_a_non_finite_value_where_a_bar_exists_and_allows_nan_
         "AAPL: volume is not finite at 2026-02-10 (1 slots with a bar)",
         "SPY: factor is not finite at 2026-02-10 (1 slots with a bar)",
     ]
+
+
+def test_a_hostile_etag_still_names_a_kept_version_inside_the_zone(tmp_path):
+    from quant_assets.raw import rejected_path, replaced_path
+
+    key = vendor_key(DAY, HOSTILE_DAY)
+    assert replaced_path(tmp_path, key, '"0a1b"').name == "2026-02-12.etag-0a1b.csv.gz"
+    for etag in ["../../../../x", "a\nb", "e" * 300]:
+        for path in (replaced_path(tmp_path, key, etag), rejected_path(tmp_path, key, etag)):
+            assert path.parent.name == "02" and path.parent.parent.parent.parent.parent.parent == tmp_path
+            assert path.name.startswith("2026-02-12.etag-sha256-") and len(path.name) < 120

@@ -13,7 +13,7 @@
 import datetime as dt
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import dagster as dg
 import polars as pl
@@ -38,7 +38,7 @@ from quant_assets.names import shown, ticker_problem
 from quant_assets.qlib.directory import QlibDirectory, readjust
 from quant_assets.qlib.fields import DAY_FIELDS, ENRICHED_COLUMNS, MINUTE_FIELDS, day_fields, minute_fields
 from quant_assets.qlib.health import SET_ASIDE_SCHEMA, TICKER_REASON, Report, screen, verify
-from quant_assets.qlib.symbols import qlib_symbol
+from quant_assets.qlib.symbols import MAX_TICKER, qlib_symbol
 from quant_assets.reference.factors import TABLE as FACTORS
 from quant_assets.reference.factors import manifest_dir, read_factors
 from quant_assets.reference.versions import latest_version, read_version
@@ -94,6 +94,9 @@ def consecutive_runs(held: Sequence[dt.date], wanted: Sequence[dt.date]) -> list
     return runs
 
 
+LOGGED = 20  # set-aside lines logged per run; the metadata counts them all
+
+
 class SetAside:
     """The rows a run did not write (`health.screen`), per ticker and reason: a ticker that is not a vendor symbol
     is counted and logged; a non-finite price, volume or factor is also a gate error."""
@@ -111,20 +114,27 @@ class SetAside:
     def table(self) -> pl.DataFrame:
         return pl.concat(self.tables) if self.tables else pl.DataFrame(schema=SET_ASIDE_SCHEMA)
 
-    def report(self, context, asset: str, report: Report) -> dict[str, dg.MetadataValue]:
-        """Log what was set aside, add the value defects to the gate's errors, and return the gate's metadata."""
+    def defective(self) -> list[str]:
+        """The tickers with a non-finite price, volume or factor set aside (not merely an unsafe ticker)."""
         table = self.table()
-        for ticker, rows, first, reason in table.iter_rows():
-            at = self.target.slots.labels([first])[0]
-            message = f"{shown(ticker)}: {rows} rows from {at} not written: {reason}"
-            if reason != TICKER_REASON:
+        return sorted(table.filter(pl.col("reason") != TICKER_REASON)["ticker"].unique().to_list())
+
+    def report(self, context, asset: str, report: Report | None = None) -> dict[str, dg.MetadataValue]:
+        """Log what was set aside (the first `LOGGED` lines, then a count), add the value defects to the gate's
+        errors (`report`), and return the metadata that says what was set aside."""
+        table = self.table()
+        for number, (ticker, rows, first, reason) in enumerate(table.iter_rows()):
+            message = f"{shown(ticker)}: {rows} rows from {self.target.slots.labels([first])[0]} not written: {reason}"
+            if report is not None and reason != TICKER_REASON:
                 report.errors.append(message)
-            context.log.warning(f"{asset}: {message}")
-        shown_table = table.with_columns(pl.col("ticker").map_elements(shown, return_dtype=pl.String))
+            if number < LOGGED:
+                context.log.warning(f"{asset}: {message}")
+        if table.height > LOGGED:
+            context.log.warning(f"{asset}: {table.height - LOGGED} more tickers set aside (see the metadata)")
         return {
             "set_aside_rows": dg.MetadataValue.int(int(table["rows"].sum())),
             "set_aside_tickers": dg.MetadataValue.int(table["ticker"].n_unique()),
-            "set_aside": dg.MetadataValue.md(markdown_table(shown_table.head(30))),
+            "set_aside": dg.MetadataValue.md(markdown_table(table.head(30))),
         }
 
 
@@ -212,7 +222,8 @@ def build_qlib_day(features: Sequence[str], start: str | None = None) -> dg.Asse
         report = verify(target, sorted({qlib_symbol(t) for t in symbols}), lo, hi)
         for metadata in built.values():
             metadata["path"] = dg.MetadataValue.path(str(target.root))
-        gate = _gate(context, QLIB_DAY, report, target, sorted(built), aside.report(context, QLIB_DAY, report))
+        set_aside = aside.report(context, QLIB_DAY, report)  # before the gate: value defects are its errors
+        gate = _gate(context, QLIB_DAY, report, target, sorted(built), set_aside)
         yield from range_results(
             context,
             QLIB_DAY,
@@ -226,7 +237,9 @@ def build_qlib_day(features: Sequence[str], start: str | None = None) -> dg.Asse
     return qlib_day
 
 
-def _next_change(zones: DataZones, target: QlibDirectory, last: dt.date, aside: SetAside, broken) -> None:
+def _next_change(
+    zones: DataZones, target: QlibDirectory, last: dt.date, aside: SetAside, broken: Collection[dt.date]
+) -> None:
     """`change` of the session after `last` compares with `last`'s close: rewrite it if the directory holds it."""
     following = next_session(DAILY.calendar, last)
     if following is None or following in broken:
@@ -286,7 +299,8 @@ def build_qlib_minute(start: str | None = None) -> dg.AssetsDefinition:
             }
         context.log.info(f"{QLIB_MINUTE}: {len(built)} sessions written in {time.perf_counter() - started:.1f} s")
         report = verify(target, sorted({qlib_symbol(t) for t in symbols}), lo, hi)
-        gate = _gate(context, QLIB_MINUTE, report, target, sorted(built), aside.report(context, QLIB_MINUTE, report))
+        set_aside = aside.report(context, QLIB_MINUTE, report)  # before the gate: value defects are its errors
+        gate = _gate(context, QLIB_MINUTE, report, target, sorted(built), set_aside)
         yield from range_results(
             context, QLIB_MINUTE, built, missing, f"have no lake_{MINUTE.name} partition", [gate], failed=failed
         )
@@ -320,7 +334,7 @@ def build_qlib_restated(features: Sequence[str]) -> dg.AssetsDefinition:
             if version is not None and applied.get(ticker, "") < version.isoformat():
                 stale[ticker] = version.isoformat()
         length = target.calendar_length()
-        rewritten = 0
+        rewritten, held_back, set_aside = 0, [], {}
         if stale and length:
             first, last = target.start, target.slots.session_of(length - 1)
             days = sessions(DAILY.calendar, first, last)
@@ -330,11 +344,13 @@ def build_qlib_restated(features: Sequence[str]) -> dg.AssetsDefinition:
                 .filter(pl.col("ticker").is_in(list(stale)) & pl.col("date").is_between(first, last))
                 .collect()
             )
-            frame, aside = screen(day_fields(rows, days, features))
-            for ticker, count, _, reason in aside.iter_rows():
-                context.log.warning(f"{QLIB_RESTATED}: {shown(ticker)}: {count} rows not written: {reason}")
+            aside = SetAside(target)
+            frame = aside.screen(day_fields(rows, days, features))
+            held_back = aside.defective()  # a ticker with a non-finite value keeps its bins, and is tried again
+            frame = frame.filter(~pl.col("ticker").is_in(held_back))
+            set_aside = aside.report(context, QLIB_RESTATED)
             rewritten = target.write(frame, 0, length, fields, extend=False).symbols
-            applied.update(stale)
+            applied.update({t: v for t, v in stale.items() if t not in held_back})
             replace_bytes(state_path, json.dumps(applied, indent=1, sort_keys=True).encode())
         minute = _readjust_minutes(zones)
         context.log.info(
@@ -346,6 +362,8 @@ def build_qlib_restated(features: Sequence[str]) -> dg.AssetsDefinition:
                 "restated_tickers": dg.MetadataValue.json(sorted(stale)),
                 "symbols_rewritten": dg.MetadataValue.int(rewritten),
                 "minute_symbols_readjusted": dg.MetadataValue.json(minute),
+                "tickers_held_back": dg.MetadataValue.json(held_back),
+                **set_aside,
             }
         )
 
@@ -362,7 +380,9 @@ def _readjust_minutes(zones: DataZones) -> list[str]:
     state_path = target.state_dir() / "factors.json"
     applied = json.loads(state_path.read_text()) if state_path.exists() else {}
     current = dict(manifest.select("ticker", "digest").iter_rows())
-    changed = sorted(t for t in {*current, *applied} if current.get(t) != applied.get(t) and not ticker_problem(t))
+    changed = sorted(
+        t for t in {*current, *applied} if current.get(t) != applied.get(t) and not ticker_problem(t, MAX_TICKER)
+    )
     done = readjust(target, changed, read_factors(zones.reference_root, tickers=changed))
     replace_bytes(state_path, json.dumps(current, indent=1, sort_keys=True).encode())
     return done

@@ -1,4 +1,4 @@
-"""Sensors that keep the lake current without anyone watching; on by default, so `dagster dev` (`make dev`) runs them.
+"""Sensors that keep the lake current without anyone watching; on by default, so `make dev` (`quant-assets ui`, or `dagster dev`) runs them.
 
 - `<job>_new_files` (one per calendar): lists the vendor source (local folder or S3) and requests a run for exactly
   the sessions whose files are new or were replaced (their ETag changed), with only the datasets whose file
