@@ -312,23 +312,6 @@ def read_partitions(
     return pl.concat(frames, how="vertical_relaxed"), errors
 
 
-def unreadable_partitions(
-    root: str | os.PathLike, dataset: str, sessions: Iterable[dt.date]
-) -> dict[dt.date, SessionError]:
-    """The partitions of `sessions` whose Parquet footer cannot be read (truncated or not Parquet), each with a
-    `SessionError` naming the file: a cheap look before a layer scans many files together."""
-    found = {}
-    for session in sessions:
-        path = partition_path(root, dataset, session)
-        if not path.exists():
-            continue
-        try:
-            pq.read_metadata(path)
-        except Exception as error:
-            found[session] = unreadable(dataset, session, path, error)
-    return found
-
-
 def unreadable(dataset: str, session: dt.date, path: Path, error: Exception) -> SessionError:
     """The error of a session whose partition `path` could not be read (`error`)."""
     problem = f"the partition cannot be read ({type(error).__name__}: {str(error)[:200]}); materialise it again"

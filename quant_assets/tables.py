@@ -2,17 +2,18 @@
 
 import polars as pl
 
-from quant_assets.names import shown
-
-CELL_LIMIT = 80  # characters of one cell: a vendor's 10,000-character ticker is shown cut
+CELL_LIMIT = 500  # characters of one cell: a vendor's 10,000-character ticker is shown cut
 
 
 def cell(value: object) -> str:
     """`value` as one markdown cell: a text with control characters (a ticker with a newline) is shown escaped, as
-    its repr, and a long one cut, so that a hostile value cannot break the table's lines; `|` is escaped."""
+    its repr, so that a hostile value cannot break the table's lines; a text longer than `CELL_LIMIT` is cut, and
+    `|` is escaped."""
     text = str(value)
-    if not text.isprintable() or len(text) > CELL_LIMIT:
-        text = shown(value, CELL_LIMIT)
+    if not text.isprintable():
+        text = repr(text)
+    if len(text) > CELL_LIMIT:
+        text = text[: CELL_LIMIT - 3] + "..."
     return text.replace("|", "\\|")
 
 

@@ -24,15 +24,16 @@ from quant_assets.defs.features import ENRICHED_DAILY, RESTATED_DAILY
 from quant_assets.defs.ingest import previous_session_schedule
 from quant_assets.defs.partitions import session_partitions
 from quant_assets.defs.resources import DataZones
+from quant_assets.errors import SessionError
 from quant_assets.features.enrich import CHUNK
 from quant_assets.features.restate import read_enriched_daily, restated_dir, restated_tickers
 from quant_assets.lake import (
     partition_path,
+    read_partitions,
     replace_bytes,
     scan,
     sessions_in,
     unreadable,
-    unreadable_partitions,
 )
 from quant_assets.names import shown, ticker_problem
 from quant_assets.qlib.directory import QlibDirectory, readjust
@@ -48,7 +49,6 @@ from quant_assets.sessions import (
     previous_session,
     regular_hours,
     sessions,
-    sessions_around,
 )
 from quant_assets.settings import partitions_start
 from quant_assets.tables import markdown_table
@@ -191,17 +191,27 @@ def build_qlib_day(features: Sequence[str], start: str | None = None) -> dg.Asse
         columns = [*ENRICHED_COLUMNS, *features]  # only what the fields need: the enriched rows have ~30 columns
         wanted = sorted(parse_session(k) for k in context.partition_keys)
         held = sessions_in(zones.enriched_root, DAILY.name)
-        # An enriched partition that cannot be read fails its session alone (and is not read as a neighbour).
-        span = sessions_around(DAILY.calendar, wanted[0], wanted[-1], before=1, after=1) if wanted else []
-        broken = unreadable_partitions(zones.enriched_root, DAILY.name, sorted(set(span) & set(held)))
-        held = [s for s in held if s not in broken]
         started, built, symbols = time.perf_counter(), {}, set()
         aside = SetAside(target)
         lo = hi = None
-        for run in consecutive_runs(held, wanted):
+        broken: dict[dt.date, SessionError] = {}  # enriched partitions that cannot be read: their sessions fail
+        queue = consecutive_runs(held, wanted)
+        while queue:
+            run = queue.pop(0)
             before = previous_session(DAILY.calendar, run[0])  # for the first session's change
-            days = ([before] if before and before not in broken else []) + run
-            rows = read_enriched_daily(zones.enriched_root, DAILY.name, days).select(columns).collect()
+            days = ([before] if before and before in held and before not in broken else []) + run
+            try:
+                rows = read_enriched_daily(zones.enriched_root, DAILY.name, days).select(columns).collect()
+            except (OSError, pl.exceptions.PolarsError):
+                # Which file: each read on its own. The run is then written again without it.
+                _, unreadable = read_partitions(
+                    zones.enriched_root, DAILY.name, days, [c for c in columns if c != "date"]
+                )
+                if not unreadable:
+                    raise  # not a session's file (a restatement's): the whole run fails, with polars' message
+                broken |= unreadable
+                queue[:0] = consecutive_runs([s for s in run if s not in broken], run)
+                continue
             frame = aside.screen(day_fields(rows, run, features))
             target.write_sessions(frame, run[0], run[-1], fields)
             symbols.update(frame["ticker"].unique().to_list())
@@ -248,7 +258,11 @@ def _next_change(
         return
     if not partition_path(zones.enriched_root, DAILY.name, following).exists():
         return
-    rows = read_enriched_daily(zones.enriched_root, DAILY.name, [last, following]).select(ENRICHED_COLUMNS).collect()
+    try:
+        rows = read_enriched_daily(zones.enriched_root, DAILY.name, [last, following]).select(ENRICHED_COLUMNS)
+        rows = rows.collect()
+    except (OSError, pl.exceptions.PolarsError):  # the next session's file is unreadable: its own run reports it
+        return
     frame = aside.screen(day_fields(rows, [following]).select("ticker", "slot", "change"))
     target.write_sessions(frame, following, following, ["change"], extend=False)
 
