@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
@@ -117,6 +118,29 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, check: bool = True) 
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+@contextmanager
+def project_ui(cwd: Path, env: dict[str, str]):
+    """`quant-assets ui` (what `make dev` runs) on a free port of 127.0.0.1, with its output in `cwd/ui.log`: yields
+    the port once it answers; on exit SIGTERM stops the webserver, the daemon and the code server, and the command
+    must say it stopped well (exit 0)."""
+    port = free_port()
+    command = [str(BIN / "quant-assets"), "ui", "-m", "quant_assets.definitions", "--host", "127.0.0.1"]
+    with open(cwd / "ui.log", "w") as log:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_for_port(port, timeout=180)
+            yield port
+        finally:
+            process.terminate()
+            try:
+                assert process.wait(timeout=90) == 0
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise
 
 
 def write_vendor_file(root: Path, dataset: Dataset, session: dt.date, text: str | bytes, compress=True) -> Path:

@@ -16,7 +16,6 @@ import http.server
 import json
 import os
 import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import pytest
 from quant_assets.datasets import DATASETS
 from quant_assets.flatfiles import vendor_key
 from quant_assets.sample import folder_writer, generate
-from quant_assets_tests.conftest import BIN, PROJECT, free_port, wait_for_port
+from quant_assets_tests.conftest import BIN, PROJECT, project_ui
 from quant_assets_tests.test_webserver import CHECK, LAUNCH, STATUS, graphql
 
 DAY = DATASETS["stocks_daily"]
@@ -93,15 +92,6 @@ def restamp(path: Path) -> None:
     path.write_bytes(gzip.compress(("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n").encode()))
 
 
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory):
     """The webserver's base URL and the data folder, with the daemon running and the ingest sensors stopped."""
@@ -126,17 +116,7 @@ def ui(tmp_path_factory):
     }
     if "PYTHONPATH" in os.environ:  # a checkout other than the installed one
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    port = free_port()
-    log = open(root / "ui.log", "w")
-    process = subprocess.Popen(
-        [str(BIN / "quant-assets"), "ui", "-m", "quant_assets.definitions", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=root,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port(port, timeout=180)
+    with project_ui(root, env) as port:
         url = f"http://127.0.0.1:{port}"
         assert graphql(f"{url}/graphql", "query { shouldShowNux }", {}) == {"shouldShowNux": False}
         [repository] = graphql(f"{url}/graphql", SENSORS, {})["repositoriesOrError"]["nodes"]
@@ -149,9 +129,6 @@ def ui(tmp_path_factory):
             )["stopSensor"]
             assert stopped["__typename"] == "StopSensorMutationResult", stopped
         yield url, data, root / "ui.log"
-    finally:
-        stop(process)
-        log.close()
 
 
 def wait_for_backfill(url: str, backfill_id: str, timeout: float = 300) -> dict:

@@ -5,7 +5,6 @@ another site that sends a mutation (by POST or GET), a foreign Host, a foreign w
 import datetime as dt
 import json
 import shutil
-import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -16,7 +15,7 @@ import pytest
 
 from quant_assets.datasets import DATASETS
 from quant_assets.flatfiles import vendor_key
-from quant_assets_tests.conftest import BIN, PROJECT, free_port, wait_for_port
+from quant_assets_tests.conftest import BIN, PROJECT, project_ui
 
 ASSETS = [
     f"{layer}_{name}"
@@ -77,7 +76,6 @@ def dagster_dev(tmp_path_factory, february):
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(PROJECT / "dagster.yaml", home / "dagster.yaml")
-    port = free_port()
     env = {
         "DAGSTER_HOME": str(home),
         "QUANT_ASSETS_VENDOR_DIR": str(vendor),
@@ -85,27 +83,8 @@ def dagster_dev(tmp_path_factory, february):
         "QUANT_ASSETS_SENSORS": "stopped",  # the tests launch the backfills; the sensors would ingest everything
         "PATH": f"{BIN}:/usr/bin:/bin",
     }
-    log = open(tmp_path / "ui.log", "w")
-    process = subprocess.Popen(
-        [str(BIN / "quant-assets"), "ui", "-m", "quant_assets.definitions", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port(port, timeout=180)
+    with project_ui(tmp_path, env) as port:
         yield f"http://127.0.0.1:{port}/graphql", tmp_path / "data"
-    finally:
-        process.terminate()
-        try:
-            # SIGTERM stops the webserver, the daemon and the code server, and the command says it stopped well.
-            assert process.wait(timeout=90) == 0
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-        finally:
-            log.close()
 
 
 def backfill(url: str, assets: list[str], start: str, end: str) -> dict:
