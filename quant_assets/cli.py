@@ -84,7 +84,6 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     from quant_assets.defs.resources import DataZones, resources_from
     from quant_assets.progress import progress
     from quant_assets.quality.coverage import build_ledger, summary, write_ledger
-    from quant_assets.settings import from_env
 
     zones = DataZones(root=args.data, min_free_mb=from_env().min_free_mb)
     zones.check_writable()  # the ledger is written into the lake
@@ -389,8 +388,10 @@ def folder_error(error: Exception, args: argparse.Namespace) -> DataFolderError 
     """`error` as a DataFolderError if a folder that cannot be written caused it (read-only, full, a file, no
     permission), wherever it was raised: the write funnels raise one already; another write names its file, or
     else the folder the command writes to (--out, --data) is named."""
-    if isinstance(error, DataFolderError) or not isinstance(error, OSError):
-        return error if isinstance(error, DataFolderError) else None
+    if isinstance(error, DataFolderError):
+        return error
+    if not isinstance(error, OSError):
+        return None
     sample = args.command == "sample"
     instead = OTHER_OUT if sample else INSTEAD
     if error.filename:

@@ -108,7 +108,7 @@ def typed_frame(
         else:
             problem = next((p for t in tickers if (p := _ticker_problem(result.get(t))) is not None), None)
         if problem:
-            aside.append(f"{where}: result {index} {problem}")
+            aside.append((index, f"{where}: result {index} {problem}"))
             continue
         rows.append({name: result.get(name) for name in fields})
         positions.append(index)
@@ -133,9 +133,11 @@ def typed_frame(
             wrong = wrong | ~typed[name].is_finite().fill_null(True)
         for at in wrong.arg_true().to_list():
             kind = "a finite number" if typed[name][at] is not None else str(dtype)
-            aside.append(f"{where}: result {positions[at]} has {name}={shown(frame[name][at])}, not {kind}")
+            aside.append(
+                (positions[at], f"{where}: result {positions[at]} has {name}={shown(frame[name][at])}, not {kind}")
+            )
         bad = bad | wrong
-    return typed.filter(~bad), sorted(aside, key=_position)
+    return typed.filter(~bad), [reason for _, reason in sorted(aside, key=lambda item: item[0])]
 
 
 def _projected(result: Any, fields: Mapping[str, pl.DataType]) -> Any:
@@ -145,10 +147,6 @@ def _projected(result: Any, fields: Mapping[str, pl.DataType]) -> Any:
 
 def _ticker_problem(value: Any) -> str | None:
     return ticker_problem(value) if value is not None else None
-
-
-def _position(reason: str) -> int:
-    return int(reason.split(": result ", 1)[1].split(" ", 1)[0])
 
 
 class Massive:

@@ -49,7 +49,7 @@ LOOKBACK = 10  # sessions in which to look for the close before an ex-date of a 
 TABLE = "adjustment_factors"
 SPLIT_RATIO_RANGE = (1e-4, 1e4)  # split_from / split_to
 FACTOR_RANGE = (1e-12, 1e12)  # a cumulative price or volume factor
-SET_ASIDE_SCHEMA = {"action": pl.String(), "ticker": pl.String(), "ex_date": pl.Date(), "reason": pl.String()}
+UNUSABLE_SCHEMA = {"action": pl.String(), "ticker": pl.String(), "ex_date": pl.Date(), "reason": pl.String()}
 
 FACTOR_SCHEMA = {
     "ticker": pl.String(),
@@ -109,7 +109,7 @@ def checked_actions(splits: pl.DataFrame, dividends: pl.DataFrame) -> tuple[pl.D
                 action=pl.lit("dividend"), ticker="ticker", ex_date="ex_dividend_date", reason="_reason"
             ),
         ]
-    ).cast(SET_ASIDE_SCHEMA)
+    ).cast(UNUSABLE_SCHEMA)
     kept = [frame.filter(pl.col("_reason").is_null()).drop("_reason") for frame in (splits, dividends)]
     return kept[0], kept[1], aside
 
