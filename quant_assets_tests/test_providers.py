@@ -92,6 +92,7 @@ def test_a_dead_server_opens_the_breaker_then_half_open_recovers(tmp_path):
                 "state": "closed",
                 "consecutive_failures": 0,
                 "opened_at": c.breaker_state()["opened_at"],
+                "retry_at": None,
             }
             assert len(server.requests) == 1
 

@@ -41,6 +41,7 @@ import itertools
 import json
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -55,6 +56,7 @@ import pybreaker
 import tenacity
 
 from quant_assets.lake import replace_bytes, replace_file
+from quant_assets.providers.cache import Caching, NotCached, ResponseCache
 from quant_assets.providers.errors import (
     BoundExceeded,
     BudgetExhausted,
@@ -63,7 +65,7 @@ from quant_assets.providers.errors import (
     ProviderError,
     RequestFailed,
 )
-from quant_assets.providers.state import ProviderState, key_id, rate_limiter
+from quant_assets.providers.state import BreakerStorage, ProviderState, key_id, rate_limiter
 
 SECRET_PARAMS = frozenset({"apikey", "api_key", "token", "key", "access_token"})
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -91,6 +93,7 @@ class Policy:
     max_rows: int = 1_000_000  # results (the pages' `results` lists) one `pages` call reads at most
     breaker_failures: int = 10  # consecutive failed attempts that open the breaker (two requests' retries)
     breaker_reset_seconds: float = 60.0  # open for this long, then one trial call (half-open)
+    rate_margin: float = 0.25  # seconds a caller that had to wait for a slot goes past the window's edge
 
     def byte_cap(self, endpoint: str) -> tuple[int, str]:
         """The most bytes a body of `endpoint` may have, and the field that says so."""
@@ -100,24 +103,50 @@ class Policy:
         return self.max_bytes, "max_bytes"
 
 
+@dataclass(frozen=True)
+class Auth:
+    """Where the key travels: a header (`header`, its value `template` with `{key}`), or, for a vendor that takes
+    it nowhere else (Alpha Vantage), a query parameter (`query`), added only to the request sent: every URL that is
+    logged, audited, cached or shown is made without it."""
+
+    header: str | None = "Authorization"
+    template: str = "Bearer {key}"
+    query: str | None = None
+
+
 @dataclass
 class ClientStats:
     """What one client did, for run metadata."""
 
     requests: int = 0
     retries: int = 0
+    failures: int = 0  # requests that failed for good (after their retries)
+    cache_hits: int = 0
     cost: float = 0.0
     waited_seconds: float = 0.0
     statuses: dict[int, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list, repr=False)  # seconds per attempt sent
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
             "retries": self.retries,
+            "failures": self.failures,
+            "cache_hits": self.cache_hits,
             "cost": round(self.cost, 6),
             "waited_seconds": round(self.waited_seconds, 3),
+            "latency_p50_ms": _percentile_ms(self.latencies, 0.50),
+            "latency_p95_ms": _percentile_ms(self.latencies, 0.95),
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
         }
+
+
+def _percentile_ms(values: list[float], share: float) -> float | None:
+    """The `share` percentile of `values` (seconds) in milliseconds, nearest rank; None without values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))] * 1000, 1)
 
 
 def redact(url: str) -> str:
@@ -159,7 +188,11 @@ def _counts_against_breaker(error: BaseException) -> bool:
 
 
 class ProviderClient:
-    """GET JSON from one provider with one key, under `policy`, with state and audit files under `data_root`."""
+    """GET JSON from one provider with one key, under `policy`, with state and audit files under `data_root`.
+
+    Safe to share between threads (a universe's requests run concurrently): the rate limiter paces them all, and
+    each thread has its own connection to the shared state and its own view of the one shared breaker, as separate
+    processes do (pybreaker holds its lock for the whole call, which would otherwise serialise the requests)."""
 
     def __init__(
         self,
@@ -170,6 +203,8 @@ class ProviderClient:
         data_root: str | Path,
         on_wait: Callable[[str], None] | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        auth: Auth = Auth(),
+        cache: ResponseCache | None = None,
     ):
         api_key = (api_key or "").strip() or None
         if api_key and any(c.isspace() or not c.isprintable() for c in api_key):
@@ -180,35 +215,70 @@ class ProviderClient:
         self.data_root = Path(data_root)
         self.audit_root = self.data_root / "raw" / "providers" / name
         self.stats = ClientStats()
+        self.cache = cache
         self._key_id = key_id(api_key)
         self._key = api_key
+        self._auth = auth
         self._clock = clock
-        self._state = ProviderState(self.data_root)
-        self._limiter = rate_limiter(self.data_root, name, self._key_id, policy.rates)
-        self._storage = self._state.breaker_storage(name)
-        self.breaker = pybreaker.CircuitBreaker(
-            fail_max=policy.breaker_failures,
-            reset_timeout=policy.breaker_reset_seconds,
-            exclude=[lambda error: not _counts_against_breaker(error)],
-            state_storage=self._storage,
-            name=name,
-        )
+        self._local = threading.local()
+        self._lock = threading.Lock()  # the stats
+        self._opened: list[ProviderState] = []
+        self._limiter = rate_limiter(self.data_root, name, self._key_id, policy.rates, policy.rate_margin)
         report = on_wait or log.info
         self._on_wait = lambda text: report(self._scrub(text))
         headers = {"Accept": "application/json", "User-Agent": "quant-assets"}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
+        if api_key and auth.header:
+            headers[auth.header] = auth.template.format(key=api_key)
         read = min(policy.timeout, policy.deadline)  # a read that starts before the deadline ends this soon after
         timeout = httpx.Timeout(read, connect=min(read, 10.0))
-        self._http = httpx.Client(headers=headers, timeout=timeout, follow_redirects=False)
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+        self._http = httpx.Client(headers=headers, timeout=timeout, follow_redirects=False, limits=limits)
 
     def __repr__(self) -> str:  # never the key
         return f"ProviderClient({self.name!r}, {self.base_url!r}, key_id={self._key_id!r})"
 
+    @property
+    def key_id(self) -> str:
+        """A short hash of the key (`state.key_id`), never the key."""
+        return self._key_id
+
+    @property
+    def _state(self) -> ProviderState:
+        state = getattr(self._local, "state", None)
+        if state is None:
+            state = self._local.state = ProviderState(self.data_root)
+            with self._lock:
+                self._opened.append(state)
+        return state
+
+    @property
+    def _storage(self) -> BreakerStorage:
+        storage = getattr(self._local, "storage", None)
+        if storage is None:
+            storage = self._local.storage = self._state.breaker_storage(self.name)
+        return storage
+
+    @property
+    def breaker(self) -> pybreaker.CircuitBreaker:
+        breaker = getattr(self._local, "breaker", None)
+        if breaker is None:
+            breaker = self._local.breaker = pybreaker.CircuitBreaker(
+                fail_max=self.policy.breaker_failures,
+                reset_timeout=self.policy.breaker_reset_seconds,
+                exclude=[lambda error: not _counts_against_breaker(error)],
+                state_storage=self._storage,
+                name=self.name,
+            )
+        return breaker
+
     def close(self) -> None:
         self._http.close()
         self._limiter.close()
-        self._state.close()
+        with self._lock:
+            for state in self._opened:
+                state.close()
+            self._opened.clear()
+        self._local = threading.local()
 
     def log(self, text: str) -> None:
         """Report `text` where this client reports its retries (the run's log), without the key."""
@@ -226,11 +296,13 @@ class ProviderClient:
 
     def breaker_state(self) -> dict[str, Any]:
         """The breaker's state and counts, as the CLI and run metadata show them."""
-        opened = self._storage.opened_at
+        opened, state = self._storage.opened_at, self._storage.state
+        retry_at = opened + dt.timedelta(seconds=self.policy.breaker_reset_seconds) if opened else None
         return {
-            "state": self._storage.state,
+            "state": state,
             "consecutive_failures": self._storage.counter,
             "opened_at": opened.isoformat() if opened else None,
+            "retry_at": retry_at.isoformat() if retry_at and state != "closed" else None,
         }
 
     def url(self, path: str, params: Mapping[str, Any] | None = None) -> str:
@@ -239,10 +311,33 @@ class ProviderClient:
             url += ("&" if "?" in url else "?") + urlencode({k: v for k, v in params.items() if v is not None})
         return url
 
-    def get_json(self, path: str, params: Mapping[str, Any] | None = None, endpoint: str | None = None) -> Any:
-        """The JSON of GET `path` (relative to the base URL, or a URL on the same host), after retries."""
+    def get_json(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        endpoint: str | None = None,
+        caching: Caching | None = None,
+        check: Callable[[Any], None] | None = None,
+    ) -> Any:
+        """The JSON of GET `path` (relative to the base URL, or a URL on the same host), after retries.
+
+        `caching` serves it from the response cache first (`Caching`; nothing else happens on a hit) and stores a
+        good answer. `check` is the vendor's reading of an answer that came with HTTP 200: it raises (a
+        `VendorError`) when the body is an error in disguise (Alpha Vantage's `Information`), so that such a body
+        is neither cached nor returned; the request still counts against the budget."""
         url = self.url(path, params)
         endpoint = endpoint or urlsplit(url).path
+        if caching is not None and self.cache is not None and caching.mode != "refresh":
+            looked = time.monotonic()
+            content = self.cache.get(self.name, redact(url))
+            if content is not None:
+                parsed = strict_json(content)
+                with self._lock:
+                    self.stats.cache_hits += 1
+                self._state.record_call(self.name, self._key_id, endpoint, None, "cache", time.monotonic() - looked)
+                return parsed
+            if caching.mode == "only":
+                raise NotCached(f"{self.name} {endpoint}: not in the cache ({redact(url)})")
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.policy.attempts),
             wait=self._wait,
@@ -252,13 +347,18 @@ class ProviderClient:
             reraise=True,
         )
         try:
-            return retrying(self._attempt, url, endpoint)
+            return retrying(self._attempt, url, endpoint, caching, check)
         except _Retryable as error:
+            with self._lock:
+                self.stats.failures += 1
             raise RequestFailed(
                 self._scrub(f"{self.name} {endpoint}: failed after {self.policy.attempts} attempts: {error}"),
                 error.status,
             ) from None
         except ProviderError as error:
+            if not isinstance(error, BudgetExhausted | CircuitOpen):  # those sent nothing
+                with self._lock:
+                    self.stats.failures += 1
             error.args = (self._scrub(str(error)),)  # the same error, its message without the key
             raise
 
@@ -308,7 +408,7 @@ class ProviderClient:
             )
         return url
 
-    def _attempt(self, url: str, endpoint: str) -> Any:
+    def _attempt(self, url: str, endpoint: str, caching: Caching | None, check: Callable[[Any], None] | None) -> Any:
         opened = self._storage.opened_at
         until = opened + dt.timedelta(seconds=self.policy.breaker_reset_seconds) if opened else None
         if self._storage.state == pybreaker.STATE_OPEN and until and self._clock() < until:
@@ -316,7 +416,7 @@ class ProviderClient:
         today = self._clock().astimezone(ZoneInfo(self.policy.budget_timezone)).date()
         self._state.charge(self.name, self._key_id, today, self.policy.cost_per_request, self.policy.daily_budget)
         try:
-            return self.breaker.call(self._send, url, endpoint)
+            return self.breaker.call(self._send, url, endpoint, caching, check)
         except pybreaker.CircuitBreakerError:
             opened = self._storage.opened_at or self._clock()
             raise self._circuit_open(
@@ -332,14 +432,43 @@ class ProviderClient:
             f"`quant-assets providers reset {self.name}` closes it now"
         )
 
-    def _send(self, url: str, endpoint: str) -> Any:
+    def _send(self, url: str, endpoint: str, caching: Caching | None, check: Callable[[Any], None] | None) -> Any:
+        """One attempt, recorded for the provider's health (`quant-assets providers`): its outcome and latency."""
         started = time.monotonic()  # the rate slot last, right before sending: what the server counts is arrivals
         self._limiter.try_acquire(f"{self.name}:{self._key_id}")
         sent = time.monotonic()
-        self.stats.waited_seconds += sent - started
-        self.stats.requests += 1
-        self.stats.cost += self.policy.cost_per_request
+        with self._lock:
+            self.stats.waited_seconds += sent - started
+            self.stats.requests += 1
+            self.stats.cost += self.policy.cost_per_request
+        status, outcome = None, "error"
+        try:
+            status, parsed, content = self._exchange(url, endpoint, sent)
+            if check is not None:
+                check(parsed)
+            outcome = "ok"
+        except _Retryable as error:
+            status, outcome = error.status, "retry"
+            raise
+        except RequestFailed as error:
+            status = error.status
+            raise
+        finally:
+            latency = time.monotonic() - sent
+            with self._lock:
+                self.stats.latencies.append(latency)
+                if status is not None:
+                    self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
+            self._state.record_call(self.name, self._key_id, endpoint, status, outcome, latency, sent - started)
+        if caching is not None and self.cache is not None:
+            self.cache.put(self.name, redact(url), content, caching.ttl)
+        return parsed
+
+    def _exchange(self, url: str, endpoint: str, sent: float) -> tuple[int, Any, bytes]:
+        """Send GET `url` (the key added where `Auth` says), land the answer, and read it: (status, JSON, body)."""
         shown = redact(url)
+        if self._key and self._auth.query:  # only here: every URL kept or shown is made without it
+            url += ("&" if "?" in url else "?") + urlencode({self._auth.query: self._key})
         now, request_id = self._clock(), uuid.uuid4().hex
         path = self.audit_root / f"{now:%Y/%m/%d}" / f"{now:%H%M%S%f}-{request_id}.body"
         cap, cap_field = self.policy.byte_cap(endpoint)
@@ -353,7 +482,6 @@ class ProviderClient:
         except httpx.TransportError as error:
             raise self._failed(_Retryable(self._scrub(f"{type(error).__name__}: {error} ({shown})"))) from None
         status = response.status_code
-        self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
         content = body.content()
         parsed, invalid = None, None
         if body.cut_by is None:
@@ -393,7 +521,7 @@ class ProviderClient:
                 f"{self.name} {endpoint}: the response is not valid JSON ({invalid}; {body.size} bytes, "
                 f"content-type {response.headers.get('content-type', '?')}) ({shown})"
             )
-        return parsed
+        return status, parsed, content
 
     def _failed(self, error: _Retryable) -> _Retryable:
         self._storage.record_error(self._scrub(str(error)))
@@ -523,8 +651,10 @@ def _vendor_message(content: bytes, body: Any) -> str:
 
 
 __all__ = [
+    "Auth",
     "BoundExceeded",
     "BudgetExhausted",
+    "Caching",
     "CircuitOpen",
     "ClientStats",
     "MalformedResponse",

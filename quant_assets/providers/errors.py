@@ -35,3 +35,14 @@ class RequestFailed(ProviderError):
     def __init__(self, message: str, status: int | None = None):
         super().__init__(message)
         self.status = status
+
+
+class VendorError(ProviderError):
+    """The vendor answered HTTP 200 with an error in the body (Alpha Vantage's `Information`, `Note` and `Error
+    Message`, Tiingo's `detail` or plain-text over-quota answer, Finnhub's `error`). `kind` says which:
+    `rate_limited`, `not_entitled`, `invalid` (the request, or the symbol) or `unknown`. Not retried and not counted
+    by the breaker (the same request gets the same answer today); the request counts against the budget."""
+
+    def __init__(self, message: str, kind: str = "unknown"):
+        super().__init__(message)
+        self.kind = kind

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import sqlite3
+import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,14 @@ CREATE TABLE IF NOT EXISTS spend (
     provider TEXT NOT NULL, key_id TEXT NOT NULL, day TEXT NOT NULL,
     requests INTEGER NOT NULL DEFAULT 0, cost REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (provider, key_id, day)
+);
+CREATE TABLE IF NOT EXISTS calls (
+    provider TEXT NOT NULL, key_id TEXT NOT NULL, at REAL NOT NULL, endpoint TEXT NOT NULL, status INTEGER,
+    outcome TEXT NOT NULL, latency REAL NOT NULL, waited REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS calls_by_time ON calls (provider, at);
+CREATE TABLE IF NOT EXISTS budget (
+    provider TEXT NOT NULL, key_id TEXT NOT NULL, daily_budget REAL, PRIMARY KEY (provider, key_id)
 );
 CREATE TABLE IF NOT EXISTS breaker (
     name TEXT PRIMARY KEY, state TEXT NOT NULL DEFAULT 'closed', failures INTEGER NOT NULL DEFAULT 0,
@@ -56,6 +65,7 @@ class ProviderState:
         # Autocommit; `charge` opens its own IMMEDIATE transaction. A 30 s busy timeout rides out other writers.
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across a crash of the process, and fast
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:
@@ -75,6 +85,11 @@ class ProviderState:
         """Record one request of `cost` on `day`, or raise `BudgetExhausted` (recording nothing) if it would take
         the day's spending past `budget`. Returns the day's spending after it."""
         with self._transaction():
+            self.db.execute(
+                "INSERT INTO budget (provider, key_id, daily_budget) VALUES (?, ?, ?) "
+                "ON CONFLICT (provider, key_id) DO UPDATE SET daily_budget = excluded.daily_budget",
+                (provider, key, budget),
+            )
             row = self.db.execute(
                 "SELECT cost FROM spend WHERE provider=? AND key_id=? AND day=?", (provider, key, day.isoformat())
             ).fetchone()
@@ -100,6 +115,34 @@ class ProviderState:
             query, args = query + " WHERE day=?", (day.isoformat(),)
         rows = self.db.execute(query + " ORDER BY day DESC, provider, key_id", args).fetchall()
         return [dict(zip(("provider", "key_id", "day", "requests", "cost"), r)) for r in rows]
+
+    def record_call(
+        self,
+        provider: str,
+        key: str,
+        endpoint: str,
+        status: int | None,
+        outcome: str,
+        latency: float,
+        waited: float = 0.0,
+    ) -> None:
+        """Record one attempt (`outcome`: ok, retry, error) or cache hit (`cache`), for `health`."""
+        self.db.execute(
+            "INSERT INTO calls (provider, key_id, at, endpoint, status, outcome, latency, waited) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (provider, key, time.time(), endpoint, status, outcome, latency, waited),
+        )
+
+    def calls(self, since: float) -> list[dict]:
+        """The attempts and cache hits recorded since `since` (unix seconds), oldest first."""
+        columns = ("provider", "key_id", "at", "endpoint", "status", "outcome", "latency", "waited")
+        rows = self.db.execute(f"SELECT {', '.join(columns)} FROM calls WHERE at >= ? ORDER BY at", (since,))
+        return [dict(zip(columns, r)) for r in rows.fetchall()]
+
+    def budgets(self) -> dict[tuple[str, str], float | None]:
+        """The daily budget each provider and key last ran with."""
+        rows = self.db.execute("SELECT provider, key_id, daily_budget FROM budget").fetchall()
+        return {(p, k): b for p, k, b in rows}
 
     def breakers(self) -> list[dict]:
         """Every breaker that has been used: name, state, consecutive failures, opened_at, last error."""
@@ -180,7 +223,9 @@ class BreakerStorage(pybreaker.CircuitBreakerStorage):
         self._set("last_error=?", text[:500])
 
 
-def rate_limiter(data_root: str | Path, provider: str, key: str, rates: Sequence[tuple[int, float]]) -> Limiter:
+def rate_limiter(
+    data_root: str | Path, provider: str, key: str, rates: Sequence[tuple[int, float]], margin: float = 0.25
+) -> Limiter:
     """A pyrate-limiter `Limiter` for `provider` and `key` over `rates` ((requests, window seconds) pairs), in
     SQLite behind a file lock, so that every process on the machine draws from the same buckets."""
     folder = state_dir(data_root)
@@ -193,7 +238,8 @@ def rate_limiter(data_root: str | Path, provider: str, key: str, rates: Sequence
         create_new_table=True,
         use_file_lock=True,
     )
-    # buffer_ms: a caller that had to wait goes a quarter second past the window's edge, so that the jitter between
-    # taking a slot and the request's arrival (a new connection, a busy machine) cannot squeeze one more request
-    # into the server's window than the quota.
-    return Limiter(bucket, buffer_ms=250)
+    # buffer_ms: a caller that had to wait goes `margin` (a quarter second by default) past the window's edge, so
+    # that the jitter between taking a slot and the request's arrival (a new connection, a busy machine) cannot
+    # squeeze one more request into the server's window than the quota. It costs throughput: with 25 a second, a
+    # margin of 0.25 s lets 25 through every 1.25 s; a provider near its limit for long runs takes a smaller one.
+    return Limiter(bucket, buffer_ms=round(margin * 1000))
