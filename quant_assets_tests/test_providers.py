@@ -108,7 +108,11 @@ def test_the_breaker_is_shared_and_reset_from_the_cli(tmp_path):
         assert other.breaker_state()["state"] == "open"
     cli = [str(sys.executable), "-m", "quant_assets.cli", "providers"]
     shown = subprocess.run([*cli, "status", "--data", str(tmp_path)], capture_output=True, text=True, check=True)
-    assert "massive: open, 2 consecutive failures" in shown.stdout and "ConnectError" in shown.stdout
+    assert "massive: FAILING (breaker open, tries again at" in shown.stdout
+    assert "breaker open, 2 consecutive failures, tries again in" in shown.stdout and "ConnectError" in shown.stdout
+    health = subprocess.run([*cli, "--json", "--data", str(tmp_path)], capture_output=True, text=True, check=True)
+    (massive,) = json.loads(health.stdout)
+    assert massive["calls"] == massive["failures"] == massive["retries"] + 1 == 2 and massive["failure_rate"] == 1
     subprocess.run([*cli, "reset", "massive", "--data", str(tmp_path)], capture_output=True, check=True)
     with client(url, tmp_path, policy) as c:
         assert c.breaker_state()["state"] == "closed"

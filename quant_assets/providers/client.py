@@ -63,9 +63,10 @@ from quant_assets.providers.errors import (
     CircuitOpen,
     MalformedResponse,
     ProviderError,
+    RateLimited,
     RequestFailed,
 )
-from quant_assets.providers.state import BreakerStorage, ProviderState, key_id, rate_limiter
+from quant_assets.providers.state import BreakerStorage, ProviderState, key_id, limiter_wait, rate_limiter
 
 SECRET_PARAMS = frozenset({"apikey", "api_key", "token", "key", "access_token"})
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -93,6 +94,7 @@ class Policy:
     max_rows: int = 1_000_000  # results (the pages' `results` lists) one `pages` call reads at most
     breaker_failures: int = 10  # consecutive failed attempts that open the breaker (two requests' retries)
     breaker_reset_seconds: float = 60.0  # open for this long, then one trial call (half-open)
+    max_wait: float = 300.0  # seconds a request may wait for a rate slot; a longer wait is `RateLimited`
     rate_margin: float = 0.25  # seconds a caller that had to wait for a slot goes past the window's edge
 
     def byte_cap(self, endpoint: str) -> tuple[int, str]:
@@ -223,7 +225,11 @@ class ProviderClient:
         self._local = threading.local()
         self._lock = threading.Lock()  # the stats
         self._opened: list[ProviderState] = []
+        self._limited_until = 0.0  # time.monotonic() before which the rate limits refuse every call
         self._limiter = rate_limiter(self.data_root, name, self._key_id, policy.rates, policy.rate_margin)
+        self._state.remember_policy(
+            name, self._key_id, policy.daily_budget, policy.budget_timezone, policy.breaker_reset_seconds
+        )
         report = on_wait or log.info
         self._on_wait = lambda text: report(self._scrub(text))
         headers = {"Accept": "application/json", "User-Agent": "quant-assets"}
@@ -346,6 +352,7 @@ class ProviderClient:
             sleep=self._sleep,
             reraise=True,
         )
+        self._local.attempt = 0
         try:
             return retrying(self._attempt, url, endpoint, caching, check)
         except _Retryable as error:
@@ -356,7 +363,7 @@ class ProviderClient:
                 error.status,
             ) from None
         except ProviderError as error:
-            if not isinstance(error, BudgetExhausted | CircuitOpen):  # those sent nothing
+            if not isinstance(error, BudgetExhausted | CircuitOpen | RateLimited | NotCached):  # those sent nothing
                 with self._lock:
                     self.stats.failures += 1
             error.args = (self._scrub(str(error)),)  # the same error, its message without the key
@@ -416,6 +423,11 @@ class ProviderClient:
         today = self._clock().astimezone(ZoneInfo(self.policy.budget_timezone)).date()
         self._state.charge(self.name, self._key_id, today, self.policy.cost_per_request, self.policy.daily_budget)
         try:
+            self._slot(endpoint)
+        except RateLimited:
+            self._state.refund(self.name, self._key_id, today, self.policy.cost_per_request)
+            raise
+        try:
             return self.breaker.call(self._send, url, endpoint, caching, check)
         except pybreaker.CircuitBreakerError:
             opened = self._storage.opened_at or self._clock()
@@ -432,13 +444,38 @@ class ProviderClient:
             f"`quant-assets providers reset {self.name}` closes it now"
         )
 
+    def _slot(self, endpoint: str) -> None:
+        """Wait for a rate slot (the last step before sending: what the server counts is arrivals), at most
+        `Policy.max_wait` seconds; a longer wait (a day's quota used up) raises `RateLimited` at once, and every
+        call of this client fails fast until the wait is over."""
+        name = f"{self.name}:{self._key_id}"
+        started = time.monotonic()
+        if started < self._limited_until:
+            raise self._rate_limited(endpoint, self._limited_until - started)
+        # A slot now, or learn how far the next one is (pyrate-limiter knows it only after a refused try).
+        if not self._limiter.try_acquire(name, timeout=0):
+            wait = limiter_wait(self._limiter, name)
+            if wait > self.policy.max_wait:
+                self._limited_until = started + wait
+                raise self._rate_limited(endpoint, wait)
+            if not self._limiter.try_acquire(name, timeout=self.policy.max_wait):
+                raise self._rate_limited(endpoint, self.policy.max_wait)
+        waited = time.monotonic() - started
+        self._local.waited = waited
+        with self._lock:
+            self.stats.waited_seconds += waited
+
+    def _rate_limited(self, endpoint: str, wait: float) -> RateLimited:
+        return RateLimited(
+            f"{self.name} {endpoint}: rate limited: the next slot of this key is {wait:,.0f} s away, more than the "
+            f"{self.policy.max_wait:g} s a request may wait (Policy.max_wait); nothing was sent"
+        )
+
     def _send(self, url: str, endpoint: str, caching: Caching | None, check: Callable[[Any], None] | None) -> Any:
         """One attempt, recorded for the provider's health (`quant-assets providers`): its outcome and latency."""
-        started = time.monotonic()  # the rate slot last, right before sending: what the server counts is arrivals
-        self._limiter.try_acquire(f"{self.name}:{self._key_id}")
         sent = time.monotonic()
+        self._local.attempt = getattr(self._local, "attempt", 0) + 1
         with self._lock:
-            self.stats.waited_seconds += sent - started
             self.stats.requests += 1
             self.stats.cost += self.policy.cost_per_request
         status, outcome = None, "error"
@@ -448,7 +485,7 @@ class ProviderClient:
                 check(parsed)
             outcome = "ok"
         except _Retryable as error:
-            status, outcome = error.status, "retry"
+            status, outcome = error.status, "transient"
             raise
         except RequestFailed as error:
             status = error.status
@@ -459,7 +496,9 @@ class ProviderClient:
                 self.stats.latencies.append(latency)
                 if status is not None:
                     self.stats.statuses[status] = self.stats.statuses.get(status, 0) + 1
-            self._state.record_call(self.name, self._key_id, endpoint, status, outcome, latency, sent - started)
+            waited = getattr(self._local, "waited", 0.0)
+            attempt = self._local.attempt
+            self._state.record_call(self.name, self._key_id, endpoint, status, outcome, latency, waited, attempt)
         if caching is not None and self.cache is not None:
             self.cache.put(self.name, redact(url), content, caching.ttl)
         return parsed

@@ -9,6 +9,11 @@ class BudgetExhausted(ProviderError):
     """The provider's daily cost budget would be exceeded by the next request; nothing was sent."""
 
 
+class RateLimited(ProviderError):
+    """The provider's rate limits (ours, per key) would make the request wait longer than `Policy.max_wait`: a
+    day's quota is used up. Nothing was sent or spent; the provider is unavailable until the wait is over."""
+
+
 class CircuitOpen(ProviderError):
     """The provider's circuit breaker is open: calls fail fast until its reset timeout has passed."""
 

@@ -31,11 +31,12 @@ CREATE TABLE IF NOT EXISTS spend (
 );
 CREATE TABLE IF NOT EXISTS calls (
     provider TEXT NOT NULL, key_id TEXT NOT NULL, at REAL NOT NULL, endpoint TEXT NOT NULL, status INTEGER,
-    outcome TEXT NOT NULL, latency REAL NOT NULL, waited REAL NOT NULL DEFAULT 0
+    outcome TEXT NOT NULL, latency REAL NOT NULL, waited REAL NOT NULL DEFAULT 0, attempt INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS calls_by_time ON calls (provider, at);
-CREATE TABLE IF NOT EXISTS budget (
-    provider TEXT NOT NULL, key_id TEXT NOT NULL, daily_budget REAL, PRIMARY KEY (provider, key_id)
+CREATE TABLE IF NOT EXISTS policy (
+    provider TEXT NOT NULL, key_id TEXT NOT NULL, daily_budget REAL, budget_timezone TEXT,
+    breaker_reset_seconds REAL, PRIMARY KEY (provider, key_id)
 );
 CREATE TABLE IF NOT EXISTS breaker (
     name TEXT PRIMARY KEY, state TEXT NOT NULL DEFAULT 'closed', failures INTEGER NOT NULL DEFAULT 0,
@@ -85,11 +86,6 @@ class ProviderState:
         """Record one request of `cost` on `day`, or raise `BudgetExhausted` (recording nothing) if it would take
         the day's spending past `budget`. Returns the day's spending after it."""
         with self._transaction():
-            self.db.execute(
-                "INSERT INTO budget (provider, key_id, daily_budget) VALUES (?, ?, ?) "
-                "ON CONFLICT (provider, key_id) DO UPDATE SET daily_budget = excluded.daily_budget",
-                (provider, key, budget),
-            )
             row = self.db.execute(
                 "SELECT cost FROM spend WHERE provider=? AND key_id=? AND day=?", (provider, key, day.isoformat())
             ).fetchone()
@@ -106,6 +102,13 @@ class ProviderState:
                 (provider, key, day.isoformat(), cost, cost),
             )
             return spent + cost
+
+    def refund(self, provider: str, key: str, day: dt.date, cost: float) -> None:
+        """Take back one request of `cost` charged on `day` that was not sent after all (`RateLimited`)."""
+        self.db.execute(
+            "UPDATE spend SET requests = requests - 1, cost = cost - ? WHERE provider=? AND key_id=? AND day=?",
+            (cost, provider, key, day.isoformat()),
+        )
 
     def spending(self, day: dt.date | None = None) -> list[dict]:
         """Spending rows (provider, key_id, day, requests, cost), of `day` or all, newest first."""
@@ -125,24 +128,38 @@ class ProviderState:
         outcome: str,
         latency: float,
         waited: float = 0.0,
+        attempt: int = 1,
     ) -> None:
-        """Record one attempt (`outcome`: ok, retry, error) or cache hit (`cache`), for `health`."""
+        """Record one attempt (`outcome`: ok, transient (retried if attempts remain), error) or cache hit (`cache`),
+        for `health`; `attempt` is 1 for a request's first try."""
         self.db.execute(
-            "INSERT INTO calls (provider, key_id, at, endpoint, status, outcome, latency, waited) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (provider, key, time.time(), endpoint, status, outcome, latency, waited),
+            "INSERT INTO calls (provider, key_id, at, endpoint, status, outcome, latency, waited, attempt) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (provider, key, time.time(), endpoint, status, outcome, latency, waited, attempt),
         )
 
     def calls(self, since: float) -> list[dict]:
         """The attempts and cache hits recorded since `since` (unix seconds), oldest first."""
-        columns = ("provider", "key_id", "at", "endpoint", "status", "outcome", "latency", "waited")
+        columns = ("provider", "key_id", "at", "endpoint", "status", "outcome", "latency", "waited", "attempt")
         rows = self.db.execute(f"SELECT {', '.join(columns)} FROM calls WHERE at >= ? ORDER BY at", (since,))
         return [dict(zip(columns, r)) for r in rows.fetchall()]
 
-    def budgets(self) -> dict[tuple[str, str], float | None]:
-        """The daily budget each provider and key last ran with."""
-        rows = self.db.execute("SELECT provider, key_id, daily_budget FROM budget").fetchall()
-        return {(p, k): b for p, k, b in rows}
+    def remember_policy(
+        self, provider: str, key: str, daily_budget: float | None, budget_timezone: str, breaker_reset: float
+    ) -> None:
+        """Keep what a client of `provider` and `key` runs with, for `health` (which runs outside any client)."""
+        self.db.execute(
+            "INSERT INTO policy VALUES (?, ?, ?, ?, ?) ON CONFLICT (provider, key_id) DO UPDATE SET "
+            "daily_budget = excluded.daily_budget, budget_timezone = excluded.budget_timezone, "
+            "breaker_reset_seconds = excluded.breaker_reset_seconds",
+            (provider, key, daily_budget, budget_timezone, breaker_reset),
+        )
+
+    def policies(self) -> list[dict]:
+        """The budget, its time zone and the breaker's reset time each provider and key last ran with."""
+        columns = ("provider", "key_id", "daily_budget", "budget_timezone", "breaker_reset_seconds")
+        rows = self.db.execute(f"SELECT {', '.join(columns)} FROM policy ORDER BY provider, key_id").fetchall()
+        return [dict(zip(columns, r)) for r in rows]
 
     def breakers(self) -> list[dict]:
         """Every breaker that has been used: name, state, consecutive failures, opened_at, last error."""
@@ -243,3 +260,10 @@ def rate_limiter(
     # squeeze one more request into the server's window than the quota. It costs throughput: with 25 a second, a
     # margin of 0.25 s lets 25 through every 1.25 s; a provider near its limit for long runs takes a smaller one.
     return Limiter(bucket, buffer_ms=round(margin * 1000))
+
+
+def limiter_wait(limiter: Limiter, name: str) -> float:
+    """Seconds until `limiter` has a slot for `name` (0 when it has one now)."""
+    item = limiter.bucket_factory.wrap_item(name, 1)
+    bucket = limiter.bucket_factory.get(item)
+    return max(0, bucket.waiting(item)) / 1000
