@@ -34,6 +34,7 @@ def _date(text: str) -> dt.date:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from quant_assets.sample import folder_writer, generate, s3_writer
+    from quant_assets.universes import write_sample_universes
 
     datasets = parse_dataset_names(args.datasets)
     if args.s3_endpoint:
@@ -60,6 +61,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     keys = generate(datasets, args.start, args.end, write, seed=args.seed, size=args.size, progress=progress)
     names = ", ".join(d.name for d in datasets)
     print(f"wrote {len(keys)} files ({names}) for {args.start}..{args.end} to {where}")
+    if written := write_sample_universes(from_env().universes_dir, seed=args.seed, size=args.size):
+        print(f"wrote sample universes {', '.join(p.stem for p in written)} to {written[0].parent.resolve()}")
     return 0
 
 
@@ -188,6 +191,31 @@ def cmd_providers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_universes(args: argparse.Namespace) -> int:
+    import json
+
+    from quant_assets.universes import Universes, checked_name
+    from quant_assets.universes import report as shown
+
+    store = Universes(args.folder, args.data)
+    recorded = store.record()  # an edit shows up at once
+    if args.action == "list":
+        data = shown.listing(store, recorded)
+        print(json.dumps(data, indent=1) if args.json else shown.listing_text(data))
+        return 0
+    if not args.name:
+        raise ValueError(f"say which universe, e.g. `quant-assets universes {args.action} watchlist`")
+    name = checked_name(args.name)
+    if args.action == "show":
+        version = store.version_as_of(name, args.as_of or dt.datetime.now(dt.UTC))
+        data = shown.version_data(version, name, args.as_of)
+        print(json.dumps(data, indent=1) if args.json else shown.version_text(data))
+        return 0
+    data = shown.history_data(store, name)
+    print(json.dumps(data, indent=1) if args.json else shown.history_text(data))
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from quant_assets.ui import serve
 
@@ -313,6 +341,37 @@ def build_parser() -> argparse.ArgumentParser:
     planner.add_argument("--data", default=settings.data, help=f"data folder (default: {settings.data})")
     planner.add_argument("--json", action="store_true", help="print every (dataset, session) as JSON instead")
     planner.set_defaults(func=cmd_plan)
+
+    universes = commands.add_parser(
+        "universes",
+        help="list the named universes (watchlist, active, ...), show one's members, or its history",
+        description="Named universes of symbols: one <name>.txt per universe in --folder, one symbol per line "
+        "('#' starts a comment), in any common form (BRK.B, BRK-B, 'BRK/B US Equity', AAPL:US, 'SPX Index', ^GSPC; "
+        "stored as the flat files write them). Every use first records a new version of each file that changed "
+        "(under <data>/reference/universes/, with the UTC time it was seen), so an edit shows up at once and past "
+        "memberships stay answerable. `universes` lists each universe (members, current version, as of, lines set "
+        "aside as not symbols, with file:line); `universes show NAME [--as-of DATE]` prints its members now or at "
+        "the end of DATE (UTC); `universes history NAME` prints each version with the symbols it added and removed.",
+    )
+    universes.add_argument(
+        "action", nargs="?", choices=["list", "show", "history"], default="list", help="list (default), show, history"
+    )
+    universes.add_argument("name", nargs="?", default=None, help="the universe, for show and history")
+    universes.add_argument(
+        "--as-of",
+        type=_date,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="show: the members at the end of this day (UTC), YYYY-MM-DD",
+    )
+    universes.add_argument("--json", action="store_true", help="print JSON instead")
+    universes.add_argument("--data", default=settings.data, help=f"data folder (default: {settings.data})")
+    universes.add_argument(
+        "--folder",
+        default=settings.universes_dir,
+        help=f"folder of the universe files (QUANT_ASSETS_UNIVERSES; default: {settings.universes_dir})",
+    )
+    universes.set_defaults(func=cmd_universes)
 
     ui = commands.add_parser(
         "ui",

@@ -32,6 +32,9 @@ them and the one place each default is defined, for the code location and the `q
     QUANT_ASSETS_DASK_ADDRESS a Dask scheduler (tcp://host:8786) whose workers build the sessions of a session
                               chain's run (default: none, the run's own process builds them; see
                               deploy/README.md)
+    QUANT_ASSETS_UNIVERSES    the folder of named universes, one `<name>.txt` of symbols each (watchlist.txt,
+                              active.txt, ...), edited by hand; versions are recorded under
+                              <data>/reference/universes/ (default: data/universes)
     QUANT_ASSETS_DEBUG        1: the `quant-assets` command shows tracebacks instead of one line (default: off)
     QUANT_ASSETS_UI_TRUSTED_HOSTS    host names (host or host:port, comma-separated) that `quant-assets ui` answers
                                      besides 127.0.0.1, localhost and its --host, e.g. the name of a proxy in
@@ -58,6 +61,8 @@ from urllib.parse import urlsplit
 
 DEFAULT_DATA = "data"
 DEFAULT_VENDOR_DIR = "data/vendor"
+DEFAULT_UNIVERSES_DIR = "data/universes"
+UNIVERSES_ENV = "QUANT_ASSETS_UNIVERSES"
 # The sample data is February 2026: from here its month is a visible part of the partition bar. A real history
 # sets QUANT_ASSETS_START_DATE to its first session.
 DEFAULT_START = "2026-01-02"
@@ -113,6 +118,7 @@ class Settings:
     gap_max_sessions: int = DEFAULT_GAP_MAX_SESSIONS
     webhook_set: bool = False  # whether QUANT_ASSETS_ALERT_WEBHOOK_URL is set; read only through dagster.EnvVar
     ui_trusted_hosts: list[str] = field(default_factory=list)  # hosts `quant-assets ui` answers besides its own
+    universes_dir: str = DEFAULT_UNIVERSES_DIR  # one <name>.txt of symbols per universe
 
     @property
     def rest_configured(self) -> bool:
@@ -178,6 +184,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         gap_max_sessions=number("QUANT_ASSETS_GAP_MAX_SESSIONS", DEFAULT_GAP_MAX_SESSIONS, int, minimum=1),
         webhook_set=bool(env.get(WEBHOOK_ENV, "").strip()),
         ui_trusted_hosts=[h.strip() for h in env.get(UI_TRUSTED_HOSTS_ENV, "").split(",") if h.strip()],
+        universes_dir=get(UNIVERSES_ENV, DEFAULT_UNIVERSES_DIR),
     )
 
 

@@ -24,6 +24,8 @@ from quant_assets.defs.features import ENRICHED_DAILY, RESTATED_DAILY
 from quant_assets.defs.ingest import previous_session_schedule
 from quant_assets.defs.partitions import session_partitions
 from quant_assets.defs.resources import DataZones
+from quant_assets.defs.universes import RESOURCE_KEY as UNIVERSES
+from quant_assets.defs.universes import write_qlib_universes
 from quant_assets.errors import SessionError
 from quant_assets.features.enrich import CHUNK
 from quant_assets.features.restate import read_enriched_daily, restated_dir, restated_tickers
@@ -168,7 +170,9 @@ def _gate(
     )
 
 
-def build_qlib_day(features: Sequence[str], start: str | None = None) -> dg.AssetsDefinition:
+def build_qlib_day(features: Sequence[str], start: str | None = None, universes: bool = False) -> dg.AssetsDefinition:
+    """`qlib_day`; with `universes`, it also writes instruments/<name>.txt of each named universe (resource
+    `universes`)."""
     fields = [*DAY_FIELDS, *(f.lower() for f in features)]
 
     @dg.asset(
@@ -180,13 +184,15 @@ def build_qlib_day(features: Sequence[str], start: str | None = None) -> dg.Asse
         deps=[ENRICHED_DAILY],
         kinds={"qlib", "numpy"},
         check_specs=[dg.AssetCheckSpec(GATE, asset=QLIB_DAY, blocking=True, description=GATE_DESCRIPTION)],
+        required_resource_keys={"zones", UNIVERSES} if universes else {"zones"},
         description="A Microsoft Qlib provider directory at data/qlib/day (`qlib.init(provider_uri='data/qlib/day', "
         f"region='us')`): calendars/day.txt, instruments/all.txt and features/<symbol>/<field>.day.bin for "
         f"{', '.join(fields)} (see qlib/fields.py for each convention). Each session has a fixed slot from the "
         "exchange calendar, so sessions can be written in any order and in parallel runs; a run writes only its "
         "sessions' slots.",
     )
-    def qlib_day(context: dg.AssetExecutionContext, zones: DataZones):
+    def qlib_day(context: dg.AssetExecutionContext):
+        zones: DataZones = context.resources.zones
         target = directory(zones, "day", _start(context))
         columns = [*ENRICHED_COLUMNS, *features]  # only what the fields need: the enriched rows have ~30 columns
         wanted = sorted(parse_session(k) for k in context.partition_keys)
@@ -230,8 +236,10 @@ def build_qlib_day(features: Sequence[str], start: str | None = None) -> dg.Asse
             f"unreadable, in {time.perf_counter() - started:.1f} s"
         )
         report = verify(target, sorted({qlib_symbol(t) for t in symbols}), lo, hi)
+        named = write_qlib_universes(context, context.resources.universes, target) if universes else {}
         for metadata in built.values():
             metadata["path"] = dg.MetadataValue.path(str(target.root))
+            metadata.update(named)
         set_aside = aside.report(context, QLIB_DAY, report)  # before the gate: value defects are its errors
         gate = _gate(context, QLIB_DAY, report, target, sorted(built), set_aside)
         yield from range_results(
@@ -402,12 +410,12 @@ def _readjust_minutes(zones: DataZones) -> list[str]:
     return done
 
 
-def qlib_defs(datasets: list[Dataset], features: Sequence[str] = ()) -> dg.Definitions:
-    """`qlib_day` (with stocks_daily) and its restatement, `qlib_1min` (with stocks_minute), the `publish_qlib`
-    job and its daily schedule."""
+def qlib_defs(datasets: list[Dataset], features: Sequence[str] = (), universes: bool = False) -> dg.Definitions:
+    """`qlib_day` (with stocks_daily; with `universes`, writing each named universe's instruments file) and its
+    restatement, `qlib_1min` (with stocks_minute), the `publish_qlib` job and its daily schedule."""
     assets = []
     if DAILY in datasets:
-        assets += [build_qlib_day(features), build_qlib_restated(features)]
+        assets += [build_qlib_day(features, universes=universes), build_qlib_restated(features)]
     if MINUTE in datasets:
         assets.append(build_qlib_minute())
     if not assets:

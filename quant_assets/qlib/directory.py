@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +27,13 @@ import polars as pl
 from quant_assets.datasets import Calendar
 from quant_assets.lake import replace_bytes
 from quant_assets.locks import locked
-from quant_assets.names import index_line, joined
+from quant_assets.names import child, index_line, joined
 from quant_assets.qlib.bins import DTYPE, NAN, read_bin, write_bin, write_block
 from quant_assets.qlib.calendars import QlibCalendar
 from quant_assets.qlib.symbols import feature_folder, qlib_symbol
 from quant_assets.reference.factors import PRICE_COLUMNS as PRICES
 from quant_assets.reference.factors import adjust
+from quant_assets.universes.files import checked_name
 
 STATE = ".quant_assets"  # our own bookkeeping inside the directory; Qlib never looks there
 
@@ -215,6 +216,30 @@ def readjust(directory: QlibDirectory, tickers: Sequence[str], factors: pl.DataF
                     write_bin(target, first, values.astype(np.float64) * scale)
             changed.append(ticker)
     return changed
+
+
+def write_universe_instruments(
+    directory: QlibDirectory, name: str, spans: Iterable[tuple[str, dt.date, dt.date | None]]
+) -> Path:
+    """Write `instruments/<name>.txt` of a day directory: one line `SYMBOL\tfirst\tlast` per membership span
+    (`ticker`, first day, last day included or None while open), so that `D.instruments(name)` gives each member
+    only for the sessions it was a member. Spans are clipped to the directory's calendar (an open span ends at its
+    last session; a span without a session in it has no line). A member without data in the directory is listed
+    all the same: membership is the universe's, and Qlib reads no rows for it. Replaced atomically, under the
+    directory's lock. `name` must be a universe name (never `all`, the directory's own index)."""
+    if directory.freq != "day":
+        raise ValueError(f"universe {name}: instruments are written to day directories, not {directory.freq}")
+    path = child(directory.root / "instruments", f"{checked_name(name)}.txt")
+    with locked(directory.root):
+        days = np.array(directory.slots.labels(np.arange(directory.calendar_length())), dtype="datetime64[D]")
+        lines = []
+        for ticker, first, last in spans:
+            lo = int(np.searchsorted(days, np.datetime64(first, "D")))
+            hi = len(days) - 1 if last is None else int(np.searchsorted(days, np.datetime64(last, "D"), "right")) - 1
+            if lo <= hi:
+                lines.append(index_line(qlib_symbol(ticker), str(days[lo]), str(days[hi])))
+        replace_bytes(path, "".join(sorted(lines)).encode())
+    return path
 
 
 def _within(frame: pl.DataFrame, spans: dict[str, tuple[int, int]]) -> pl.DataFrame:
