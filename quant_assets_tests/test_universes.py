@@ -306,3 +306,41 @@ def test_qlib_reads_a_universes_members_with_their_spans(tmp_path):
     }
     aapl = [f"AAPL|{d:%Y-%m-%d}" for d in days if not dt.date(2026, 2, 9) < d < dt.date(2026, 2, 17)]
     assert read["rows"] == sorted([*aapl, *(f"BRK.B|{d:%Y-%m-%d}" for d in days)])  # only its member sessions
+
+
+def test_qlib_day_writes_each_universes_instruments_file(tmp_path, tmp_path_factory):
+    from quant_assets.defs.qlib import build_qlib_day
+    from quant_assets.defs.resources import DataZones
+    from quant_assets_tests.test_features import enrich, stock_lake
+
+    first, last = dt.date(2026, 2, 2), dt.date(2026, 2, 6)
+    folder = tmp_path / "universes"
+    with stock_lake(tmp_path_factory, "universes", first, last, dt.date(2026, 2, 9)) as (data, _):
+        assert enrich(data, first.isoformat(), last.isoformat()).success
+        store = Universes(folder, data)
+        write(folder, "watchlist", "AAPL\nBRK/B US Equity\n")
+        store.record(now=T1)
+        write(folder, "watchlist", "BRK.B\nMSFT\n")  # MSFT is not in the sample data: listed all the same
+        store.record(now=dt.datetime(2026, 2, 4, 15, tzinfo=dt.UTC))
+        write(folder, "indices", "I:SPX\n")  # recorded by the run itself, today: after the directory's calendar
+        resources = {
+            "zones": DataZones(root=str(data)),
+            "universes": UniverseFolder(folder=str(folder), data=str(data)),
+        }
+        tags = {
+            "dagster/asset_partition_range_start": first.isoformat(),
+            "dagster/asset_partition_range_end": "2026-02-06",
+        }
+        with dg.instance_for_test() as instance:
+            asset = build_qlib_day([], start=first.isoformat(), universes=True)
+            result = dg.materialize([asset], resources=resources, tags=tags, instance=instance)
+        instruments = data / "qlib" / "day" / "instruments"
+        assert (instruments / "watchlist.txt").read_text() == (
+            "AAPL\t2026-02-02\t2026-02-03\nBRK.B\t2026-02-02\t2026-02-06\nMSFT\t2026-02-04\t2026-02-06\n"
+        )
+        assert (instruments / "indices.txt").read_text() == ""
+        [event, *_] = result.get_asset_materialization_events()
+        assert event.materialization.metadata["universe_instruments"].value == [
+            str(instruments / "indices.txt"),
+            str(instruments / "watchlist.txt"),
+        ]
