@@ -94,11 +94,12 @@ def build_universe_sensor(running: bool = True) -> dg.SensorDefinition:
     def universe_versions(context: dg.SensorEvaluationContext, universes: UniverseFolder):
         store = universes.universes()
         recorded = store.record()
+        if not recorded.new:
+            known, aside = len(recorded.folder.universes), recorded.folder.set_aside
+            also = f"; {len(aside)} files set aside, the first: {aside[0]}" if aside else ""
+            return dg.SkipReason(f"no universe changed ({known} universe files in {store.folder}{also})")
         for line in recorded.folder.set_aside[:LOGGED]:
             context.log.warning(line)
-        if not recorded.new:
-            known = len(recorded.folder.universes)
-            return dg.SkipReason(f"no universe changed ({known} universe files in {store.folder})")
         for version in recorded.new:
             history = store.history(version.universe)
             change = changes(history[-2] if len(history) > 1 else None, version)
@@ -135,7 +136,7 @@ def write_qlib_universes(
         for name in store.names():
             try:
                 path = write_universe_instruments(target, name, store.day_spans(name))
-            except (UniverseError, ValueError, OSError) as error:
+            except (ValueError, OSError) as error:  # a version file edited by hand, a folder in the way
                 context.log.error(f"universe {name}: its Qlib instruments were not written: {error}")
                 continue
             written.append(str(path))

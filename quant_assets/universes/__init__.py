@@ -7,6 +7,9 @@ touching code or restarting anything, recorded as point-in-time versions. Pure: 
 - `versions`: `Universes(folder, data)`: `record` writes a version for each changed universe under
   `<data>/reference/universes/<name>/`; `current`, `history`, `members_as_of`, `spans`, `changes` answer from them.
 - `samples`: the sample files `quant-assets sample` writes.
+- `report`: what `quant-assets universes` prints.
+
+Qlib's instruments file of a universe is written by `qlib.directory.write_universe_instruments` from `day_spans`.
 """
 
 from quant_assets.universes.files import (
