@@ -8,6 +8,7 @@ what Dagster does not.
 
 import argparse
 import datetime as dt
+import json
 import sys
 from pathlib import Path
 
@@ -158,6 +159,7 @@ def cmd_sample_rest(args: argparse.Namespace) -> int:
 
 
 def cmd_providers(args: argparse.Namespace) -> int:
+    from quant_assets.providers.health import health_lines, provider_health
     from quant_assets.providers.state import ProviderState, state_dir
 
     check_folder(args.data)
@@ -176,18 +178,15 @@ def cmd_providers(args: argparse.Namespace) -> int:
                 raise ValueError(f"no circuit breaker named {args.name!r} (known: {known})")
             print(f"{args.name}: circuit breaker closed, failure count cleared")
             return 0
-        print("circuit breakers:")
-        for b in state.breakers():
-            opened = f", opened at {b['opened_at']}" if b["state"] != "closed" and b["opened_at"] else ""
-            last = f", last error: {b['last_error']}" if b["last_error"] else ""
-            print(f"  {b['name']}: {b['state']}, {b['failures']} consecutive failures{opened}{last}")
-        print("spending (newest days first):")
-        for row in state.spending()[:20]:
-            print(
-                f"  {row['day']}  {row['provider']} key {row['key_id']}: {row['requests']} requests, cost {row['cost']:g}"
-            )
     finally:
         state.close()
+    rows = provider_health(args.data, hours=args.hours)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"providers (calls in the last {args.hours:g} h; spending today, in each budget's time zone):")
+    for line in health_lines(rows):
+        print(line)
     return 0
 
 
@@ -288,15 +287,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     providers = commands.add_parser(
         "providers",
-        help="show the REST providers' circuit breakers and spending, or reset a breaker",
-        description="The providers' durable state (data/providers/state.sqlite), shared by every run: each circuit "
-        "breaker's state (closed, open, half-open) and consecutive failures, and each day's requests and cost per "
-        "provider and key (keys are shown as a short hash). `reset NAME` closes breaker NAME.",
+        help="show each REST provider's health (calls, failures, latency, cache, budget, breaker), or reset a breaker",
+        description="Each provider's health from its durable state (data/providers/state.sqlite), shared by every "
+        "run: calls, failures and failure rate, retries and seconds waited for rate slots, latency p50/p95 and cache "
+        "hits over the last --hours; today's requests and spending against the daily budget (a warning from 80%%); "
+        "the circuit breaker (closed, open, half-open) and when it tries again. A provider is OK, DEGRADED (breaker "
+        "not closed, over 20%% of calls failed, or 80%% of the budget spent) or FAILING (breaker open and every "
+        "call failed). `reset NAME` closes breaker NAME.",
     )
     providers.add_argument("action", choices=["status", "reset"], help="status (default) or reset", nargs="?",
                            default="status")  # fmt: skip
     providers.add_argument("name", nargs="?", default=None, help="the provider whose breaker to reset, e.g. massive")
     providers.add_argument("--data", default=settings.data, help=f"data folder (default: {settings.data})")
+    providers.add_argument("--hours", type=float, default=24.0, help="the window of calls summarised (default: 24)")
+    providers.add_argument("--json", action="store_true", help="print the summaries as JSON")
     providers.set_defaults(func=cmd_providers)
 
     status = commands.add_parser(

@@ -12,11 +12,14 @@ from quant_assets.datasets import Dataset, parse_dataset_names
 from quant_assets.defs.features import feature_layers, features_defs
 from quant_assets.defs.ingest import chain_keys, ingest_defs
 from quant_assets.defs.operations import operations_defs
+from quant_assets.defs.providers import provider_resources
 from quant_assets.defs.qlib import qlib_defs
 from quant_assets.defs.quality import quality_defs
 from quant_assets.defs.reference import reference_defs
 from quant_assets.defs.resources import resources_from
+from quant_assets.defs.rest import rest_defs
 from quant_assets.defs.sensors import sensor_defs
+from quant_assets.defs.universes import universes_defs
 from quant_assets.settings import Settings, from_env
 
 
@@ -33,8 +36,10 @@ def build_definitions(datasets: list[Dataset], settings: Settings) -> dg.Definit
         ingest_defs(datasets, enriched_layers, excluded_checks=[*freshness_checks, *rest_checks]),
         quality,
         reference,
-        features_defs(datasets),
-        qlib_defs(datasets, settings.qlib_features),
+        features_defs(datasets, settings.daily_bars),
+        qlib_defs(datasets, settings.qlib_features, universes=True, bars=settings.daily_bars),
+        rest_defs(settings.daily_bars_providers),
+        universes_defs(settings),
         operations_defs(),
         sensor_defs(
             chain_keys(datasets, enriched_layers),
@@ -43,7 +48,7 @@ def build_definitions(datasets: list[Dataset], settings: Settings) -> dg.Definit
             settings.sensors_running,
         ),
         dg.Definitions(
-            resources=resources_from(settings),
+            resources={**resources_from(settings), **provider_resources(settings)},
             # One process per run: steps are polars-bound and use every core already, while a process per step
             # would pay the seconds of importing Dagster for each asset.
             executor=dg.in_process_executor,

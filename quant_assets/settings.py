@@ -47,6 +47,18 @@ them and the one place each default is defined, for the code location and the `q
     MASSIVE_API_BASE_URL      the Massive REST API (default: https://api.massive.com)
     MASSIVE_API_KEY           the REST API key: read only through `dagster.EnvVar`, and only when set (the local
                               provider server of the demo needs none)
+    TIINGO_API_BASE_URL, FINNHUB_API_BASE_URL, ALPHAVANTAGE_API_BASE_URL, YAHOO_CHART_BASE_URL
+                              the other REST providers (defaults: their public hosts; the demo and tests point
+                              them at local servers)
+    TIINGO_API_KEY, FINNHUB_API_KEY, ALPHAVANTAGE_API_KEY
+                              their keys: read only through `dagster.EnvVar`, and only when set (Yahoo's chart
+                              endpoint takes none). A provider is used when its key or a base URL of one's own is
+                              set (Yahoo: always)
+    QUANT_ASSETS_DAILY_BARS   where `enriched_stocks_daily` (and so `qlib_day`) takes its day bars: `flatfiles`
+                              (default: lake_stocks_daily) or `rest` (rest_stocks_daily, for a user without a
+                              flat-file subscription)
+    QUANT_ASSETS_DAILY_BARS_PROVIDERS  the providers of rest_stocks_daily, in order, cheapest first after the cache
+                              (default: tiingo,massive,yahoo)
 
 A pure module: no Dagster import; `defs/resources.py` turns these settings into resources.
 """
@@ -62,6 +74,15 @@ from urllib.parse import urlsplit
 DEFAULT_DATA = "data"
 DEFAULT_VENDOR_DIR = "data/vendor"
 DEFAULT_UNIVERSES_DIR = "data/universes"
+# The REST providers besides Massive: (base URL variable, default base URL, key variable or None).
+REST_PROVIDERS: dict[str, tuple[str, str, str | None]] = {
+    "tiingo": ("TIINGO_API_BASE_URL", "https://api.tiingo.com", "TIINGO_API_KEY"),
+    "finnhub": ("FINNHUB_API_BASE_URL", "https://finnhub.io", "FINNHUB_API_KEY"),
+    "alphavantage": ("ALPHAVANTAGE_API_BASE_URL", "https://www.alphavantage.co", "ALPHAVANTAGE_API_KEY"),
+    "yahoo": ("YAHOO_CHART_BASE_URL", "https://query1.finance.yahoo.com", None),
+}
+DAILY_BARS_SOURCES = ("flatfiles", "rest")
+DEFAULT_DAILY_BARS_PROVIDERS = ("tiingo", "massive", "yahoo")
 UNIVERSES_ENV = "QUANT_ASSETS_UNIVERSES"
 # The sample data is February 2026: from here its month is a visible part of the partition bar. A real history
 # sets QUANT_ASSETS_START_DATE to its first session.
@@ -119,6 +140,10 @@ class Settings:
     webhook_set: bool = False  # whether QUANT_ASSETS_ALERT_WEBHOOK_URL is set; read only through dagster.EnvVar
     ui_trusted_hosts: list[str] = field(default_factory=list)  # hosts `quant-assets ui` answers besides its own
     universes_dir: str = DEFAULT_UNIVERSES_DIR  # one <name>.txt of symbols per universe
+    provider_urls: dict[str, str] = field(default_factory=lambda: {n: v[1] for n, v in REST_PROVIDERS.items()})
+    provider_keys_set: frozenset[str] = frozenset()  # providers whose key variable is set (values via EnvVar only)
+    daily_bars: str = "flatfiles"  # where enriched_stocks_daily takes its bars: flatfiles or rest
+    daily_bars_providers: tuple[str, ...] = DEFAULT_DAILY_BARS_PROVIDERS
 
     @property
     def rest_configured(self) -> bool:
@@ -152,6 +177,19 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     source = get("QUANT_ASSETS_SOURCE", "local").lower()
     if source not in ("local", "s3"):
         raise ValueError(f"QUANT_ASSETS_SOURCE must be 'local' or 's3', not {source!r}")
+    provider_urls = {}
+    for name, (variable, default, key) in REST_PROVIDERS.items():
+        provider_urls[name] = get(variable, default)
+        check_endpoint(provider_urls[name], variable, key or "nothing")
+    daily_bars = get("QUANT_ASSETS_DAILY_BARS", "flatfiles").lower()
+    if daily_bars not in DAILY_BARS_SOURCES:
+        raise ValueError(f"QUANT_ASSETS_DAILY_BARS must be 'flatfiles' or 'rest', not {daily_bars!r}")
+    chain = tuple(p.strip().lower() for p in get("QUANT_ASSETS_DAILY_BARS_PROVIDERS", "").split(",") if p.strip())
+    chain = chain or DEFAULT_DAILY_BARS_PROVIDERS
+    unknown = [p for p in chain if p not in ("massive", *REST_PROVIDERS)]
+    if unknown:
+        known = ", ".join(("massive", *REST_PROVIDERS))
+        raise ValueError(f"QUANT_ASSETS_DAILY_BARS_PROVIDERS: unknown provider {unknown[0]!r} (known: {known})")
     deadline = get("QUANT_ASSETS_FRESHNESS_DEADLINE", DEFAULT_DEADLINE.isoformat("minutes"))
     try:
         freshness_deadline = dt.time.fromisoformat(deadline)
@@ -185,6 +223,10 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         webhook_set=bool(env.get(WEBHOOK_ENV, "").strip()),
         ui_trusted_hosts=[h.strip() for h in env.get(UI_TRUSTED_HOSTS_ENV, "").split(",") if h.strip()],
         universes_dir=get(UNIVERSES_ENV, DEFAULT_UNIVERSES_DIR),
+        provider_urls=provider_urls,
+        provider_keys_set=frozenset(n for n, (_, _, key) in REST_PROVIDERS.items() if key and env.get(key, "").strip()),
+        daily_bars=daily_bars,
+        daily_bars_providers=chain,
     )
 
 

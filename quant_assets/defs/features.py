@@ -36,6 +36,7 @@ from quant_assets.features.restate import (
 )
 from quant_assets.flatfiles import vendor_key
 from quant_assets.lake import partition_path, scan, sessions_in, temporary_path, write_parquet
+from quant_assets.providers.landing import DATASET as REST_DAILY
 from quant_assets.reference.factors import TABLE as FACTORS
 from quant_assets.reference.factors import manifest_dir, read_factors
 from quant_assets.reference.versions import latest_version, read_version
@@ -63,12 +64,15 @@ class FeatureConfig(dg.Config):
         return FeatureSet.from_mapping(self.model_dump())
 
 
-def build_enriched_daily(datasets: list[Dataset]) -> dg.AssetsDefinition:
+def build_enriched_daily(datasets: list[Dataset], bars: str = "flatfiles") -> dg.AssetsDefinition:
+    """`enriched_stocks_daily`, its day bars from `lake_stocks_daily` (`bars="flatfiles"`) or from
+    `rest_stocks_daily` (`"rest"`, QUANT_ASSETS_DAILY_BARS=rest: a user without a flat-file subscription)."""
     minute = MINUTE if MINUTE in datasets else None
+    source = REST_DAILY if bars == "rest" else DAILY.name
     # The session's own lake partition: the asset reads the lookback before it itself, so that declarative
     # automation requests the session whose lake partition was updated; the run then also builds again the later
     # sessions already in the enriched zone whose windows reach it (`followers`).
-    deps = [dg.AssetDep(f"lake_{DAILY.name}"), dg.AssetDep(FACTORS)]
+    deps = [dg.AssetDep(REST_DAILY if bars == "rest" else f"lake_{DAILY.name}"), dg.AssetDep(FACTORS)]
     if minute:
         deps.append(dg.AssetDep(f"lake_{minute.name}"))
 
@@ -80,7 +84,7 @@ def build_enriched_daily(datasets: list[Dataset]) -> dg.AssetsDefinition:
         deps=deps,
         automation_condition=FOLLOW,
         kinds={"parquet", "polars"},
-        description="Daily features per ticker on adjusted prices (returns, volatility, SMA, EMA, RSI, ATR, dollar "
+        description=f"Daily features per ticker of {source}'s day bars, on adjusted prices (returns, volatility, SMA, EMA, RSI, ATR, dollar "
         "volume, overnight gap, relative volume, VWAP from minute bars; see features/daily.py for each definition), "
         f"each session computed with the {DEFAULTS.lookback} sessions before it, so a backfill's first session and a "
         "one-day run agree. A run also builds again the later sessions already enriched whose windows reach its "
@@ -102,7 +106,7 @@ def build_enriched_daily(datasets: list[Dataset]) -> dg.AssetsDefinition:
             chunk = sessions[first : first + CHUNK]
             out = enrich_daily(
                 zones.lake_root,
-                DAILY.name,
+                source,
                 minute.name if minute else None,
                 DAILY.calendar,
                 chunk,
@@ -135,7 +139,7 @@ def build_enriched_daily(datasets: list[Dataset]) -> dg.AssetsDefinition:
             ENRICHED_DAILY,
             built,
             missing,
-            f"have no lake_{DAILY.name} partition, so no features",
+            f"have no {source if bars == 'rest' else 'lake_' + source} partition, so no features",
             also=also,
             failed=failed,
         )
@@ -230,12 +234,12 @@ def _metadata(frame: pl.DataFrame, path: Path, factors_version: dt.date | None, 
     }
 
 
-def features_defs(datasets: list[Dataset]) -> dg.Definitions:
+def features_defs(datasets: list[Dataset], bars: str = "flatfiles") -> dg.Definitions:
     """`enriched_stocks_daily` with its job and schedule, and its restatement asset with its job, when stocks_daily
-    is enabled. (The chain's enriched layers come from `feature_layers`.)"""
-    if DAILY not in datasets:
+    is enabled or the day bars come from REST (`bars`). (The chain's enriched layers come from `feature_layers`.)"""
+    if DAILY not in datasets and bars != "rest":
         return dg.Definitions()
-    asset = build_enriched_daily(datasets)
+    asset = build_enriched_daily(datasets, bars)
     job = dg.define_asset_job(
         "enrich_us_equities",
         selection=[asset],

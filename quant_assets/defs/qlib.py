@@ -410,11 +410,14 @@ def _readjust_minutes(zones: DataZones) -> list[str]:
     return done
 
 
-def qlib_defs(datasets: list[Dataset], features: Sequence[str] = (), universes: bool = False) -> dg.Definitions:
-    """`qlib_day` (with stocks_daily; with `universes`, writing each named universe's instruments file) and its
-    restatement, `qlib_1min` (with stocks_minute), the `publish_qlib` job and its daily schedule."""
+def qlib_defs(
+    datasets: list[Dataset], features: Sequence[str] = (), universes: bool = False, bars: str = "flatfiles"
+) -> dg.Definitions:
+    """`qlib_day` (with stocks_daily, or day bars from REST: `bars="rest"`; with `universes`, writing each named
+    universe's instruments file) and its restatement, `qlib_1min` (with stocks_minute), the `publish_qlib` job and
+    its daily schedule."""
     assets = []
-    if DAILY in datasets:
+    if DAILY in datasets or bars == "rest":
         assets += [build_qlib_day(features, universes=universes), build_qlib_restated(features)]
     if MINUTE in datasets:
         assets.append(build_qlib_minute())

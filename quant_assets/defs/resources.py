@@ -13,7 +13,8 @@ from pydantic import Field
 
 from quant_assets.defs.cluster import SessionCluster
 from quant_assets.errors import DataFolderError, check_writable_folder
-from quant_assets.providers.client import MIB, Policy, ProviderClient
+from quant_assets.providers.cache import ResponseCache
+from quant_assets.providers.client import MIB, Auth, Policy, ProviderClient
 from quant_assets.providers.massive import NAME as MASSIVE
 from quant_assets.providers.massive import Massive
 from quant_assets.settings import (
@@ -141,17 +142,19 @@ class QualitySettings(dg.ConfigurableResource):
     )
 
 
-class MassiveRest(dg.ConfigurableResource):
-    """The Massive (Polygon) REST API, through the provider client (retries, rate limits shared by every process,
-    circuit breaker, daily cost budget, audit trail under `data/raw/providers/massive/`). The key comes only from
-    `MASSIVE_API_KEY` through `dagster.EnvVar`; without it, requests go without a key (the local provider server of
-    the demo and tests needs none)."""
+class RestProvider(dg.ConfigurableResource):
+    """What every REST provider's resource has: its base URL and key, its limits (shared by every process), cost and
+    budget, timeouts, bounds, retries and breaker. The key comes only from the provider's key variable through
+    `dagster.EnvVar` and never appears in a log, an event, metadata or a repr. Each provider sets its documented
+    limits as its defaults; `max_wait_seconds` is how long a request may wait for a rate slot before the provider
+    counts as unavailable (a hybrid source then asks the next)."""
 
-    base_url: str = Field(default=DEFAULT_API_URL, description="The API's base URL (MASSIVE_API_BASE_URL).")
-    api_key: str | None = Field(default=None, repr=False, description="Set only as EnvVar('MASSIVE_API_KEY').")
-    per_second: int = Field(default=20, description="Requests allowed per second, per key, across processes.")
-    per_minute: int = Field(default=1000, description="Requests allowed per minute, per key, across processes.")
-    per_day: int = Field(default=100_000, description="Requests allowed per day, per key, across processes.")
+    base_url: str = Field(default=DEFAULT_API_URL, description="The API's base URL.")
+    api_key: str | None = Field(default=None, repr=False, description="Set only as dagster.EnvVar(<KEY VARIABLE>).")
+    per_second: int | None = Field(default=20, description="Requests allowed per second, per key, across processes.")
+    per_minute: int | None = Field(default=1000, description="Requests allowed per minute, per key, across processes.")
+    per_hour: int | None = Field(default=None, description="Requests allowed per hour, per key, across processes.")
+    per_day: int | None = Field(default=100_000, description="Requests allowed per day, per key, across processes.")
     cost_per_request: float = Field(default=0.0, description="What one request costs, in the budget's unit.")
     daily_budget: float | None = Field(
         default=None, description="Spending allowed per day; past it requests raise BudgetExhausted. None: no cap."
@@ -168,7 +171,7 @@ class MassiveRest(dg.ConfigurableResource):
         default={},
         description="max_response_mb per endpoint, e.g. {'/v2/aggs/grouped/locale/us/market/stocks/{date}': 256}.",
     )
-    max_pages: int = Field(default=1000, description="Pages one listing (splits, dividends, tickers) follows at most.")
+    max_pages: int = Field(default=1000, description="Pages one listing follows at most.")
     max_rows: int = Field(default=1_000_000, description="Results one listing reads at most; past it, it is refused.")
     attempts: int = Field(default=5, description="Tries per request (timeouts, resets, 429 and 5xx are retried).")
     backoff_seconds: float = Field(default=0.5, description="First retry wait; doubles, with jitter, up to 30 s.")
@@ -176,10 +179,24 @@ class MassiveRest(dg.ConfigurableResource):
         default=10, description="Consecutive failed attempts (timeouts, resets, 429, 5xx) that open the breaker."
     )
     breaker_reset_seconds: float = Field(default=60.0, description="How long the breaker stays open.")
+    max_wait_seconds: float = Field(
+        default=300.0, description="Longest wait for a rate slot; a longer one makes the provider unavailable."
+    )
+    rate_margin_seconds: float = Field(
+        default=0.25, description="How far past a rate window's edge a waiting request goes (arrival jitter)."
+    )
+
+    @property
+    def configured(self) -> bool:
+        """Whether this provider may be used: it has a key, or a base URL of one's own (a local server), or needs
+        no key at all (`KEYLESS`)."""
+        default = type(self).model_fields["base_url"].default
+        return bool(self.api_key) or self.base_url != default or getattr(type(self), "KEYLESS", False)
 
     def policy(self) -> Policy:
+        windows = ((self.per_second, 1.0), (self.per_minute, 60.0), (self.per_hour, 3600.0), (self.per_day, 86_400.0))
         return Policy(
-            rates=((self.per_second, 1.0), (self.per_minute, 60.0), (self.per_day, 86_400.0)),
+            rates=tuple((n, seconds) for n, seconds in windows if n),
             cost_per_request=self.cost_per_request,
             daily_budget=self.daily_budget,
             budget_timezone=self.budget_timezone,
@@ -193,12 +210,37 @@ class MassiveRest(dg.ConfigurableResource):
             max_rows=self.max_rows,
             breaker_failures=self.breaker_failures,
             breaker_reset_seconds=self.breaker_reset_seconds,
+            max_wait=self.max_wait_seconds,
+            rate_margin=self.rate_margin_seconds,
         )
 
+    def client(
+        self,
+        name: str,
+        auth: Auth,
+        data_root: str | Path,
+        log: Callable[[str], None] | None = None,
+        cache: ResponseCache | None = None,
+    ) -> ProviderClient:
+        """A client of this provider, its state, audit files and cache under `data_root`."""
+        return ProviderClient(name, self.base_url, self.api_key, self.policy(), data_root, log, auth=auth, cache=cache)
+
+
+class MassiveRest(RestProvider):
+    """The Massive (Polygon) REST API, through the provider client (retries, rate limits shared by every process,
+    circuit breaker, daily cost budget, audit trail under `data/raw/providers/massive/`). The key comes only from
+    `MASSIVE_API_KEY` through `dagster.EnvVar`; without it, requests go without a key (the local provider server of
+    the demo and tests needs none)."""
+
+    base_url: str = Field(default=DEFAULT_API_URL, description="The API's base URL (MASSIVE_API_BASE_URL).")
+    api_key: str | None = Field(default=None, repr=False, description="Set only as EnvVar('MASSIVE_API_KEY').")
+
     @contextmanager
-    def connect(self, data_root: str | Path, log: Callable[[str], None] | None = None) -> Iterator[Massive]:
+    def connect(
+        self, data_root: str | Path, log: Callable[[str], None] | None = None, cache: ResponseCache | None = None
+    ) -> Iterator[Massive]:
         """The Massive endpoints, over a client whose state and audit files live under `data_root`."""
-        with ProviderClient(MASSIVE, self.base_url, self.api_key, self.policy(), data_root, on_wait=log) as client:
+        with self.client(MASSIVE, Auth(), data_root, log, cache) as client:
             yield Massive(client)
 
 

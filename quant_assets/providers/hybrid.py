@@ -21,7 +21,7 @@ by the providers' rate limits, not by their latency.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -37,8 +37,6 @@ DEFAULT_WORKERS = 8
 
 class DailyBarsProvider(Protocol):
     """A vendor module's daily bars (`providers/bars.py`)."""
-
-    name: str
 
     def daily_bars(
         self, symbol: str, start: dt.date, end: dt.date, caching: Caching | None = None
@@ -74,48 +72,70 @@ class Fetched:
 
 
 class HybridSource:
-    """Daily bars from `providers`, in order (cheapest first), each answer cached for `ttl` seconds."""
+    """Daily bars from `providers` (by name, in order: cheapest first), each answer cached for `ttl` seconds."""
 
     def __init__(
-        self, providers: Sequence[DailyBarsProvider], ttl: float, force: bool = False, workers: int = DEFAULT_WORKERS
+        self,
+        providers: Mapping[str, DailyBarsProvider],
+        ttl: float,
+        force: bool = False,
+        workers: int = DEFAULT_WORKERS,
     ):
         if not providers:
             raise ValueError("a hybrid source needs at least one provider")
-        self.providers = list(providers)
+        self.providers = list(providers.items())
         self.ttl = ttl
         self.force = force
         self.workers = max(1, workers)
 
     def fetch(self, symbol: str, start: dt.date, end: dt.date) -> Fetched:
-        """`symbol`'s bars in [start, end] from the first provider that answers."""
+        """`symbol`'s bars in [start, end]: from the cache of any provider, else from the first that answers."""
+        return self.cached(symbol, start, end) or self.fetched(symbol, start, end)
+
+    def cached(self, symbol: str, start: dt.date, end: dt.date) -> Fetched | None:
+        """`symbol`'s bars from the cache of the first provider that holds them (nothing is sent), or None (or
+        always None when the run forces a refresh)."""
+        if self.force:
+            return None
+        for name, provider in self.providers:
+            try:
+                frame, aside = provider.daily_bars(symbol, start, end, Caching(self.ttl, "only"))
+            except (NotCached, Unsupported, ProviderError):
+                continue
+            return self._answered(Fetched(symbol, start, end), name, frame, aside, cached=True)
+        return None
+
+    def fetched(self, symbol: str, start: dt.date, end: dt.date) -> Fetched:
+        """`symbol`'s bars from the first provider that answers over the network (the answer then cached)."""
         out = Fetched(symbol, start, end)
-        if not self.force:
-            for provider in self.providers:
-                try:
-                    frame, aside = provider.daily_bars(symbol, start, end, Caching(self.ttl, "only"))
-                except (NotCached, Unsupported, ProviderError):
-                    continue
-                return self._answered(out, provider.name, frame, aside, cached=True)
-        for provider in self.providers:
+        for name, provider in self.providers:
             try:
                 frame, aside = provider.daily_bars(symbol, start, end, Caching(self.ttl, "refresh"))
             except Unsupported as error:
-                out.reasons.append(f"{provider.name} skipped: {error}")
+                out.reasons.append(f"{name} skipped: {error}")
                 continue
             except ProviderError as error:
-                out.reasons.append(f"{provider.name}: {type(error).__name__}: {error}")
+                out.reasons.append(f"{name}: {type(error).__name__}: {error}")
                 continue
-            return self._answered(out, provider.name, frame, aside, cached=False)
+            return self._answered(out, name, frame, aside, cached=False)
         return out
 
     def fetch_all(self, requests: Iterable[tuple[str, dt.date, dt.date]]) -> Iterator[Fetched]:
-        """`fetch` of every (symbol, start, end), concurrently, in the order asked."""
-        requests = list(requests)
-        if self.workers == 1 or len(requests) <= 1:
-            yield from (self.fetch(*request) for request in requests)
+        """`fetch` of every (symbol, start, end): first every answer the cache holds, in this thread (a lookup is
+        local and quick: threads would only contend for the interpreter), then the others over the network,
+        concurrently, so that the providers' rate limits set the pace, not their latency."""
+        misses = []
+        for request in requests:
+            hit = self.cached(*request)
+            if hit is None:
+                misses.append(request)
+            else:
+                yield hit
+        if self.workers == 1 or len(misses) <= 1:
+            yield from (self.fetched(*request) for request in misses)
             return
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="hybrid") as pool:
-            yield from pool.map(lambda request: self.fetch(*request), requests)
+            yield from pool.map(lambda request: self.fetched(*request), misses)
 
     @staticmethod
     def _answered(out: Fetched, name: str, frame: pl.DataFrame, aside: list[str], cached: bool) -> Fetched:

@@ -3,6 +3,8 @@ aside each record that is not usable, with its reason (a bad record never stops 
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -21,8 +23,14 @@ def typed_frame(
     """The vendor's `results` as a frame with exactly `fields`, typed, and the results set aside, each with its
     reason (naming `where` and the result's position): one that is not an object, lacks a required field, has a
     ticker field (`tickers`) that is not a vendor symbol (`names.ticker_problem`), a value of the wrong type, or a
-    number that is not finite. One bad result never stops the others."""
-    rows, positions, aside = [], [], []
+    number that is not finite. One bad result never stops the others.
+
+    Values are checked and converted in Python, one result at a time, and the frame is built once from the typed
+    columns: a provider's answer is a few rows per request (one symbol's days), and a frame per field check would
+    cost more than the request's parsing."""
+    converters = [(name, _CONVERTERS[_kind(dtype)], dtype) for name, dtype in fields.items()]
+    columns: dict[str, list] = {name: [] for name in fields}
+    aside = []
     for index, result in enumerate(results):
         problem = None
         if not isinstance(result, Mapping):
@@ -31,37 +39,108 @@ def typed_frame(
             problem = f"lacks {', '.join(missing)}"
         else:
             problem = next((p for t in tickers if (p := _ticker_problem(result.get(t))) is not None), None)
+        if problem is None:
+            row = []
+            for name, convert, dtype in converters:
+                value = result.get(name)
+                typed, wrong = convert(value) if value is not None else (None, None)
+                if wrong is not None:
+                    kind = "a finite number" if wrong == FINITE else str(dtype)
+                    problem = f"has {name}={shown(value)}, not {kind}"
+                    break
+                row.append(typed)
         if problem:
-            aside.append((index, f"{where}: result {index} {problem}"))
+            aside.append(f"{where}: result {index} {problem}")
             continue
-        rows.append({name: result.get(name) for name in fields})
-        positions.append(index)
-    text = {name: pl.String() for name in fields}
-    frame = pl.DataFrame(rows, schema=text, strict=False) if rows else pl.DataFrame(schema=text)
-    columns = []
-    for name, dtype in fields.items():
-        column = pl.col(name)
-        if dtype == pl.Date():
-            columns.append(column.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False).alias(name))
-        elif isinstance(dtype, pl.Datetime):
-            columns.append(column.str.to_datetime(time_zone="UTC", strict=False).dt.cast_time_unit("us").alias(name))
-        elif dtype == pl.Boolean():
-            columns.append(column.str.to_lowercase().replace_strict({"true": True, "false": False}, default=None))
-        else:
-            columns.append(column.cast(dtype, strict=False).alias(name))
-    typed = frame.select(columns)
-    bad = pl.Series([False] * typed.height, dtype=pl.Boolean)
-    for name, dtype in fields.items():  # a value that did not convert is a vendor defect, not a null
-        wrong = typed[name].is_null() & frame[name].is_not_null()
-        if dtype == pl.Float64():
-            wrong = wrong | ~typed[name].is_finite().fill_null(True)
-        for at in wrong.arg_true().to_list():
-            kind = "a finite number" if typed[name][at] is not None else str(dtype)
-            aside.append(
-                (positions[at], f"{where}: result {positions[at]} has {name}={shown(frame[name][at])}, not {kind}")
-            )
-        bad = bad | wrong
-    return typed.filter(~bad), [reason for _, reason in sorted(aside, key=lambda item: item[0])]
+        for (name, _, _), typed in zip(converters, row):
+            columns[name].append(typed)
+    return pl.DataFrame(columns, schema=dict(fields)), aside
+
+
+FINITE, TYPE = "finite", "type"
+
+
+def _kind(dtype: pl.DataType) -> str:
+    if dtype == pl.Float64():
+        return "float"
+    if dtype == pl.Int64():
+        return "int"
+    if dtype == pl.Date():
+        return "date"
+    if isinstance(dtype, pl.Datetime):
+        return "datetime"
+    if dtype == pl.Boolean():
+        return "bool"
+    if dtype == pl.String():
+        return "str"
+    raise TypeError(f"typed_frame has no conversion to {dtype}")
+
+
+def _float(value: Any) -> tuple[float | None, str | None]:
+    if isinstance(value, bool):
+        return None, TYPE
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None, TYPE
+    else:
+        return None, TYPE
+    return (number, None) if math.isfinite(number) else (None, FINITE)
+
+
+def _int(value: Any) -> tuple[int | None, str | None]:
+    if isinstance(value, bool):
+        return None, TYPE
+    if isinstance(value, int):
+        return value, None
+    if isinstance(value, float) and value.is_integer():
+        return int(value), None
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value), None
+    return None, TYPE
+
+
+def _date(value: Any) -> tuple[dt.date | None, str | None]:
+    if isinstance(value, str) and len(value) >= 10 and value[4] == "-" and value[7] == "-":
+        try:
+            return dt.date.fromisoformat(value[:10]), None
+        except ValueError:
+            pass
+    return None, TYPE
+
+
+def _datetime(value: Any) -> tuple[dt.datetime | None, str | None]:
+    if isinstance(value, str):
+        try:
+            when = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None, TYPE
+        return (when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)), None
+    return None, TYPE
+
+
+def _bool(value: Any) -> tuple[bool | None, str | None]:
+    if isinstance(value, bool):
+        return value, None
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true", None
+    return None, TYPE
+
+
+def _str(value: Any) -> tuple[str | None, str | None]:
+    if isinstance(value, str):
+        return value, None
+    if isinstance(value, bool):
+        return str(value).lower(), None
+    if isinstance(value, int | float):
+        return str(value), None
+    return None, TYPE
+
+
+_CONVERTERS = {"float": _float, "int": _int, "date": _date, "datetime": _datetime, "bool": _bool, "str": _str}
 
 
 def projected(result: Any, fields: Mapping[str, pl.DataType]) -> Any:
