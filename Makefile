@@ -84,7 +84,8 @@ test: setup $(QLIB_VENV)/.synced
 dev: setup
 	$(BIN)/quant-assets ui -w workspace.yaml --host 127.0.0.1 --port 3000
 
-## bench: raw -> lake on full-size files, as ratios to gzip -dc; a Dagster range of 1 and 10 sessions; ticks
+## bench: raw -> lake on full-size files, as ratios to gzip -dc; a Dagster range of 1 and 10 sessions; ticks;
+## features; Qlib; 1,000 tickers of REST daily bars against the rate limit, then from the cache
 bench: setup
 	$(BIN)/quant-assets bench ingest
 

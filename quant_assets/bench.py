@@ -712,6 +712,12 @@ def bench_ingest(
                 features["intraday_ratio_to_ingest"] <= VWAP_BUDGET,
             ),
         ]
+    if doing("providers"):
+        from quant_assets.bench_providers import bench_providers
+        from quant_assets.bench_providers import verdicts as provider_verdicts
+
+        figures["providers"] = bench_providers(folder)
+        verdicts += provider_verdicts(figures["providers"])
     if doing("qlib"):
         qlib = figures["qlib"] = bench_qlib(folder, seed)
         qlib["at_scale"] = bench_qlib_scale(folder, seed)
