@@ -23,7 +23,7 @@ def test_the_default_code_location():
     assert defs.resources["zones"].root == "data" and defs.resources["flatfiles"].root == "data/vendor"
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert keys == {"coverage", *REFERENCE, *ENRICHED, *QLIB} | {
+    assert keys == {"coverage", "rest_stocks_daily", *REFERENCE, *ENRICHED, *QLIB} | {
         f"{layer}_{d}"
         for d in ("stocks_daily", "stocks_minute", "options_daily", "options_minute")
         for layer in ("raw", "lake")
@@ -36,6 +36,7 @@ def test_the_default_code_location():
         "refresh_reference",
         "enrich_us_equities",
         "publish_qlib",
+        "fetch_rest_daily",
     }
     assert "reconcile_with_rest" not in jobs  # no provider configured: no check that would call the vendor keyless
     assert {s.name for s in repo.schedule_defs} == {
@@ -54,6 +55,21 @@ def test_the_default_code_location():
         "lake_stocks_daily_reconciles_with_stocks_minute",
         "lake_options_daily_reconciles_with_options_minute",
     }
+
+
+def test_the_day_bars_of_the_features_come_from_rest_when_configured():
+    def enriched_deps(env):
+        graph = definitions(env).get_repository_def().asset_graph
+        return {k.to_user_string() for k in graph.get(dg.AssetKey("enriched_stocks_daily")).parent_keys}
+
+    assert "lake_stocks_daily" in enriched_deps({}) and "rest_stocks_daily" not in enriched_deps({})
+    rest = enriched_deps({"QUANT_ASSETS_DAILY_BARS": "rest", "QUANT_ASSETS_DATASETS": "stocks_minute"})
+    assert "rest_stocks_daily" in rest and "lake_stocks_daily" not in rest
+    defs = definitions({"TIINGO_API_KEY": "k", "QUANT_ASSETS_DAILY_BARS_PROVIDERS": "yahoo,tiingo"})
+    assert isinstance(defs.resources["tiingo"].api_key, dg.EnvVar) and defs.resources["tiingo"].configured
+    assert defs.resources["yahoo"].configured and not definitions({}).resources["tiingo"].configured
+    with pytest.raises(ValueError, match="QUANT_ASSETS_DAILY_BARS_PROVIDERS: unknown provider 'bloomberg'"):
+        definitions({"QUANT_ASSETS_DAILY_BARS_PROVIDERS": "tiingo,bloomberg"})
 
 
 def test_sensors_automation_queue_and_pools(tmp_path, monkeypatch):
@@ -102,7 +118,7 @@ def test_every_dataset_and_the_s3_source():
         "ingest_forex",
         "ingest_indices",
     }
-    assert len(repo.asset_graph.get_all_asset_keys()) == 2 * len(DATASETS) + 1 + len(REFERENCE) + len(ENRICHED) + len(
+    assert len(repo.asset_graph.get_all_asset_keys()) == 2 * len(DATASETS) + 2 + len(REFERENCE) + len(ENRICHED) + len(
         QLIB
     )
     source = defs.resources["flatfiles"]
