@@ -18,6 +18,10 @@ DEMO_START := 2026-02-01
 DEMO_END := 2026-02-28
 DEMO_RANGE := {"dagster/asset_partition_range_start": "2026-02-02", "dagster/asset_partition_range_end": "2026-02-27"}
 DEMO_REST_PORT := 8765
+# The demo's REST bars: the `active` universe from Tiingo, whose local server runs "over quota" after 7 requests
+# (its plain-text answer with HTTP 200), so that the other members fall back to the free Yahoo-shaped provider.
+DEMO_TIINGO_QUOTA := 7
+DEMO_REST := {"ops": {"rest_stocks_daily": {"config": {"universe": "active"}}}}
 DEMO_CHECK := {"ops": {"lake_stocks_daily_reconciles_with_rest_daily": {"config": {"start": "2026-02-02", "end": "2026-02-27"}}}}
 QUIET := { grep -v -e ' - DEBUG - ' -e 'Warning: ' -e 'return callback' || true; }
 
@@ -37,25 +41,34 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
 
-## demo: install, generate February 2026 of sample vendor files, ingest raw -> lake for the month, fetch splits,
-## dividends and tickers from a local Massive REST server, build the adjustment factors, check the lake against the
-## REST day bars, compute the enriched daily features, write the Qlib directories, load them with Qlib, summarise
+## demo: install, generate February 2026 of sample vendor files and universes, ingest raw -> lake for the month,
+## fetch splits, dividends and tickers from a local Massive REST server, build the adjustment factors, check the
+## lake against the REST day bars, fetch the `active` universe's daily bars from local Tiingo (over quota after 7
+## requests) and Yahoo servers (the fallback), compute the enriched daily features, write the Qlib directories (an
+## instruments file per universe), load them with Qlib, summarise
 demo: setup $(QLIB_VENV)/.synced
 	$(BIN)/quant-assets sample --start $(DEMO_START) --end $(DEMO_END)
 	$(BIN)/dagster job execute -m quant_assets.definitions -j ingest_us_equities --tags '$(DEMO_RANGE)' 2>&1 \
 		| $(QUIET)
-	$(BIN)/quant-assets sample-rest --start $(DEMO_START) --end $(DEMO_END) --port $(DEMO_REST_PORT) & server=$$!; \
+	$(BIN)/quant-assets sample-rest --start $(DEMO_START) --end $(DEMO_END) --port $(DEMO_REST_PORT) \
+		--providers massive,tiingo,yahoo --tiingo-quota $(DEMO_TIINGO_QUOTA) & server=$$!; \
 		trap 'kill $$server' EXIT; \
 		export MASSIVE_API_BASE_URL=http://127.0.0.1:$(DEMO_REST_PORT); \
+		export TIINGO_API_BASE_URL=http://127.0.0.1:$$(( $(DEMO_REST_PORT) + 1 )); \
+		export YAHOO_CHART_BASE_URL=http://127.0.0.1:$$(( $(DEMO_REST_PORT) + 2 )); \
 		$(BIN)/dagster job execute -m quant_assets.definitions -j refresh_reference 2>&1 | $(QUIET); \
 		echo '$(DEMO_CHECK)' > data/demo_reconcile.json; \
 		$(BIN)/dagster job execute -m quant_assets.definitions -j reconcile_with_rest -c data/demo_reconcile.json \
-			2>&1 | $(QUIET)
+			2>&1 | $(QUIET); \
+		echo '$(DEMO_REST)' > data/demo_rest.json; \
+		$(BIN)/dagster job execute -m quant_assets.definitions -j fetch_rest_daily --tags '$(DEMO_RANGE)' \
+			-c data/demo_rest.json 2>&1 | $(QUIET)
 	$(BIN)/dagster job execute -m quant_assets.definitions -j enrich_us_equities --tags '$(DEMO_RANGE)' 2>&1 \
 		| $(QUIET)
 	$(BIN)/dagster job execute -m quant_assets.definitions -j publish_qlib --tags '$(DEMO_RANGE)' 2>&1 | $(QUIET)
 	$(QLIB_VENV)/bin/python -c "$$QLIB_DEMO" 2>&1 | grep -v -e '^\[' -e 'Warning' -e 'warn('
 	$(BIN)/quant-assets status
+	$(BIN)/quant-assets universes
 	$(BIN)/quant-assets providers
 
 define QLIB_DEMO
@@ -63,6 +76,7 @@ import qlib
 from qlib.data import D
 qlib.init(provider_uri={"day": "data/qlib/day", "1min": "data/qlib/1min"}, region="us")
 print(D.features(["AAPL", "BRK.B"], ["$$close", "$$factor", "$$close / $$factor", "$$vwap"], "2026-02-17", "2026-02-20"))
+print("watchlist:", D.list_instruments(D.instruments("watchlist"), as_list=True)[:8], "...")
 endef
 export QLIB_DEMO
 

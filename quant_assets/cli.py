@@ -68,11 +68,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from quant_assets.status import lake_summary, qlib_summary, reference_summary
+    from quant_assets.status import lake_summary, qlib_summary, reference_summary, rest_summary
 
     datasets = parse_dataset_names(args.datasets)
     check_folder(args.data)
     print(lake_summary(Path(args.data) / "lake", datasets))
+    if rest := rest_summary(Path(args.data) / "lake"):
+        print(rest)
     if (Path(args.data) / "enriched").is_dir():
         print(lake_summary(Path(args.data) / "enriched", datasets, zone="enriched"))
     if reference := reference_summary(Path(args.data) / "reference"):
@@ -141,20 +143,41 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+SAMPLE_PROVIDERS = ("massive", "tiingo", "yahoo")  # `sample-rest --providers`, on --port, --port + 1, ...
+
+
 def cmd_sample_rest(args: argparse.Namespace) -> int:
     import signal
     import threading
 
     from quant_assets.sample_rest import LocalProvider
+    from quant_assets.samples.tiingo import TiingoServer
+    from quant_assets.samples.yahoo import YahooServer
 
-    server = LocalProvider(args.start, args.end, port=args.port, seed=args.seed).start()
-    print(f"serving the Massive REST API for {args.start}..{args.end} on {server.url}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    wanted = [p.strip() for p in args.providers.split(",") if p.strip()]
+    unknown = [p for p in wanted if p not in SAMPLE_PROVIDERS]
+    if unknown:
+        raise ValueError(f"--providers: no local server for {unknown[0]!r} (known: {', '.join(SAMPLE_PROVIDERS)})")
+    servers = []
     try:
+        for name in wanted:
+            port = args.port + SAMPLE_PROVIDERS.index(name) if args.port else 0
+            if name == "massive":
+                server = LocalProvider(args.start, args.end, port=port, seed=args.seed)
+            elif name == "tiingo":
+                quota = args.tiingo_quota or None
+                server = TiingoServer(args.start, args.end, port=port, seed=args.seed, quota=quota,
+                                      plain_text_over_quota=True)  # fmt: skip
+            else:
+                server = YahooServer(args.start, args.end, port=port, seed=args.seed)
+            servers.append(server.start())
+            print(f"serving the {name} REST API for {args.start}..{args.end} on {server.url}", flush=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         stop.wait()
     finally:
-        server.stop()
+        for server in servers:
+            server.stop()
     return 0
 
 
@@ -273,16 +296,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     rest = commands.add_parser(
         "sample-rest",
-        help="serve the Massive REST API locally over the sample universe (for the demo and tests)",
-        description="A local HTTP server on 127.0.0.1 that answers the Massive REST endpoints this project reads "
-        "(/v3/reference/splits, /v3/reference/dividends, /v3/reference/tickers, grouped daily bars) in the vendor's "
-        "JSON shapes, with the splits, dividends and day bars of the files `quant-assets sample` writes for the same "
-        "seed. Point MASSIVE_API_BASE_URL at it. Runs until interrupted.",
+        help="serve the Massive REST API (and Tiingo's, Yahoo's) locally over the sample universe (demo, tests)",
+        description="Local HTTP servers on 127.0.0.1 that answer the REST endpoints this project reads in each "
+        "vendor's JSON shapes, with the data of the files `quant-assets sample` writes for the same seed: Massive "
+        "(/v3/reference/splits, /v3/reference/dividends, /v3/reference/tickers, grouped daily bars), Tiingo "
+        "(/tiingo/daily/<ticker>/prices) and Yahoo's chart endpoint (/v8/finance/chart/<ticker>). Point "
+        "MASSIVE_API_BASE_URL, TIINGO_API_BASE_URL and YAHOO_CHART_BASE_URL at them. Runs until interrupted.",
     )
     rest.add_argument("--start", type=_date, required=True, help="first date of the reference data, YYYY-MM-DD")
     rest.add_argument("--end", type=_date, required=True, help="last date, YYYY-MM-DD (included)")
     rest.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default: 8765; 0 picks one)")
     rest.add_argument("--seed", type=int, default=7, help="random seed, as given to `sample` (default: 7)")
+    rest.add_argument(
+        "--providers",
+        default="massive",
+        help="which vendors to serve, comma-separated, from massive, tiingo, yahoo (default: massive); each on "
+        "--port plus its place in that list (massive --port, tiingo --port + 1, yahoo --port + 2)",
+    )
+    rest.add_argument(
+        "--tiingo-quota",
+        type=int,
+        default=0,
+        help="Tiingo answers its plain-text over-quota 200 after this many requests, as the real one does past its "
+        "hourly allocation (default: 0, no quota): the demo's fallback to the free provider",
+    )
     rest.set_defaults(func=cmd_sample_rest)
 
     providers = commands.add_parser(

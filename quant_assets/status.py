@@ -36,6 +36,21 @@ def lake_summary(lake_root: Path, datasets: Sequence[Dataset], zone: str = "lake
     return "\n".join([f"{zone} at {lake_root.resolve()}", *lines])
 
 
+def rest_summary(lake_root: Path) -> str | None:
+    """`rest_stocks_daily`: sessions, rows and tickers, and the rows each provider gave; None without any."""
+    from quant_assets.providers.landing import DATASET
+
+    held = sessions_in(lake_root, DATASET)
+    if not held:
+        return None
+    frame = scan(lake_root, DATASET, held).select("ticker", "provider").collect()
+    providers = ", ".join(f"{p} {n:,}" for p, n in frame.group_by("provider").len().sort("provider").iter_rows())
+    return (
+        f"{DATASET} at {(lake_root / DATASET).resolve()}\n{len(held)} sessions {held[0]}..{held[-1]}, "
+        f"{frame.height:,} rows, {frame['ticker'].n_unique():,} tickers; rows by provider: {providers}"
+    )
+
+
 def reference_summary(reference_root: Path) -> str | None:
     """One line per reference table (its newest version and rows) and the factors' tickers; None without any."""
     from quant_assets.reference.factors import TABLE, read_factors
@@ -74,4 +89,7 @@ def qlib_summary(qlib_root: Path) -> str | None:
             mark = json.loads(published.read_text())
             gate = f"published {mark['at']} ({len(mark['sessions'])} sessions checked)"
         lines.append(f"{freq:<5} {first:>19}  {last:>19}  {symbols:>6,} symbols  {gate}")
+        named = sorted(p.stem for p in (qlib_root / freq / "instruments").glob("*.txt") if p.stem != "all")
+        if named:
+            lines.append(f"      instruments of the universes: {', '.join(named)}")
     return "\n".join([f"qlib at {qlib_root.resolve()}", *lines]) if lines else None

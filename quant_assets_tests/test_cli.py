@@ -140,7 +140,7 @@ def test_job_execute_a_failing_partition_exits_non_zero_and_says_why(workdir):
         (["--help"], "{sample,sample-rest,providers,status,coverage,plan,universes,ui,bench}"),
         (["ui", "--help"], "a request whose Host header is not 127.0.0.1, localhost, --host or a trusted host"),
         (["plan", "--help"], "whether a run would fetch the vendor file"),
-        (["sample-rest", "--help"], "in the vendor's JSON shapes"),
+        (["sample-rest", "--help"], "in each vendor's JSON shapes"),
         (["providers", "--help"], "`reset NAME` closes breaker NAME"),
         (["providers", "--help"], "latency p50/p95 and cache hits over the last --hours"),
         (["universes", "--help"], "past memberships stay answerable"),

@@ -110,6 +110,23 @@ def test_membership_on_a_past_date_answers_from_the_version_of_that_day(tmp_path
         store.members_as_of("nope", dt.date(2026, 3, 1))
 
 
+def test_a_new_universe_may_say_since_when_its_first_members_count(tmp_path):
+    folder = tmp_path / "universes"
+    store = Universes(folder, tmp_path / "data")
+    write(folder, "watchlist", "# a history to backfill\n# since: 2026-01-02\nAAPL\n")
+    store.record(now=T1)
+    assert store.current("watchlist").as_of == dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    assert store.members_as_of("watchlist", dt.date(2026, 1, 2)) == ("AAPL",)
+    write(folder, "watchlist", "# since: 2026-01-02\nAAPL\nSPY\n")  # a later edit counts from when it is seen
+    store.record(now=T2)
+    assert store.current("watchlist").as_of == T2
+    assert store.day_spans("watchlist") == [("AAPL", dt.date(2026, 1, 2), None), ("SPY", T2.date(), None)]
+    write(folder, "indices", "# since: soon\nI:SPX\n")
+    (recorded,) = [v for v in store.record(now=T3).new if v.universe == "indices"]
+    assert recorded.as_of == T3 and recorded.set_aside == (f"{folder / 'indices.txt'}:1: `since` is not a date "
+                                                          "(YYYY-MM-DD): 'soon'",)  # fmt: skip
+
+
 def test_a_symbol_removed_and_added_again_has_two_spans(tmp_path):
     store = edited(tmp_path)
     assert store.spans("watchlist") == [

@@ -8,6 +8,7 @@ other lines still count. A file whose name is not a universe name, or that canno
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class UniverseFile:
     path: Path
     members: tuple[str, ...]
     set_aside: tuple[str, ...] = ()
+    since: dt.date | None = None  # `# since: YYYY-MM-DD`: when the first version's members became members
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,20 @@ class Folder:
     path: Path
     universes: dict[str, UniverseFile] = field(default_factory=dict)
     set_aside: tuple[str, ...] = ()
+
+
+SINCE = re.compile(r"#\s*since:\s*(\S+)\s*$")
+
+
+def parse_since(text: str, where: str) -> tuple[dt.date | None, tuple[str, ...]]:
+    """The date of a `# since: YYYY-MM-DD` line (the first), and the reason when it is not a date."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if match := SINCE.match(line.strip()):
+            try:
+                return dt.date.fromisoformat(match[1]), ()
+            except ValueError:
+                return None, (f"{where}:{number}: `since` is not a date (YYYY-MM-DD): {match[1][:40]!r}",)
+    return None, ()
 
 
 def parse_text(text: str, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -85,7 +101,8 @@ def read_file(path: Path, name: str) -> UniverseFile:
         raise ValueError(f"{size:,} bytes is more than a universe file may hold ({MAX_FILE_BYTES:,})")
     text = path.read_bytes().decode("utf-8-sig", errors="replace")  # a bad byte fails its own line only
     members, aside = parse_text(text, str(path))
-    return UniverseFile(name, path, members, aside)
+    since, wrong = parse_since(text, str(path))
+    return UniverseFile(name, path, members, aside + wrong, since)
 
 
 def read_folder(folder: str | os.PathLike) -> Folder:

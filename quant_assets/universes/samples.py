@@ -18,8 +18,11 @@ INDICES = ("I:SPX", "I:NDX")
 HEADER = (
     "# The {name} universe: one symbol per line, '#' starts a comment. Any common form works (BRK.B, BRK-B,\n"
     "# 'BRK/B US Equity', AAPL:US, 'SPX Index', ^GSPC); symbols are stored as the flat files write them.\n"
-    "# Edit freely: `quant-assets universes` records each change as a new version.\n"
+    "# Edit freely: `quant-assets universes` records each change as a new version, from when it is seen.\n"
+    "# The members below count from this date (the sample data's first session), not from today:\n"
+    "# since: {since}\n"
 )
+SINCE = "2026-01-02"
 
 
 def sample_universes(seed: int = 7, size: str = "small") -> dict[str, list[str]]:
@@ -38,6 +41,6 @@ def write_sample_universes(folder: str | os.PathLike, seed: int = 7, size: str =
         path = Path(folder) / f"{name}{SUFFIX}"
         if path.exists():
             continue
-        replace_bytes(path, (HEADER.format(name=name) + "".join(f"{line}\n" for line in lines)).encode())
+        replace_bytes(path, (HEADER.format(name=name, since=SINCE) + "".join(f"{line}\n" for line in lines)).encode())
         written.append(path)
     return written

@@ -143,11 +143,16 @@ class Universes:
                         f"universe {name}: observed at {observed.isoformat()}, before its latest version "
                         f"{latest.version} ({latest.as_of.isoformat()}); is the clock right?"
                     )
+                # A new universe's first members count from its `# since:` date (a history to backfill) when the
+                # file says so; every later change counts from when it is seen.
+                since = (
+                    dt.datetime.combine(universe.since, dt.time(), dt.UTC) if universe.since and not latest else None
+                )
                 version = Version(
                     name,
                     latest.sequence + 1 if latest else 1,
                     version_id(universe.members),
-                    observed,
+                    min(since, observed) if since else observed,
                     universe.members,
                     str(universe.path),
                     universe.set_aside,
