@@ -61,6 +61,7 @@ demo: setup $(QLIB_VENV)/.synced
 		$(BIN)/dagster job execute -m quant_assets.definitions -j reconcile_with_rest -c data/demo_reconcile.json \
 			2>&1 | $(QUIET); \
 		echo '$(DEMO_REST)' > data/demo_rest.json; \
+		QUANT_ASSETS_DAILY_BARS_PROVIDERS=tiingo,yahoo \
 		$(BIN)/dagster job execute -m quant_assets.definitions -j fetch_rest_daily --tags '$(DEMO_RANGE)' \
 			-c data/demo_rest.json 2>&1 | $(QUIET)
 	$(BIN)/dagster job execute -m quant_assets.definitions -j enrich_us_equities --tags '$(DEMO_RANGE)' 2>&1 \
