@@ -1,6 +1,6 @@
-"""The REST providers besides Massive as resources (`tiingo`, `yahoo`; Finnhub and Alpha Vantage below), each with
-its documented limits as its defaults, its key only through `dagster.EnvVar`, and `connect` giving its endpoints
-over one `ProviderClient`. `MassiveRest` is in `resources.py`. The work is in `providers/`."""
+"""The REST providers besides Massive as resources (`tiingo`, `yahoo`, `finnhub`, `alphavantage`), each with its
+documented limits as its defaults, its key only through `dagster.EnvVar`, and `connect` giving its endpoints over
+one `ProviderClient`. `MassiveRest` is in `resources.py`. The work is in `providers/`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import dagster as dg
 from pydantic import Field
 
 from quant_assets.defs.resources import RestProvider
-from quant_assets.providers import tiingo, yahoo
+from quant_assets.providers import alphavantage, finnhub, tiingo, yahoo
 from quant_assets.providers.cache import ResponseCache
 from quant_assets.settings import REST_PROVIDERS, Settings
 
@@ -63,6 +63,50 @@ class YahooChart(RestProvider):
             yield yahoo.Yahoo(client)
 
 
+class FinnhubRest(RestProvider):
+    """Finnhub's quotes, news, basic financials and earnings (`FINNHUB_API_KEY`, sent as `X-Finnhub-Token`, or as
+    the `token` parameter with `key_in_query`): 30 a second on any plan, 60 a minute on the free one."""
+
+    base_url: str = Field(default=_url("finnhub"), description="The API's base URL (FINNHUB_API_BASE_URL).")
+    api_key: str | None = Field(default=None, repr=False, description="Set only as EnvVar('FINNHUB_API_KEY').")
+    per_second: int | None = Field(default=finnhub.PER_SECOND, description="Requests allowed per second, per key.")
+    per_minute: int | None = Field(default=finnhub.PER_MINUTE, description="Requests allowed per minute, per key.")
+    per_day: int | None = Field(default=None, description="Requests allowed per day, per key.")
+    key_in_query: bool = Field(
+        default=False, description="Send the key as the `token` parameter (some accounts accept only that)."
+    )
+
+    @contextmanager
+    def connect(
+        self, data_root: str | Path, log: Callable[[str], None] | None = None, cache: ResponseCache | None = None
+    ) -> Iterator[finnhub.Finnhub]:
+        auth = finnhub.AUTH_QUERY if self.key_in_query else finnhub.AUTH
+        with self.client(finnhub.NAME, auth, data_root, log, cache) as client:
+            yield finnhub.Finnhub(client)
+
+
+class AlphaVantageRest(RestProvider):
+    """Alpha Vantage's technical indicators and daily series (`ALPHAVANTAGE_API_KEY`, which can only travel in the
+    query string: the client keeps it out of every URL it logs, audits or caches). The free plan: 25 requests a day
+    (a rate and, at a cost of 1 each, the day's budget: a rate-limit answer with HTTP 200 still counts), 5 a
+    minute."""
+
+    base_url: str = Field(default=_url("alphavantage"), description="The API's base URL (ALPHAVANTAGE_API_BASE_URL).")
+    api_key: str | None = Field(default=None, repr=False, description="Set only as EnvVar('ALPHAVANTAGE_API_KEY').")
+    per_second: int | None = Field(default=1, description="Requests allowed per second, per key.")
+    per_minute: int | None = Field(default=alphavantage.PER_MINUTE, description="Requests allowed per minute.")
+    per_day: int | None = Field(default=alphavantage.PER_DAY, description="Requests allowed per day, per key.")
+    cost_per_request: float = Field(default=alphavantage.COST_PER_REQUEST, description="What one request costs.")
+    daily_budget: float | None = Field(default=alphavantage.DAILY_BUDGET, description="Spending allowed per day.")
+
+    @contextmanager
+    def connect(
+        self, data_root: str | Path, log: Callable[[str], None] | None = None, cache: ResponseCache | None = None
+    ) -> Iterator[alphavantage.AlphaVantage]:
+        with self.client(alphavantage.NAME, alphavantage.AUTH, data_root, log, cache) as client:
+            yield alphavantage.AlphaVantage(client)
+
+
 def provider_resources(settings: Settings) -> dict[str, RestProvider]:
     """The providers' resources from the settings: base URLs, and keys as `dagster.EnvVar` only when set."""
 
@@ -73,4 +117,6 @@ def provider_resources(settings: Settings) -> dict[str, RestProvider]:
     return {
         "tiingo": TiingoRest(base_url=settings.provider_urls["tiingo"], api_key=key("tiingo")),
         "yahoo": YahooChart(base_url=settings.provider_urls["yahoo"]),
+        "finnhub": FinnhubRest(base_url=settings.provider_urls["finnhub"], api_key=key("finnhub")),
+        "alphavantage": AlphaVantageRest(base_url=settings.provider_urls["alphavantage"], api_key=key("alphavantage")),
     }
