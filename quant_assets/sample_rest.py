@@ -21,10 +21,11 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -112,6 +113,13 @@ class ProviderData:
             events.append(old)
         return {"name": row["name"], "composite_figi": row["composite_figi"], "cik": row["cik"], "events": events}
 
+    @cached_property
+    def history(self):
+        """The daily bars, raw and vendor-adjusted (`samples.history`), of the same universe."""
+        from quant_assets.samples.history import DailyHistory  # it reads this module's grouped bars
+
+        return DailyHistory(self.start, self.end, self.universe.seed, self.universe.size.name)
+
     def grouped_daily(self, session: dt.date) -> list[dict[str, Any]]:
         return _grouped(self.universe, session) if sessions(DAILY.calendar, session, session) else []
 
@@ -178,6 +186,9 @@ LIST_ENDPOINTS: dict[str, tuple[Callable[[ProviderData], list[dict]], str]] = {
     "/v3/reference/tickers": (ProviderData.tickers, "ticker"),
 }
 GROUPED_PREFIX = "/v2/aggs/grouped/locale/us/market/stocks/"
+AGGREGATES_PREFIX = "/v2/aggs/ticker/"
+NEWS_PATH = "/v2/reference/news"
+NEW_YORK = ZoneInfo("America/New_York")
 EVENTS_PREFIX = "/vX/reference/tickers/"
 
 
@@ -198,6 +209,8 @@ class LocalProvider:
         self.port = port
         self.script: list[Reply] = []
         self.requests: list[Seen] = []
+        self.not_entitled_for: set[str] = set()  # paths or tickers answered 403 NOT_AUTHORIZED
+        self.aggregate_page = 50_000  # results per page of aggregates at most (a test pages with less)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -267,6 +280,13 @@ class LocalProvider:
                     handler, 404, {"status": "NOT_FOUND", "request_id": request_id, "message": "no ticker"}
                 )
             return _send_json(handler, 200, {"results": found, "status": "OK", "request_id": request_id})
+        if any(blocked in parts.path or blocked == query.get("ticker") for blocked in self.not_entitled_for):
+            return _send_json(handler, 403, {"status": "NOT_AUTHORIZED", "request_id": request_id, "message":
+                              "You are not entitled to this data. Please upgrade your plan at massive.com/pricing"})  # fmt: skip
+        if parts.path.startswith(AGGREGATES_PREFIX):
+            return _send_json(handler, 200, self._aggregates(parts.path, query, request_id))
+        if parts.path == NEWS_PATH:
+            return _send_json(handler, 200, self._news(query, request_id))
         if parts.path.startswith(GROUPED_PREFIX):
             try:
                 session = dt.date.fromisoformat(parts.path.removeprefix(GROUPED_PREFIX))
@@ -279,6 +299,57 @@ class LocalProvider:
                 answer["results"] = results
             return _send_json(handler, 200, answer)
         _send_json(handler, 404, {"status": "NOT_FOUND", "request_id": request_id, "message": "Not found"})
+
+    def _aggregates(self, path: str, query: dict[str, str], request_id: str) -> dict[str, Any]:
+        """`/v2/aggs/ticker/{ticker}/range/1/day/{from}/{to}`: the ticker's day bars from `DailyHistory` (raw, or
+        split- and dividend-adjusted as the history's vendor-adjusted bars with `adjusted=true`), `t` the session's
+        midnight in New York (ms), paged by `limit` (at most `aggregate_page`) with a `cursor` in `next_url`."""
+        ticker, _, _, _, first, last = unquote(path.removeprefix(AGGREGATES_PREFIX)).split("/")
+        bars = self.data.history.bars(ticker, dt.date.fromisoformat(first), dt.date.fromisoformat(last))
+        adjusted = query.get("adjusted", "true") == "true"
+        results = [
+            {"o": b["adj_open" if adjusted else "open"], "h": b["adj_high" if adjusted else "high"],
+             "l": b["adj_low" if adjusted else "low"], "c": b["adj_close" if adjusted else "close"],
+             "v": b["adj_volume" if adjusted else "volume"], "vw": round((b["open"] + b["close"]) / 2, 4),
+             "n": 1, "t": int(dt.datetime.combine(b["date"], dt.time(), NEW_YORK).timestamp() * 1000)}
+            for b in bars
+        ]  # fmt: skip
+        return self._paged(path, query, request_id, results, {"ticker": ticker, "adjusted": adjusted,
+                                                               "queryCount": len(results)})  # fmt: skip
+
+    def _news(self, query: dict[str, str], request_id: str) -> dict[str, Any]:
+        """`/v2/reference/news`: one synthetic article per ticker per Monday session (of `ticker`, or all), oldest
+        first, from `published_utc.gte`, paged like the list endpoints."""
+        tickers = [query["ticker"]] if "ticker" in query else sorted(self.data.universe.stock_tickers)
+        since = query.get("published_utc.gte", "")
+        articles = []
+        for day in sessions(DAILY.calendar, self.data.start, self.data.end):
+            if day.weekday() != 0:
+                continue
+            for ticker in tickers:
+                published = dt.datetime.combine(day, dt.time(13, 30), dt.UTC).isoformat().replace("+00:00", "Z")
+                if published < since:
+                    continue
+                articles.append({
+                    "id": uuid.uuid5(uuid.NAMESPACE_URL, f"news/{ticker}/{day}").hex, "title": f"{ticker}: the week of {day}",
+                    "author": "Synthetic Desk", "description": f"What moved {ticker}.", "published_utc": published,
+                    "article_url": f"https://news.example/{ticker}/{day}", "tickers": [ticker],
+                    "keywords": ["synthetic", "weekly"], "publisher": {"name": "Synthetic Wire", "homepage_url":
+                    "https://news.example/"}, "insights": [{"ticker": ticker, "sentiment": "neutral",
+                    "sentiment_reasoning": "It is synthetic."}],
+                })  # fmt: skip
+        return self._paged(NEWS_PATH, query, request_id, articles, {})
+
+    def _paged(self, path: str, query: dict[str, str], request_id: str, rows: list, extra: dict) -> dict[str, Any]:
+        offset = int(query.get("cursor", 0))
+        limit = min(int(query.get("limit", 10)), self.aggregate_page if path != NEWS_PATH else 1000)
+        page = rows[offset : offset + limit]
+        answer: dict[str, Any] = {**extra, "results": page, "resultsCount": len(page), "status": "OK",
+                                  "request_id": request_id}  # fmt: skip
+        if offset + limit < len(rows):
+            kept = {k: v for k, v in query.items() if k not in ("cursor", "apiKey")}
+            answer["next_url"] = f"{self.url}{path}?{urlencode({**kept, 'cursor': offset + limit})}"
+        return answer
 
     def _page(self, path: str, query: dict[str, str], request_id: str) -> dict[str, Any]:
         """One page of a list endpoint: filters `ticker`, `<date field>.gte/.lte`, `active`; `cursor` is the

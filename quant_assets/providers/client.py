@@ -369,19 +369,27 @@ class ProviderClient:
             error.args = (self._scrub(str(error)),)  # the same error, its message without the key
             raise
 
-    def pages(self, path: str, params: Mapping[str, Any] | None = None, endpoint: str | None = None) -> Iterator[Any]:
+    def pages(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        endpoint: str | None = None,
+        caching: Caching | None = None,
+        check: Callable[[Any], None] | None = None,
+    ) -> Iterator[Any]:
         """Every page of a paginated endpoint, following `next_url` until the vendor gives none.
 
         At most `Policy.max_pages` pages and `Policy.max_rows` results (the lengths of the pages' `results` lists)
         per call: past either, `BoundExceeded`, raised before the page past `max_rows` is yielded and before a page
         past `max_pages` is asked for. Pages are yielded as they come: a caller that must not use a partial listing
-        collects them all before using any (as `Massive._list` does), and the exception then leaves it nothing."""
+        collects them all before using any (as `Massive._list` does), and the exception then leaves it nothing.
+        `caching` and `check` apply to every page (`get_json`): each page is cached under its own URL."""
         endpoint = endpoint or path
         url = self.url(path, params)
         seen = {url}
         rows = 0
         for number in itertools.count(1):
-            page = self.get_json(url, endpoint=endpoint)
+            page = self.get_json(url, endpoint=endpoint, caching=caching, check=check)
             results = page.get("results") if isinstance(page, dict) else None
             rows += len(results) if isinstance(results, list) else 0
             if rows > self.policy.max_rows:

@@ -16,8 +16,11 @@ from urllib.parse import quote
 import polars as pl
 
 from quant_assets.names import shown, ticker_problem
+from quant_assets.providers.bars import as_bars
+from quant_assets.providers.cache import Caching
 from quant_assets.providers.client import ProviderClient
 from quant_assets.providers.errors import MalformedResponse, RequestFailed
+from quant_assets.providers.symbols import to_vendor
 from quant_assets.providers.typed import projected, typed_frame
 
 NAME = "massive"
@@ -29,6 +32,31 @@ DIVIDENDS = "/v3/reference/dividends"
 TICKERS = "/v3/reference/tickers"
 GROUPED_DAILY = "/v2/aggs/grouped/locale/us/market/stocks/{date}"
 TICKER_EVENTS = "/vX/reference/tickers/{id}/events"
+AGGREGATES = "/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{start}/{end}"
+NEWS = "/v2/reference/news"
+AGGREGATE_LIMIT = 50_000
+AGGREGATE_FIELDS: dict[str, pl.DataType] = {
+    "o": pl.Float64(),
+    "h": pl.Float64(),
+    "l": pl.Float64(),
+    "c": pl.Float64(),
+    "v": pl.Float64(),
+    "vw": pl.Float64(),
+    "n": pl.Int64(),
+    "t": pl.Int64(),
+}
+AGGREGATE_REQUIRED = ("o", "h", "l", "c", "v", "t")
+NEWS_FIELDS: dict[str, pl.DataType] = {
+    "id": pl.String(),
+    "title": pl.String(),
+    "author": pl.String(),
+    "description": pl.String(),
+    "article_url": pl.String(),
+    "published_utc": pl.Datetime("us", "UTC"),
+}
+NEWS_REQUIRED = ("id", "title", "published_utc")
+INSIGHT_FIELDS = ("ticker", "sentiment", "sentiment_reasoning")
+INSIGHT = pl.Struct({name: pl.String() for name in INSIGHT_FIELDS})
 
 # The vendor's fields and their types; `required` fields must be present in every result.
 SPLIT_FIELDS: dict[str, pl.DataType] = {
@@ -178,3 +206,93 @@ class Massive:
                 continue
             found.append((day, ticker))
         return sorted(found)
+
+    def aggregates(self, symbol: str, multiplier: int, timespan: str, start: dt.date, end: dt.date,
+                    adjusted: bool = False, caching: Caching | None = None) -> pl.DataFrame:  # fmt: skip
+        """`symbol`'s bars of `multiplier` x `timespan` (minute, hour, day, ...) between `start` and `end`, oldest
+        first, following `next_url`: ticker (canonical), window_start (UTC), open, high, low, close, volume, vwap,
+        transactions. Unadjusted by default, as the flat files are. Indices as `I:SPX`."""
+        vendor = to_vendor(symbol, NAME)
+        path = AGGREGATES.format(
+            ticker=quote(vendor, safe=":"), multiplier=multiplier, timespan=timespan, start=start, end=end
+        )
+        where = f"{NAME} {AGGREGATES} ({symbol}, {multiplier} {timespan}, {start}..{end}, adjusted={adjusted})"
+        params = {"adjusted": str(adjusted).lower(), "sort": "asc", "limit": AGGREGATE_LIMIT}
+        results = []
+        for page in self.client.pages(path, params, endpoint=AGGREGATES, caching=caching, check=_results_check(where)):
+            results.extend(projected(r, AGGREGATE_FIELDS) for r in page.get("results") or [])
+        frame = self._typed(results, AGGREGATE_FIELDS, AGGREGATE_REQUIRED, where, tickers=())
+        return frame.select(
+            pl.lit(symbol, pl.String).alias("ticker"),
+            pl.from_epoch("t", time_unit="ms").dt.replace_time_zone("UTC").alias("window_start"),
+            pl.col("o").alias("open"),
+            pl.col("h").alias("high"),
+            pl.col("l").alias("low"),
+            pl.col("c").alias("close"),
+            pl.col("v").alias("volume"),
+            pl.col("vw").alias("vwap"),
+            pl.col("n").alias("transactions"),
+        )
+
+    def daily_bars(
+        self, symbol: str, start: dt.date, end: dt.date, caching: Caching | None = None
+    ) -> tuple[pl.DataFrame, list[str]]:
+        """`symbol`'s daily bars in [start, end] in `DAILY_BARS`: the raw bars (`adjusted=false`) and the vendor's
+        split-adjusted ones (`adjusted=true`, Massive's adjustment) as `adj_*`; no dividend or split columns (null)."""
+        before = len(self.set_aside)
+        raw = self.aggregates(symbol, 1, "day", start, end, adjusted=False, caching=caching)
+        adjusted = self.aggregates(symbol, 1, "day", start, end, adjusted=True, caching=caching)
+        session = pl.col("window_start").dt.convert_time_zone("America/New_York").dt.date().alias("date")
+        adj = adjusted.select(
+            session, *(pl.col(c).alias(f"adj_{c}") for c in ("open", "high", "low", "close", "volume"))
+        )
+        frame = raw.select(session, "open", "high", "low", "close", "volume").join(adj, on="date", how="left")
+        return as_bars(frame.filter(pl.col("date").is_between(start, end)), symbol), self.set_aside[before:]
+
+    def news(
+        self, ticker: str | None = None, published_gte: dt.datetime | dt.date | None = None,
+        limit: int = PAGE_LIMIT, caching: Caching | None = None,
+    ) -> pl.DataFrame:  # fmt: skip
+        """News articles (of `ticker`, or market-wide), oldest first from `published_gte`, following `next_url`: id,
+        title, author, description, article_url, published_utc, publisher (its name), tickers (the valid symbols
+        among those the article names), keywords and insights (ticker, sentiment, sentiment_reasoning)."""
+        where = f"{NAME} {NEWS} ({ticker or 'all'})"
+        params = {"ticker": to_vendor(ticker, NAME) if ticker else None, "order": "asc", "sort": "published_utc",
+                  "limit": limit, "published_utc.gte": published_gte.isoformat() if published_gte else None}  # fmt: skip
+        articles = []
+        for page in self.client.pages(NEWS, params, endpoint=NEWS, caching=caching, check=_results_check(where)):
+            articles.extend(page.get("results") or [])
+        frame = self._typed(articles, NEWS_FIELDS, NEWS_REQUIRED, where, tickers=())
+        extras = []  # the list fields, by article id, joined to the typed rows
+        for index, article in enumerate(articles):
+            if not isinstance(article, Mapping) or not isinstance(article.get("id"), str):
+                continue
+            publisher = article.get("publisher")
+            named = article.get("tickers") if isinstance(article.get("tickers"), list) else []
+            valid = [t for t in named if isinstance(t, str) and ticker_problem(t) is None]
+            if len(valid) < len(named):
+                self.set_aside.append(
+                    f"{where}: article {index} names {len(named) - len(valid)} tickers that are not symbols"
+                )
+            words = article.get("keywords") if isinstance(article.get("keywords"), list) else []
+            found = article.get("insights") if isinstance(article.get("insights"), list) else []
+            extras.append({
+                "id": article["id"],
+                "publisher": str(publisher.get("name")) if isinstance(publisher, Mapping) else None,
+                "tickers": valid,
+                "keywords": [str(w)[:200] for w in words],
+                "insights": [{k: None if i.get(k) is None else str(i.get(k)) for k in INSIGHT_FIELDS}
+                             for i in found if isinstance(i, Mapping)],
+            })  # fmt: skip
+        schema = {"id": pl.String(), "publisher": pl.String(), "tickers": pl.List(pl.String()),
+                  "keywords": pl.List(pl.String()), "insights": pl.List(INSIGHT)}  # fmt: skip
+        lists = pl.DataFrame(extras, schema=schema).unique("id", keep="first", maintain_order=True)
+        return frame.join(lists, on="id", how="left", maintain_order="left")
+
+
+def _results_check(where: str):
+    def check(page: Any) -> None:
+        if not isinstance(page, dict) or not isinstance(page.get("results", []), list):
+            raise MalformedResponse(f"{where}: the answer has no `results` list")
+
+    return check
