@@ -16,13 +16,11 @@ import datetime as dt
 import gzip
 import io
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
@@ -31,30 +29,10 @@ import polars as pl
 
 from quant_assets.datasets import DATASETS
 from quant_assets.sample import SIZES, Universe, _stable_int, session_files
+from quant_assets.samples.server import Reply, Seen, VendorServer
 from quant_assets.sessions import sessions
 
 DAILY = DATASETS["stocks_daily"]
-
-
-@dataclass
-class Reply:
-    """A scripted answer: `status` with `body` and `headers` after `delay` seconds; `drop` closes the connection
-    without answering."""
-
-    status: int = 200
-    body: bytes | str = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-    drop: bool = False
-
-
-@dataclass
-class Seen:
-    """One request as the server saw it."""
-
-    at: float  # time.time() on arrival
-    path: str
-    authorised: bool
 
 
 class ProviderData:
@@ -192,8 +170,10 @@ NEW_YORK = ZoneInfo("America/New_York")
 EVENTS_PREFIX = "/vX/reference/tickers/"
 
 
-class LocalProvider:
-    """The server, on 127.0.0.1 (`port` 0 picks a free one), in a background thread."""
+class LocalProvider(VendorServer):
+    """The server, on 127.0.0.1 (`port` 0 picks a free one), in a background thread (`VendorServer`)."""
+
+    name = "massive"
 
     def __init__(
         self,
@@ -204,48 +184,10 @@ class LocalProvider:
         seed: int = 7,
         size: str = "small",
     ):
+        super().__init__(port, api_key)
         self.data = ProviderData(start, end, seed, size)
-        self.api_key = api_key
-        self.port = port
-        self.script: list[Reply] = []
-        self.requests: list[Seen] = []
         self.not_entitled_for: set[str] = set()  # paths or tickers answered 403 NOT_AUTHORIZED
         self.aggregate_page = 50_000  # results per page of aggregates at most (a test pages with less)
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> LocalProvider:
-        provider = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (the standard library's name)
-                provider._handle(self)
-
-            def log_message(self, *args):  # quiet
-                pass
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> LocalProvider:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def _authorised(self, handler: BaseHTTPRequestHandler, query: dict[str, str]) -> bool:
         if self.api_key is None:
@@ -385,3 +327,6 @@ def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes, headers: di
         handler.wfile.write(body)
     except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
         pass
+
+
+__all__ = ["LocalProvider", "ProviderData", "Reply", "Seen"]  # Reply and Seen live in samples/server.py

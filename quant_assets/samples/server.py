@@ -12,11 +12,31 @@ import collections
 import json
 import threading
 import time
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from quant_assets.sample_rest import Reply, Seen
+
+@dataclass
+class Reply:
+    """A scripted answer: `status` with `body` and `headers` after `delay` seconds; `drop` closes the connection
+    without answering."""
+
+    status: int = 200
+    body: bytes | str = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    drop: bool = False
+
+
+@dataclass
+class Seen:
+    """One request as the server saw it."""
+
+    at: float  # time.time() on arrival
+    path: str
+    authorised: bool
 
 
 def json_reply(body: Any, status: int = 200) -> Reply:
