@@ -35,16 +35,6 @@ TICKER_EVENTS = "/vX/reference/tickers/{id}/events"
 AGGREGATES = "/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{start}/{end}"
 NEWS = "/v2/reference/news"
 AGGREGATE_LIMIT = 50_000
-AGGREGATE_FIELDS: dict[str, pl.DataType] = {
-    "o": pl.Float64(),
-    "h": pl.Float64(),
-    "l": pl.Float64(),
-    "c": pl.Float64(),
-    "v": pl.Float64(),
-    "vw": pl.Float64(),
-    "n": pl.Int64(),
-    "t": pl.Int64(),
-}
 AGGREGATE_REQUIRED = ("o", "h", "l", "c", "v", "t")
 NEWS_FIELDS: dict[str, pl.DataType] = {
     "id": pl.String(),
@@ -114,6 +104,7 @@ GROUPED_FIELDS: dict[str, pl.DataType] = {
     "t": pl.Int64(),
 }
 GROUPED_REQUIRED = ("T", "o", "h", "l", "c", "v")
+AGGREGATE_FIELDS = {name: dtype for name, dtype in GROUPED_FIELDS.items() if name != "T"}  # one symbol's bars
 
 
 class Massive:

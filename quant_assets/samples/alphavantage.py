@@ -12,8 +12,8 @@ import datetime as dt
 from collections.abc import Iterable
 
 from quant_assets.sample_rest import Reply
-from quant_assets.samples.history import DailyHistory
-from quant_assets.samples.server import VendorServer, json_reply
+from quant_assets.samples.history import HistoryServer
+from quant_assets.samples.server import json_reply
 
 DAILY_LIMIT = (
     "Thank you for using Alpha Vantage! Our standard API rate limit is 25 requests per day. Please subscribe to any "
@@ -58,25 +58,18 @@ def rsi(closes: list[float], n: int) -> list[float | None]:
     return out
 
 
-class AlphaVantageServer(VendorServer):
+class AlphaVantageServer(HistoryServer):
     name = "alphavantage"
 
     def __init__(
         self,
         start: dt.date,
         end: dt.date,
-        api_key: str | None = None,
-        port: int = 0,
-        seed: int = 7,
-        size: str = "small",
-        latency: float = 0.0,
-        per_second: int | None = None,
-        quota: int | None = None,
         premium_functions: Iterable[str] = ("TIME_SERIES_DAILY_ADJUSTED",),
         error_message_for: Iterable[str] = (),
+        **options,
     ):
-        super().__init__(port, api_key, latency, per_second, quota)
-        self.history = DailyHistory(start, end, seed, size)
+        super().__init__(start, end, **options)
         self.premium_functions = frozenset(premium_functions)
         self.error_message_for = frozenset(error_message_for)
 

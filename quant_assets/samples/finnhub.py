@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 from quant_assets.providers.symbols import from_vendor, to_vendor
 from quant_assets.sample import _stable_int
 from quant_assets.sample_rest import Reply
-from quant_assets.samples.history import DailyHistory
-from quant_assets.samples.server import VendorServer, json_reply
+from quant_assets.samples.history import HistoryServer
+from quant_assets.samples.server import json_reply
 
 NEW_YORK = ZoneInfo("America/New_York")
 MARKET_NEWS_COUNT = 30  # general market news articles, ids 1..30
@@ -26,25 +26,18 @@ def _epoch(day: dt.date, hour: int = 16) -> int:
     return int(dt.datetime.combine(day, dt.time(hour), NEW_YORK).timestamp())
 
 
-class FinnhubServer(VendorServer):
+class FinnhubServer(HistoryServer):
     name = "finnhub"
 
     def __init__(
         self,
         start: dt.date,
         end: dt.date,
-        api_key: str | None = None,
-        port: int = 0,
-        seed: int = 7,
-        size: str = "small",
-        latency: float = 0.0,
-        per_second: int | None = None,
-        quota: int | None = None,
         all_zero_for: Iterable[str] = (),
         paid_indices: bool = True,
+        **options,
     ):
-        super().__init__(port, api_key, latency, per_second, quota)
-        self.history = DailyHistory(start, end, seed, size)
+        super().__init__(start, end, **options)
         self.all_zero_for = frozenset(all_zero_for)
         self.paid_indices = paid_indices
 

@@ -12,6 +12,7 @@ from functools import cached_property, lru_cache
 from quant_assets.datasets import DATASETS
 from quant_assets.sample import SIZES, Universe
 from quant_assets.sample_rest import _grouped
+from quant_assets.samples.server import VendorServer
 from quant_assets.sessions import sessions
 
 DAILY = DATASETS["stocks_daily"]
@@ -100,3 +101,23 @@ class DailyHistory:
 @lru_cache(maxsize=512)
 def _by_ticker(universe: Universe, session: dt.date) -> dict[str, dict]:
     return {row["T"]: row for row in _grouped(universe, session)}
+
+
+class HistoryServer(VendorServer):
+    """A vendor server over `DailyHistory(start, end, seed, size)`, with `VendorServer`'s key, latency, per-second
+    limit and quota: what the Tiingo, Yahoo, Finnhub and Alpha Vantage servers share."""
+
+    def __init__(
+        self,
+        start: dt.date,
+        end: dt.date,
+        api_key: str | None = None,
+        port: int = 0,
+        seed: int = 7,
+        size: str = "small",
+        latency: float = 0.0,
+        per_second: int | None = None,
+        quota: int | None = None,
+    ):
+        super().__init__(port, api_key, latency, per_second, quota)
+        self.history = DailyHistory(start, end, seed, size)

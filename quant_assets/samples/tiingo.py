@@ -27,8 +27,8 @@ from urllib.parse import unquote
 
 from quant_assets.providers.symbols import Unsupported, from_vendor
 from quant_assets.sample_rest import Reply
-from quant_assets.samples.history import DailyHistory
-from quant_assets.samples.server import VendorServer, json_reply
+from quant_assets.samples.history import HistoryServer
+from quant_assets.samples.server import json_reply
 
 PREFIX = "/tiingo/daily/"
 OVER_QUOTA_TEXT = (
@@ -37,7 +37,7 @@ OVER_QUOTA_TEXT = (
 )
 
 
-class TiingoServer(VendorServer):
+class TiingoServer(HistoryServer):
     """Tiingo's end-of-day endpoints over `DailyHistory(start, end, seed, size)` (`end`: the vendor's last day)."""
 
     name = "tiingo"
@@ -46,18 +46,11 @@ class TiingoServer(VendorServer):
         self,
         start: dt.date,
         end: dt.date,
-        api_key: str | None = None,
-        port: int = 0,
-        seed: int = 7,
-        size: str = "small",
-        latency: float = 0.0,
-        per_second: int | None = None,
-        quota: int | None = None,
         plain_text_over_quota: bool = False,
         empty_for: Iterable[str] = (),
+        **options,
     ):
-        super().__init__(port, api_key, latency, per_second, quota)
-        self.history = DailyHistory(start, end, seed, size)
+        super().__init__(start, end, **options)
         self.plain_text_over_quota = plain_text_over_quota
         self.empty_for = frozenset(empty_for)
 

@@ -34,8 +34,8 @@ from zoneinfo import ZoneInfo
 from quant_assets.providers.symbols import Unsupported, from_vendor
 from quant_assets.sample import INDEX_TICKERS
 from quant_assets.sample_rest import Reply
-from quant_assets.samples.history import DailyHistory
-from quant_assets.samples.server import VendorServer, json_reply
+from quant_assets.samples.history import HistoryServer
+from quant_assets.samples.server import json_reply
 
 PREFIX = "/v8/finance/chart/"
 NEW_YORK = ZoneInfo("America/New_York")
@@ -49,7 +49,7 @@ def market_open(session: dt.date) -> int:
     return int(dt.datetime.combine(session, OPEN, NEW_YORK).timestamp())
 
 
-class YahooServer(VendorServer):
+class YahooServer(HistoryServer):
     """Yahoo's chart endpoint over `DailyHistory(start, end, seed, size)` (`end`: the vendor's last day)."""
 
     name = "yahoo"
@@ -58,17 +58,11 @@ class YahooServer(VendorServer):
         self,
         start: dt.date,
         end: dt.date,
-        port: int = 0,
-        seed: int = 7,
-        size: str = "small",
-        latency: float = 0.0,
-        per_second: int | None = None,
-        quota: int | None = None,
         nulls: Iterable[tuple[str, dt.date]] = (),
         null_fields: tuple[str, ...] = (*QUOTE, "adjclose"),
+        **options,
     ):
-        super().__init__(port, None, latency, per_second, quota)
-        self.history = DailyHistory(start, end, seed, size)
+        super().__init__(start, end, **options)
         self.nulls = frozenset(nulls)
         self.null_fields = null_fields
 
