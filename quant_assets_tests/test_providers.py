@@ -277,3 +277,12 @@ def test_only_the_providers_own_failures_count_against_the_breaker(server, tmp_p
             Massive(c).splits()
         assert c.breaker_state()["consecutive_failures"] == 2 and c.breaker_state()["state"] == "closed"
     assert len(server.requests) == 2
+
+
+def test_recorded_attempts_older_than_a_month_are_forgotten(tmp_path):
+    state = ProviderState(tmp_path)
+    state.record_call("massive", "k", "/x", 200, "ok", 0.01)
+    state.db.execute("UPDATE calls SET at = at - 40 * 86400")
+    state.record_call("massive", "k", "/x", 200, "ok", 0.01)
+    assert state.prune_calls() == 1 and len(state.calls(0)) == 1
+    state.close()

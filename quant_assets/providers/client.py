@@ -230,6 +230,7 @@ class ProviderClient:
         self._state.remember_policy(
             name, self._key_id, policy.daily_budget, policy.budget_timezone, policy.breaker_reset_seconds
         )
+        self._state.prune_calls()
         report = on_wait or log.info
         self._on_wait = lambda text: report(self._scrub(text))
         headers = {"Accept": "application/json", "User-Agent": "quant-assets"}

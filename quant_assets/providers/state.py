@@ -23,6 +23,8 @@ from pyrate_limiter import Duration, Limiter, Rate, SQLiteBucket
 
 from quant_assets.providers.errors import BudgetExhausted
 
+CALLS_KEPT_DAYS = 31  # attempts older than this are forgotten when a client starts
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spend (
     provider TEXT NOT NULL, key_id TEXT NOT NULL, day TEXT NOT NULL,
@@ -137,6 +139,11 @@ class ProviderState:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (provider, key, time.time(), endpoint, status, outcome, latency, waited, attempt),
         )
+
+    def prune_calls(self, days: float = CALLS_KEPT_DAYS) -> int:
+        """Forget the attempts recorded more than `days` ago (health looks at the last day): the table stays the
+        size of a month of calls. Returns how many were removed."""
+        return self.db.execute("DELETE FROM calls WHERE at < ?", (time.time() - days * 86_400,)).rowcount
 
     def calls(self, since: float) -> list[dict]:
         """The attempts and cache hits recorded since `since` (unix seconds), oldest first."""
