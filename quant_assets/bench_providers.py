@@ -54,7 +54,7 @@ def _peak_rss_mib() -> float:
 
 def _run(url: str, data: Path, tickers: list[str]) -> dict:
     """One run: every ticker through the hybrid source, the rows merged into the sessions' partitions."""
-    policy = Policy(rates=((PER_SECOND, 1.0),), rate_margin=0.05, attempts=3, backoff_initial=0.2)
+    policy = Policy(rates=((PER_SECOND, 1.0),), rate_margin=0.08, attempts=5, backoff_initial=0.2)
     cache = ResponseCache(state_dir(data))
     started = time.perf_counter()
     with ProviderClient(NAME, url, "bench-key", policy, data, auth=AUTH, cache=cache) as client:

@@ -39,6 +39,18 @@ def test_429_with_retry_after_waits_that_long_then_succeeds(server, tmp_path):
     assert second.at - first.at >= 1.0  # Retry-After: 1, not the 10 ms backoff
 
 
+def test_a_429_storm_fails_its_requests_but_never_opens_the_breaker(server, tmp_path):
+    policy = Policy(rates=((1000, 1.0),), attempts=2, backoff_initial=0.01, breaker_failures=3)
+    server.script.extend([Reply(429)] * 8)
+    with client(server.url, tmp_path, policy) as c:
+        for _ in range(4):  # eight 429s in a row: more than the breaker's three failures
+            with pytest.raises(RequestFailed, match="HTTP 429"):
+                Massive(c).splits()
+        assert c.breaker_state()["state"] == "closed"
+        assert Massive(c).splits().height == 1  # the provider was up all along
+    assert len(server.requests) == 9
+
+
 def test_a_5xx_burst_is_retried_then_succeeds(server, tmp_path):
     server.script.extend([Reply(503), Reply(500), Reply(502)])
     with client(server.url, tmp_path) as c:

@@ -176,7 +176,7 @@ class RestProvider(dg.ConfigurableResource):
     attempts: int = Field(default=5, description="Tries per request (timeouts, resets, 429 and 5xx are retried).")
     backoff_seconds: float = Field(default=0.5, description="First retry wait; doubles, with jitter, up to 30 s.")
     breaker_failures: int = Field(
-        default=10, description="Consecutive failed attempts (timeouts, resets, 429, 5xx) that open the breaker."
+        default=10, description="Consecutive failed attempts (timeouts, resets, 5xx; not 429) that open the breaker."
     )
     breaker_reset_seconds: float = Field(default=60.0, description="How long the breaker stays open.")
     max_wait_seconds: float = Field(

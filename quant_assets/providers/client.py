@@ -185,8 +185,11 @@ class _Retryable(ProviderError):
 
 
 def _counts_against_breaker(error: BaseException) -> bool:
-    """Only the provider's own trouble opens the breaker; a 404, a bad request or a spent budget does not."""
-    return isinstance(error, _Retryable)
+    """Only the provider's own trouble opens the breaker (timeouts, resets, 5xx); a 404, a bad request, a spent
+    budget does not, nor a 429: a provider that says "slower" is up, and its retries (then the next provider of a
+    hybrid chain) are the answer, not failing fast. A burst of 429s at a run's start would otherwise open the
+    breaker for every request after it."""
+    return isinstance(error, _Retryable) and error.status != 429
 
 
 class ProviderClient:
