@@ -22,10 +22,10 @@ from quant_assets.providers.client import ProviderClient
 from quant_assets.providers.errors import MalformedResponse, RequestFailed, VendorError
 from quant_assets.providers.symbols import Unsupported
 from quant_assets.sample import session_files
-from quant_assets.samples.history import DailyHistory
+from quant_assets.samples.history import INDEX_SCALE, DailyHistory
 from quant_assets.samples.server import json_reply
 from quant_assets.samples.tiingo import OVER_QUOTA_TEXT, TiingoServer
-from quant_assets.samples.yahoo import INDEX_SCALE, YahooServer, market_open
+from quant_assets.samples.yahoo import YahooServer, market_open
 from quant_assets_tests.conftest import FEB
 
 KEY = "tiingo_live_5e4d3c2b1a0f9e8d7c6b"

@@ -10,12 +10,13 @@ import datetime as dt
 from functools import cached_property, lru_cache
 
 from quant_assets.datasets import DATASETS
-from quant_assets.sample import SIZES, Universe
+from quant_assets.sample import INDEX_TICKERS, SIZES, Universe
 from quant_assets.sample_rest import _grouped
 from quant_assets.samples.server import VendorServer
 from quant_assets.sessions import sessions
 
 DAILY = DATASETS["stocks_daily"]
+INDEX_SCALE = {"SPX": 25.0, "NDX": 90.0, "DJI": 200.0, "VIX": 0.2, "RUT": 10.0}
 
 
 class DailyHistory:
@@ -80,6 +81,33 @@ class DailyHistory:
                     "dividend": self.dividend(ticker, day), "split_factor": self.split_factor(ticker, day),
                 }
             )  # fmt: skip
+        return out
+
+    def index_bars(self, ticker: str) -> list[dict]:
+        """An index's (`I:SPX`) synthetic bars, oldest first, in `bars`' shape: each session's open/high/low/close is
+        `INDEX_SCALE[name]` x the mean of the stable universe's raw open/high/low/close that day (2 decimals), its
+        volume their total; no events, `adj_close` = close. Empty for a ticker that is not an index."""
+        return self._indices.get(ticker, [])
+
+    @cached_property
+    def _indices(self) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = {ticker: [] for ticker in INDEX_TICKERS}
+        for session in self.sessions:
+            day = [bar for ticker, bar in self.session_bars(session).items() if ticker in self.tickers]
+            if not day:
+                continue
+            means = {
+                name: sum(bar[key] for bar in day) / len(day)
+                for name, key in zip(("open", "high", "low", "close"), "ohlc")
+            }
+            volume = float(sum(bar["v"] for bar in day))
+            for ticker in INDEX_TICKERS:
+                scale = INDEX_SCALE.get(ticker[2:], 1.0)
+                prices = {name: round(mean * scale, 2) for name, mean in means.items()}
+                out[ticker].append(
+                    {"date": session, **prices, "volume": volume, "adj_close": prices["close"], "dividend": 0.0,
+                     "split_factor": 1.0}
+                )  # fmt: skip
         return out
 
     def _adjustment(self, ticker: str, session: dt.date) -> tuple[float, float]:

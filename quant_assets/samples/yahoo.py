@@ -12,9 +12,10 @@ form (`BRK-B`, `^GSPC`), read back with `symbols.from_vendor`. As Yahoo does, op
 adjusted for every split up to the server's last day (`end`), not for dividends; `adjclose` for both (the
 history's `adj_close`); dividends and splits come as events. An unknown ticker: 404 with `chart.error`.
 
-Indices (`^GSPC`, `^NDX`, `^DJI`, `^VIX`, `^RUT`: the universe's `I:` tickers) are a synthetic series derived from
-the stock universe: each session's open/high/low/close is `INDEX_SCALE[name]` x the mean of the stable universe's
-raw open/high/low/close that day (rounded to 2 decimals), its volume their total; no events, `adjclose` = close.
+Indices (`^GSPC`, `^NDX`, `^DJI`, `^VIX`, `^RUT`: the universe's `I:` tickers) are `DailyHistory.index_bars`, a
+synthetic series derived from the stock universe: each session's open/high/low/close is `INDEX_SCALE[name]` x the
+mean of the stable universe's raw open/high/low/close that day (rounded to 2 decimals), its volume their total; no
+events, `adjclose` = close.
 
 Quirks: `per_second` (and `quota`) answered as Yahoo's 429 storms are, `429 Too Many Requests` in plain text;
 `nulls`, (ticker, session) pairs (canonical) whose quote and adjclose are null that day (`null_fields` narrows
@@ -26,7 +27,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from fractions import Fraction
-from functools import cached_property
 from typing import Any
 from urllib.parse import unquote
 from zoneinfo import ZoneInfo
@@ -41,7 +41,6 @@ PREFIX = "/v8/finance/chart/"
 NEW_YORK = ZoneInfo("America/New_York")
 OPEN = dt.time(9, 30)
 QUOTE = ("open", "high", "low", "close", "volume")
-INDEX_SCALE = {"SPX": 25.0, "NDX": 90.0, "DJI": 200.0, "VIX": 0.2, "RUT": 10.0}
 
 
 def market_open(session: dt.date) -> int:
@@ -99,26 +98,7 @@ class YahooServer(HistoryServer):
         return out[::-1]
 
     def _index(self, ticker: str) -> list[dict[str, Any]]:
-        return self._indices[ticker]
-
-    @cached_property
-    def _indices(self) -> dict[str, list[dict[str, Any]]]:
-        """Every index's synthetic series (see the module docstring)."""
-        out: dict[str, list[dict[str, Any]]] = {ticker: [] for ticker in INDEX_TICKERS}
-        for session in self.history.sessions:
-            day = [bar for ticker, bar in self.history.session_bars(session).items() if ticker in self.history.tickers]
-            if not day:
-                continue
-            means = {name: sum(bar[key] for bar in day) / len(day) for name, key in zip(QUOTE[:4], "ohlc")}
-            volume = float(sum(bar["v"] for bar in day))
-            for ticker in INDEX_TICKERS:
-                scale = INDEX_SCALE.get(ticker[2:], 1.0)
-                prices = {name: round(mean * scale, 2) for name, mean in means.items()}
-                out[ticker].append(
-                    {"date": session, **prices, "volume": volume, "adj_close": prices["close"], "dividend": 0.0,
-                     "split_factor": 1.0}
-                )  # fmt: skip
-        return out
+        return self.history.index_bars(ticker)
 
     def _result(self, ticker: str, vendor: str, bars: list[dict[str, Any]]) -> dict[str, Any]:
         index = ticker in INDEX_TICKERS
