@@ -166,6 +166,7 @@ LIST_ENDPOINTS: dict[str, tuple[Callable[[ProviderData], list[dict]], str]] = {
 GROUPED_PREFIX = "/v2/aggs/grouped/locale/us/market/stocks/"
 AGGREGATES_PREFIX = "/v2/aggs/ticker/"
 NEWS_PATH = "/v2/reference/news"
+SNAPSHOT_PATH = "/v3/snapshot"
 NEW_YORK = ZoneInfo("America/New_York")
 EVENTS_PREFIX = "/vX/reference/tickers/"
 
@@ -229,6 +230,8 @@ class LocalProvider(VendorServer):
             return _send_json(handler, 200, self._aggregates(parts.path, query, request_id))
         if parts.path == NEWS_PATH:
             return _send_json(handler, 200, self._news(query, request_id))
+        if parts.path == SNAPSHOT_PATH:
+            return _send_json(handler, 200, self._snapshot(query, request_id))
         if parts.path.startswith(GROUPED_PREFIX):
             try:
                 session = dt.date.fromisoformat(parts.path.removeprefix(GROUPED_PREFIX))
@@ -258,6 +261,33 @@ class LocalProvider(VendorServer):
         ]  # fmt: skip
         return self._paged(path, query, request_id, results, {"ticker": ticker, "adjusted": adjusted,
                                                                "queryCount": len(results)})  # fmt: skip
+
+    def _snapshot(self, query: dict[str, str], request_id: str) -> dict[str, Any]:
+        """`/v3/snapshot?ticker.any_of=A,B`: each ticker's last session of the history as its snapshot (a stock's
+        `session` and `last_trade`, an index's `value`), updated at that session's close; an unknown ticker gets a
+        result with `error: NOT_FOUND`, as the vendor answers it."""
+        results = []
+        for ticker in filter(None, query.get("ticker.any_of", "").split(",")):
+            history = self.data.history
+            index = ticker.startswith("I:")
+            bars = history.index_bars(ticker) if index else history.bars(ticker, history.start, history.end)
+            if len(bars) < 2:
+                results.append({"ticker": ticker, "error": "NOT_FOUND", "message": "Ticker not found."})
+                continue
+            last, before = bars[-1], bars[-2]
+            closed = dt.datetime.combine(last["date"], dt.time(16), NEW_YORK)
+            change = round(last["close"] - before["close"], 4)
+            day = {"open": last["open"], "high": last["high"], "low": last["low"], "close": last["close"],
+                   "volume": last["volume"], "previous_close": before["close"], "change": change,
+                   "change_percent": round(change / before["close"] * 100, 4)}  # fmt: skip
+            result = {"ticker": ticker, "type": "indices" if index else "stocks", "market_status": "closed",
+                      "session": day, "last_updated": int(closed.timestamp()) * 10**9}  # fmt: skip
+            if index:
+                result["value"] = last["close"]
+            else:
+                result["last_trade"] = {"price": last["close"], "size": 100, "sip_timestamp": result["last_updated"]}
+            results.append(result)
+        return {"results": results, "status": "OK", "request_id": request_id}
 
     def _news(self, query: dict[str, str], request_id: str) -> dict[str, Any]:
         """`/v2/reference/news`: one synthetic article per ticker per Monday session (of `ticker`, or all), oldest

@@ -252,6 +252,20 @@ class ProviderClient:
         """A short hash of the key (`state.key_id`), never the key."""
         return self._key_id
 
+    def budget_day(self) -> dt.date:
+        """Today in the budget's time zone (by the client's clock): the day spending is charged to."""
+        return self._clock().astimezone(ZoneInfo(self.policy.budget_timezone)).date()
+
+    def requests_left_today(self) -> int | None:
+        """How many more requests today's budget allows, across every process (None: no budget, or free requests):
+        what a job plans its work with, so that the budget is never what stops it."""
+        policy = self.policy
+        if policy.daily_budget is None or policy.cost_per_request <= 0:
+            return None
+        rows = self._state.spending(self.budget_day())
+        spent = sum(r["cost"] for r in rows if r["provider"] == self.name and r["key_id"] == self._key_id)
+        return max(0, int((policy.daily_budget - spent + 1e-9) // policy.cost_per_request))
+
     @property
     def _state(self) -> ProviderState:
         state = getattr(self._local, "state", None)
@@ -432,7 +446,7 @@ class ProviderClient:
         until = opened + dt.timedelta(seconds=self.policy.breaker_reset_seconds) if opened else None
         if self._storage.state == pybreaker.STATE_OPEN and until and self._clock() < until:
             raise self._circuit_open(endpoint, until)  # before the budget: nothing is spent on a call not made
-        today = self._clock().astimezone(ZoneInfo(self.policy.budget_timezone)).date()
+        today = self.budget_day()
         self._state.charge(self.name, self._key_id, today, self.policy.cost_per_request, self.policy.daily_budget)
         try:
             self._slot(endpoint)

@@ -34,6 +34,10 @@ GROUPED_DAILY = "/v2/aggs/grouped/locale/us/market/stocks/{date}"
 TICKER_EVENTS = "/vX/reference/tickers/{id}/events"
 AGGREGATES = "/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{start}/{end}"
 NEWS = "/v2/reference/news"
+SNAPSHOT = "/v3/snapshot"  # the unified snapshot (stocks and indices); its field set is not confirmed here
+SNAPSHOT_FIELDS: dict[str, pl.DataType] = {
+    name: pl.Float64() for name in ("price", "change", "change_percent", "open", "high", "low", "previous_close")
+} | {"last_updated": pl.Int64()}
 AGGREGATE_LIMIT = 50_000
 AGGREGATE_REQUIRED = ("o", "h", "l", "c", "v", "t")
 NEWS_FIELDS: dict[str, pl.DataType] = {
@@ -240,6 +244,26 @@ class Massive:
         frame = raw.select(session, "open", "high", "low", "close", "volume").join(adj, on="date", how="left")
         return as_bars(frame.filter(pl.col("date").is_between(start, end)), symbol), self.set_aside[before:]
 
+    def quote(self, symbol: str, caching: Caching | None = None) -> dict[str, Any] | None:
+        """`symbol`'s latest quote from the unified snapshot, in Finnhub's quote shape (price, change,
+        change_percent, high, low, open, previous_close, `time` UTC, `symbol`); None when Massive has no data for it
+        (no result, or the result's `error`, e.g. NOT_FOUND). Indices as `I:SPX`."""
+        vendor = to_vendor(symbol, NAME)
+        where = f"{NAME} {SNAPSHOT} ({symbol} as {vendor})"
+        check = _results_check(where)
+        answer = self.client.get_json(SNAPSHOT, {"ticker.any_of": vendor}, endpoint=SNAPSHOT, caching=caching,
+                                      check=check)  # fmt: skip
+        check(answer)
+        found = [r for r in answer.get("results") or [] if isinstance(r, Mapping) and r.get("ticker") == vendor]
+        if not found or found[0].get("error"):
+            return None
+        frame = self._typed([_snapshot_row(found[0])], SNAPSHOT_FIELDS, ("price", "last_updated"), where, tickers=())
+        if not frame.height:
+            raise MalformedResponse(f"{where}: the snapshot is not usable: {self.set_aside[-1]}")
+        row = frame.row(0, named=True)
+        time = dt.datetime.fromtimestamp(row.pop("last_updated") / 1e9, dt.UTC)
+        return row | {"symbol": symbol, "time": time}
+
     def news(
         self, ticker: str | None = None, published_gte: dt.datetime | dt.date | None = None,
         limit: int = PAGE_LIMIT, caching: Caching | None = None,
@@ -279,6 +303,16 @@ class Massive:
                   "keywords": pl.List(pl.String()), "insights": pl.List(INSIGHT)}  # fmt: skip
         lists = pl.DataFrame(extras, schema=schema).unique("id", keep="first", maintain_order=True)
         return frame.join(lists, on="id", how="left", maintain_order="left")
+
+
+def _snapshot_row(result: Mapping) -> dict[str, Any]:
+    """One unified-snapshot result in `SNAPSHOT_FIELDS`: a stock's price is its last trade (else the session's
+    close), an index's its `value`; `last_updated` in nanoseconds."""
+    day = result.get("session") if isinstance(result.get("session"), Mapping) else {}
+    trade = result.get("last_trade") if isinstance(result.get("last_trade"), Mapping) else {}
+    price = result.get("value", trade.get("price", day.get("close")))
+    row = {name: day.get(name) for name in ("change", "change_percent", "open", "high", "low", "previous_close")}
+    return row | {"price": price, "last_updated": result.get("last_updated")}
 
 
 def _results_check(where: str):
