@@ -59,6 +59,10 @@ them and the one place each default is defined, for the code location and the `q
                               flat-file subscription)
     QUANT_ASSETS_DAILY_BARS_PROVIDERS  the providers of rest_stocks_daily, in order, cheapest first after the cache
                               (default: tiingo,massive,yahoo)
+    QUANT_ASSETS_AUDIT_RETENTION_DAYS  days of providers' raw responses kept in the audit zone
+                              (data/raw/providers/; default 90; 0 keeps them all); pruned after each provider job
+    QUANT_ASSETS_NOW          fixes the provider jobs' clock (an ISO 8601 time): budgets, cursors, as-of versions
+                              and snapshot slots read it (tests, replays); unset: the real time
 
 A pure module: no Dagster import; `defs/resources.py` turns these settings into resources.
 """
@@ -83,6 +87,7 @@ REST_PROVIDERS: dict[str, tuple[str, str, str | None]] = {
 }
 DAILY_BARS_SOURCES = ("flatfiles", "rest")
 DEFAULT_DAILY_BARS_PROVIDERS = ("tiingo", "massive", "yahoo")
+DEFAULT_AUDIT_RETENTION_DAYS = 90
 UNIVERSES_ENV = "QUANT_ASSETS_UNIVERSES"
 # The sample data is February 2026: from here its month is a visible part of the partition bar. A real history
 # sets QUANT_ASSETS_START_DATE to its first session.
@@ -144,6 +149,7 @@ class Settings:
     provider_keys_set: frozenset[str] = frozenset()  # providers whose key variable is set (values via EnvVar only)
     daily_bars: str = "flatfiles"  # where enriched_stocks_daily takes its bars: flatfiles or rest
     daily_bars_providers: tuple[str, ...] = DEFAULT_DAILY_BARS_PROVIDERS
+    audit_retention_days: int = DEFAULT_AUDIT_RETENTION_DAYS
 
     @property
     def rest_configured(self) -> bool:
@@ -227,6 +233,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         provider_keys_set=frozenset(n for n, (_, _, key) in REST_PROVIDERS.items() if key and env.get(key, "").strip()),
         daily_bars=daily_bars,
         daily_bars_providers=chain,
+        audit_retention_days=number("QUANT_ASSETS_AUDIT_RETENTION_DAYS", DEFAULT_AUDIT_RETENTION_DAYS, int, minimum=0),
     )
 
 

@@ -11,6 +11,7 @@ import dagster as dg
 import httpx
 from pydantic import Field
 
+from quant_assets.clock import now
 from quant_assets.defs.cluster import SessionCluster
 from quant_assets.errors import DataFolderError, check_writable_folder
 from quant_assets.providers.cache import ResponseCache
@@ -223,7 +224,9 @@ class RestProvider(dg.ConfigurableResource):
         cache: ResponseCache | None = None,
     ) -> ProviderClient:
         """A client of this provider, its state, audit files and cache under `data_root`."""
-        return ProviderClient(name, self.base_url, self.api_key, self.policy(), data_root, log, auth=auth, cache=cache)
+        return ProviderClient(
+            name, self.base_url, self.api_key, self.policy(), data_root, log, auth=auth, cache=cache, clock=now
+        )
 
 
 class MassiveRest(RestProvider):

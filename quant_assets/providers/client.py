@@ -34,6 +34,7 @@ carries the key.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email.utils
 import hashlib
@@ -41,6 +42,7 @@ import itertools
 import json
 import logging
 import math
+import shutil
 import threading
 import time
 import uuid
@@ -141,6 +143,27 @@ class ClientStats:
             "latency_p95_ms": _percentile_ms(self.latencies, 0.95),
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
         }
+
+
+def prune_audit(data_root: str | Path, keep_days: int, today: dt.date) -> int:
+    """Remove the audit trail's day folders (`raw/providers/<provider>/YYYY/MM/DD/`) older than `keep_days` before
+    `today` (0 keeps everything), and the month and year folders left empty. Returns the files removed."""
+    if keep_days <= 0:
+        return 0
+    oldest, removed = today - dt.timedelta(days=keep_days), 0
+    root = Path(data_root) / "raw" / "providers"
+    for day in sorted(root.glob("*/[0-9][0-9][0-9][0-9]/[0-9][0-9]/[0-9][0-9]")):
+        try:
+            dated = dt.date(int(day.parent.parent.name), int(day.parent.name), int(day.name))
+        except ValueError:
+            continue  # not a folder the client wrote
+        if dated < oldest:
+            removed += sum(1 for f in day.iterdir() if f.is_file())
+            shutil.rmtree(day)
+            for empty in (day.parent, day.parent.parent):
+                with contextlib.suppress(OSError):
+                    empty.rmdir()
+    return removed
 
 
 def _percentile_ms(values: list[float], share: float) -> float | None:
