@@ -324,3 +324,33 @@ def test_a_symbol_a_provider_cannot_serve_is_skipped_with_a_note(vendors):
     assert out.failed == ["'a/b': ticker 'a/b' is not a vendor symbol (letters, digits, '.' or '-' between parts, "
                           "an optional X:/C:/I:/O: prefix)"]  # fmt: skip
     assert out.asked == 0 and vendors.massive_server.requests == [] and read_news(vendors.lake).collect().height == 0
+
+
+def test_an_answer_the_provider_module_cannot_read_fails_its_stream_alone(vendors):
+    """An id past Int64 (1e300 is valid JSON) makes `Finnhub.company_news` raise OverflowError: that stream fails,
+    named, and keeps no cursor; Massive's articles of the same symbol land."""
+    too_big = [{"category": "company", "datetime": _epoch(MONDAYS[0], 9), "headline": "H", "id": 1e300,
+                "related": "AAPL", "source": "Wire", "summary": "S", "url": "https://news.example/big"}]  # fmt: skip
+    vendors.finnhub_server.script.append(Reply(200, json.dumps(too_big), {"Content-Type": "application/json"}))
+    out = collect_company_news(vendors.providers, ["AAPL"], vendors.lake, NOW)
+    assert [line.split(": ")[:3] for line in out.failed] == [["AAPL", "finnhub", "OverflowError"]]
+    assert held(vendors.lake).to_dicts() == table([company_row("AAPL", d, ("massive",)) for d in MONDAYS]).to_dicts()
+    assert set(read_cursors(vendors.lake)) == {("massive", "company:AAPL")}
+
+
+def test_an_unknown_provider_or_a_naive_now_is_refused(vendors, tmp_path):
+    with pytest.raises(ValueError, match="unknown providers 'tiingo'; known: massive, finnhub"):
+        collect_company_news({"tiingo": object()}, ["AAPL"], tmp_path, NOW)
+    with pytest.raises(ValueError, match="must carry its time zone"):
+        collect_market_news(vendors.providers, tmp_path, NOW.replace(tzinfo=None))
+
+
+def test_damaged_cursors_mean_asking_from_the_lookback_again(vendors):
+    collect_company_news(vendors.providers, ["AAPL"], vendors.lake, NOW)
+    first = held(vendors.lake)
+    (vendors.lake / "news/_cursors.parquet").write_bytes(b"not parquet")
+    vendors.finnhub_server.requests.clear()
+    again = collect_company_news(vendors.providers, ["AAPL"], vendors.lake, LATER)
+    assert [q["from"] for q in queries(vendors.finnhub_server, "/api/v1/company-news")] == [str(FIRST_DAY)]
+    assert again.failed == [] and again.rows == 0 and held(vendors.lake).equals(first)
+    assert read_cursors(vendors.lake)[("finnhub", "company:AAPL")].day == MONDAYS[-1]  # written anew

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ from quant_assets.providers.symbols import Unsupported, from_vendor
 from quant_assets.service.summary import Collected, concurrently
 
 DATASET = "news"
+log = logging.getLogger(__name__)
 NEW_YORK = ZoneInfo("America/New_York")
 SENTIMENT = pl.Struct({"ticker": pl.String(), "sentiment": pl.String(), "reasoning": pl.String()})
 SCHEMA: dict[str, pl.DataType] = {
@@ -135,11 +137,9 @@ def cursors_path(lake_root: str | Path) -> Path:
 
 
 def read_cursors(lake_root: str | Path) -> dict[tuple[str, str], Cursor]:
-    """Every stream's cursor, by (provider, stream); none when the file is missing (a first run)."""
-    path = cursors_path(lake_root)
-    if not path.exists():
-        return {}
-    frame = pl.read_parquet(path)
+    """Every stream's cursor, by (provider, stream); none when the file is missing (a first run) or cannot be read
+    (every stream is then asked from its lookback again, which de-duplication makes safe)."""
+    frame = _cursor_frame(cursors_path(lake_root))
     return {(r["provider"], r["stream"]): Cursor(r["published"], r["day"], r["last_id"])
             for r in frame.iter_rows(named=True)}  # fmt: skip
 
@@ -193,7 +193,7 @@ def collect_market_news(
             streams.append(Stream(provider, MASSIVE_MARKET))
         else:
             streams += [Stream(provider, f"market:{c}", category=c) for c in dict.fromkeys(categories)]
-    _collect(providers, streams, Path(lake_root), now, lookback_days, 1, force, out)
+    _collect(providers, streams, Path(lake_root), now, lookback_days, len(streams), force, out)
     return out
 
 
@@ -462,7 +462,7 @@ def _advance_cursors(lake_root: Path, moved: Mapping[tuple[str, str], Cursor], n
     """Move the cursors of `moved`'s streams forward (never back), atomically, when one moved; the other streams'
     stay."""
     path = cursors_path(lake_root)
-    held = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=CURSOR_SCHEMA)
+    held = _cursor_frame(path)
     rows = {(r["provider"], r["stream"]): r for r in held.iter_rows(named=True)}
     changed = False
     for (provider, stream), cursor in moved.items():
@@ -476,3 +476,13 @@ def _advance_cursors(lake_root: Path, moved: Mapping[tuple[str, str], Cursor], n
                                     "day": new.day, "last_id": new.last_id, "updated_at": now}  # fmt: skip
     if changed:  # a run that found nothing new writes nothing
         replace_parquet(pl.DataFrame([rows[k] for k in sorted(rows)], schema=CURSOR_SCHEMA), path)
+
+
+def _cursor_frame(path: Path) -> pl.DataFrame:
+    try:
+        return pl.read_parquet(path).select(list(CURSOR_SCHEMA)).cast(CURSOR_SCHEMA)
+    except FileNotFoundError:
+        return pl.DataFrame(schema=CURSOR_SCHEMA)
+    except Exception as error:  # a damaged file: polars and arrow raise several kinds
+        log.warning("news: the cursors in %s cannot be read (%s); every stream is asked from its lookback", path, error)
+        return pl.DataFrame(schema=CURSOR_SCHEMA)
