@@ -350,7 +350,9 @@ def _publish(
         kept = read_ledger(root, spec.name).join(entries.select("symbol", "asof"), on=["symbol", "asof"], how="anti")
         replace_parquet(pl.concat([kept, entries]).sort("symbol", "asof"), ledger)
     unchanged = len(answers) - len(changed) - len(collected.missing)
-    collected.notes.append(f"{len(changed)} new versions as of {day}, {unchanged} unchanged")
+    collected.notes.append(
+        f"as of {day}: {len(changed)} changed, {unchanged} unchanged, {len(collected.missing)} without rows"
+    )
 
 
 def _same(spec: Versioned, old: pl.DataFrame | None, new: pl.DataFrame) -> bool:
