@@ -143,7 +143,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-SAMPLE_PROVIDERS = ("massive", "tiingo", "yahoo")  # `sample-rest --providers`, on --port, --port + 1, ...
+SAMPLE_PROVIDERS = ("massive", "tiingo", "yahoo", "finnhub", "alphavantage")  # on --port, --port + 1, ...
 
 
 def cmd_sample_rest(args: argparse.Namespace) -> int:
@@ -151,6 +151,8 @@ def cmd_sample_rest(args: argparse.Namespace) -> int:
     import threading
 
     from quant_assets.sample_rest import LocalProvider
+    from quant_assets.samples.alphavantage import AlphaVantageServer
+    from quant_assets.samples.finnhub import FinnhubServer
     from quant_assets.samples.tiingo import TiingoServer
     from quant_assets.samples.yahoo import YahooServer
 
@@ -168,8 +170,12 @@ def cmd_sample_rest(args: argparse.Namespace) -> int:
                 quota = args.tiingo_quota or None
                 server = TiingoServer(args.start, args.end, port=port, seed=args.seed, quota=quota,
                                       plain_text_over_quota=True)  # fmt: skip
-            else:
+            elif name == "yahoo":
                 server = YahooServer(args.start, args.end, port=port, seed=args.seed)
+            elif name == "finnhub":
+                server = FinnhubServer(args.start, args.end, port=port, seed=args.seed)
+            else:
+                server = AlphaVantageServer(args.start, args.end, port=port, seed=args.seed)
             servers.append(server.start())
             print(f"serving the {name} REST API for {args.start}..{args.end} on {server.url}", flush=True)
         stop = threading.Event()
@@ -236,6 +242,51 @@ def cmd_universes(args: argparse.Namespace) -> int:
     data = shown.history_data(store, name)
     print(json.dumps(data, indent=1) if args.json else shown.history_text(data))
     return 0
+
+
+def cmd_run_or_list(args: argparse.Namespace) -> int:
+    if args.list or not args.job:
+        from quant_assets.defs.service import JOBS
+
+        for job in JOBS:
+            cron = job.cron if isinstance(job.cron, str) else " and ".join(job.cron)
+            print(f"{job.name:36} {job.dataset:18} {job.scope:10} {','.join(job.providers):24} {cron} (New York)")
+        return 0
+    return cmd_run(args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from quant_assets.defs.service import JOBS, run_job
+
+    jobs = {job.name: job for job in JOBS}
+    if args.job not in jobs:
+        raise ValueError(f"no market-data job {args.job!r}: `quant-assets run --list` lists them")
+    try:
+        instance = dg.DagsterInstance.get()
+    except dg.DagsterInvariantViolationError:
+        raise ValueError("DAGSTER_HOME is not set: set it (make does) so that the run shows in the UI") from None
+    summary = run_job(jobs[args.job], instance, scope=args.scope, partition=args.partition, force=args.force)
+    print(json.dumps(summary, indent=1, default=str) if args.json else summary_text(summary))
+    return 0 if summary["success"] else 1
+
+
+def summary_text(summary: dict) -> str:
+    served = ", ".join(f"{k} {v}" for k, v in summary.get("served_by_provider", {}).items()) or "none"
+    lines = [
+        f"{summary['job']} ({summary['dataset']} for {summary['scope']}): "
+        f"{'succeeded' if summary['success'] else 'FAILED'}, run {summary['run_id']}",
+        f"  asked {summary.get('symbols_asked', 0)}, held already {summary.get('skipped_as_held', 0)}, served: "
+        f"{served}, failed {summary.get('failed', 0)}, no data {summary.get('missing', 0)}",
+        f"  {summary.get('rows_written', 0)} rows in {summary.get('files_written', 0)} files; "
+        f"{summary.get('requests', 0)} requests, cost {summary.get('cost', 0):g}, {summary.get('seconds', 0):.1f} s",
+    ]
+    lines += [f"  failed: {line}" for line in summary.get("failed_sample", [])]
+    lines += [f"  note: {line}" for line in summary.get("notes", [])]
+    if summary.get("error"):
+        lines.append(f"  error: {summary['error']}")
+    return "\n".join(lines)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -413,6 +464,23 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"folder of the universe files (QUANT_ASSETS_UNIVERSES; default: {settings.universes_dir})",
     )
     universes.set_defaults(func=cmd_universes)
+
+    run = commands.add_parser(
+        "run",
+        help="run one market-data job now (quotes, news, fundamentals, earnings, indicators, EOD prices)",
+        description="Run a job of the market-data registry (defs/service.py JOBS) now, on the configured Dagster "
+        "instance (DAGSTER_HOME), so the run shows in the UI; prints its summary: symbols asked, held already, "
+        "served per provider, failed with reason, rows, requests, cost, seconds. A session-partitioned job (quotes, "
+        "EOD prices) runs for the current session unless --partition says otherwise. `--list` lists the jobs with "
+        "their schedules. The same runs: `dagster job execute -m quant_assets.definitions -j JOB`.",
+    )
+    run.add_argument("job", nargs="?", default=None, help="the job, e.g. finnhub_quote_active")
+    run.add_argument("--scope", default=None, help="another universe than the job's own (news: `market`)")
+    run.add_argument("--partition", default=None, metavar="YYYY-MM-DD", help="the session, for quotes and EOD prices")
+    run.add_argument("--force", action="store_true", help="ask again what is held (cursors, versions, snapshots)")
+    run.add_argument("--list", action="store_true", help="list the jobs, their data and schedules")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.set_defaults(func=cmd_run_or_list)
 
     ui = commands.add_parser(
         "ui",

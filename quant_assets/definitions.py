@@ -19,6 +19,7 @@ from quant_assets.defs.reference import reference_defs
 from quant_assets.defs.resources import resources_from
 from quant_assets.defs.rest import rest_defs
 from quant_assets.defs.sensors import sensor_defs
+from quant_assets.defs.service import service_defs
 from quant_assets.defs.universes import universes_defs
 from quant_assets.settings import Settings, from_env
 
@@ -40,6 +41,7 @@ def build_definitions(datasets: list[Dataset], settings: Settings) -> dg.Definit
         qlib_defs(datasets, settings.qlib_features, universes=True, bars=settings.daily_bars),
         rest_defs(settings.daily_bars_providers),
         universes_defs(settings),
+        service_defs(),
         operations_defs(),
         sensor_defs(
             chain_keys(datasets, enriched_layers),

@@ -87,6 +87,8 @@ class SampleSize:
 
 SIZES = {
     "small": SampleSize("small", stocks=60, activity=0.08, strikes=2, expirations=2),
+    # A universe past a hundred symbols (a watchlist) that still generates in a second or two.
+    "medium": SampleSize("medium", stocks=150, activity=0.08, strikes=2, expirations=2),
     # About the real volume: ~12k tickers in day aggregates and ~2M rows in one day of minute aggregates; ~25M stock
     # trades a day (the vendor has ~70M). Quotes are kept at about the trades' count (the vendor's ~400M would not
     # fit a test machine).

@@ -61,6 +61,10 @@ them and the one place each default is defined, for the code location and the `q
                               (default: tiingo,massive,yahoo)
     QUANT_ASSETS_AUDIT_RETENTION_DAYS  days of providers' raw responses kept in the audit zone
                               (data/raw/providers/; default 90; 0 keeps them all); pruned after each provider job
+    QUANT_ASSETS_PROVIDER_LIMITS  a provider plan's limits and prices over the documented defaults, as
+                              `provider.field=value` pairs, comma-separated (fields: per_second, per_minute, per_hour,
+                              per_day, cost_per_request, daily_budget, max_wait_seconds; `none` removes a limit),
+                              e.g. `tiingo.per_hour=10000,alphavantage.daily_budget=none`
     QUANT_ASSETS_NOW          fixes the provider jobs' clock (an ISO 8601 time): budgets, cursors, as-of versions
                               and snapshot slots read it (tests, replays); unset: the real time
 
@@ -88,6 +92,8 @@ REST_PROVIDERS: dict[str, tuple[str, str, str | None]] = {
 DAILY_BARS_SOURCES = ("flatfiles", "rest")
 DEFAULT_DAILY_BARS_PROVIDERS = ("tiingo", "massive", "yahoo")
 DEFAULT_AUDIT_RETENTION_DAYS = 90
+LIMIT_FIELDS = ("per_second", "per_minute", "per_hour", "per_day", "cost_per_request", "daily_budget",
+                "max_wait_seconds")  # fmt: skip
 UNIVERSES_ENV = "QUANT_ASSETS_UNIVERSES"
 # The sample data is February 2026: from here its month is a visible part of the partition bar. A real history
 # sets QUANT_ASSETS_START_DATE to its first session.
@@ -150,6 +156,7 @@ class Settings:
     daily_bars: str = "flatfiles"  # where enriched_stocks_daily takes its bars: flatfiles or rest
     daily_bars_providers: tuple[str, ...] = DEFAULT_DAILY_BARS_PROVIDERS
     audit_retention_days: int = DEFAULT_AUDIT_RETENTION_DAYS
+    provider_limits: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     @property
     def rest_configured(self) -> bool:
@@ -233,8 +240,33 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         provider_keys_set=frozenset(n for n, (_, _, key) in REST_PROVIDERS.items() if key and env.get(key, "").strip()),
         daily_bars=daily_bars,
         daily_bars_providers=chain,
+        provider_limits=provider_limits(get("QUANT_ASSETS_PROVIDER_LIMITS", "")),
         audit_retention_days=number("QUANT_ASSETS_AUDIT_RETENTION_DAYS", DEFAULT_AUDIT_RETENTION_DAYS, int, minimum=0),
     )
+
+
+def provider_limits(text: str) -> dict[str, dict[str, float | None]]:
+    """`QUANT_ASSETS_PROVIDER_LIMITS` as {provider: {field: value}}; ValueError naming the pair that is wrong."""
+    out: dict[str, dict[str, float | None]] = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = pair.partition("=")
+        provider, _, limit = name.strip().lower().partition(".")
+        if provider not in ("massive", *REST_PROVIDERS) or limit not in LIMIT_FIELDS or not value.strip():
+            raise ValueError(
+                f"QUANT_ASSETS_PROVIDER_LIMITS: {pair!r} is not provider.field=value (providers: massive, "
+                f"{', '.join(REST_PROVIDERS)}; fields: {', '.join(LIMIT_FIELDS)})"
+            )
+        value = value.strip().lower()
+        try:
+            number = None if value == "none" else float(value)
+        except ValueError:
+            raise ValueError(f"QUANT_ASSETS_PROVIDER_LIMITS: {pair!r}: {value!r} is not a number or none") from None
+        if number is not None and (number < 0 or number != number or number == float("inf")):
+            raise ValueError(f"QUANT_ASSETS_PROVIDER_LIMITS: {pair!r}: a limit is a finite number >= 0")
+        if number is not None and limit.startswith("per_"):
+            number = int(number)
+        out.setdefault(provider, {})[limit] = number
+    return out
 
 
 def sensors_running(text: str) -> bool:

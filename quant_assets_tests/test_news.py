@@ -326,16 +326,17 @@ def test_a_symbol_a_provider_cannot_serve_is_skipped_with_a_note(vendors):
     assert out.asked == 0 and vendors.massive_server.requests == [] and read_news(vendors.lake).collect().height == 0
 
 
-def test_an_answer_the_provider_module_cannot_read_fails_its_stream_alone(vendors):
-    """An id past Int64 (1e300 is valid JSON) makes `Finnhub.company_news` raise OverflowError: that stream fails,
-    named, and keeps no cursor; Massive's articles of the same symbol land."""
+def test_an_id_past_int64_is_set_aside_and_the_stream_lands(vendors):
+    """An id of 1e300 is valid JSON and a whole number, but no Int64: the article is set aside with its reason
+    (`typed_frame`), never an OverflowError that would fail the stream; Massive's articles of the symbol land."""
     too_big = [{"category": "company", "datetime": _epoch(MONDAYS[0], 9), "headline": "H", "id": 1e300,
                 "related": "AAPL", "source": "Wire", "summary": "S", "url": "https://news.example/big"}]  # fmt: skip
     vendors.finnhub_server.script.append(Reply(200, json.dumps(too_big), {"Content-Type": "application/json"}))
     out = collect_company_news(vendors.providers, ["AAPL"], vendors.lake, NOW)
-    assert [line.split(": ")[:3] for line in out.failed] == [["AAPL", "finnhub", "OverflowError"]]
+    assert out.failed == []
+    assert len(out.set_aside) == 1 and "id" in out.set_aside[0] and "1e+300" in out.set_aside[0]
     assert held(vendors.lake).to_dicts() == table([company_row("AAPL", d, ("massive",)) for d in MONDAYS]).to_dicts()
-    assert set(read_cursors(vendors.lake)) == {("massive", "company:AAPL")}
+    assert set(read_cursors(vendors.lake)) == {("massive", "company:AAPL")}  # Finnhub answered nothing usable
 
 
 def test_an_unknown_provider_or_a_naive_now_is_refused(vendors, tmp_path):

@@ -114,9 +114,14 @@ def provider_resources(settings: Settings) -> dict[str, RestProvider]:
         variable = REST_PROVIDERS[name][2]
         return dg.EnvVar(variable) if variable and name in settings.provider_keys_set else None
 
+    def limits(name: str) -> dict:
+        return settings.provider_limits.get(name, {})
+
     return {
-        "tiingo": TiingoRest(base_url=settings.provider_urls["tiingo"], api_key=key("tiingo")),
-        "yahoo": YahooChart(base_url=settings.provider_urls["yahoo"]),
-        "finnhub": FinnhubRest(base_url=settings.provider_urls["finnhub"], api_key=key("finnhub")),
-        "alphavantage": AlphaVantageRest(base_url=settings.provider_urls["alphavantage"], api_key=key("alphavantage")),
+        "tiingo": TiingoRest(base_url=settings.provider_urls["tiingo"], api_key=key("tiingo"), **limits("tiingo")),
+        "yahoo": YahooChart(base_url=settings.provider_urls["yahoo"], **limits("yahoo")),
+        "finnhub": FinnhubRest(base_url=settings.provider_urls["finnhub"], api_key=key("finnhub"), **limits("finnhub")),
+        "alphavantage": AlphaVantageRest(
+            base_url=settings.provider_urls["alphavantage"], api_key=key("alphavantage"), **limits("alphavantage")
+        ),
     }

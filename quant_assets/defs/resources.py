@@ -22,6 +22,7 @@ from quant_assets.settings import (
     ACCESS_KEY_ENV,
     API_KEY_ENV,
     DEFAULT_API_URL,
+    DEFAULT_AUDIT_RETENTION_DAYS,
     DEFAULT_BATCH_MB,
     DEFAULT_DATA,
     DEFAULT_MAX_FAILURE_SHARE,
@@ -59,6 +60,11 @@ class DataZones(dg.ConfigurableResource):
         default_factory=list,
         description="Keep only these tickers in the lake (exact, case-sensitive; `*` and `?` globs allowed, "
         "e.g. `O:SPY*`). Empty keeps every ticker. Raw files are always landed whole.",
+    )
+    audit_retention_days: int = Field(
+        default=DEFAULT_AUDIT_RETENTION_DAYS,
+        description="Days of providers' raw responses kept under raw/providers/ (0: all); pruned after each "
+        "market-data job (QUANT_ASSETS_AUDIT_RETENTION_DAYS).",
     )
     batch_mb: int = Field(
         default=DEFAULT_BATCH_MB,
@@ -278,7 +284,9 @@ def resources_from(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     else:
         source = LocalFlatFiles(root=settings.vendor_dir)
     massive = MassiveRest(
-        base_url=settings.api_base_url, api_key=dg.EnvVar(API_KEY_ENV) if settings.api_key_set else None
+        base_url=settings.api_base_url,
+        api_key=dg.EnvVar(API_KEY_ENV) if settings.api_key_set else None,
+        **settings.provider_limits.get("massive", {}),
     )
     return {
         "alerts": AlertWebhook(url=dg.EnvVar(WEBHOOK_ENV) if settings.webhook_set else None),
@@ -286,7 +294,11 @@ def resources_from(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "cluster": SessionCluster(address=settings.dask_address),
         "flatfiles": source,
         "zones": DataZones(
-            root=settings.data, tickers=settings.tickers, batch_mb=settings.batch_mb, min_free_mb=settings.min_free_mb
+            root=settings.data,
+            tickers=settings.tickers,
+            batch_mb=settings.batch_mb,
+            min_free_mb=settings.min_free_mb,
+            audit_retention_days=settings.audit_retention_days,
         ),
         "quality": QualitySettings(
             max_failure_share=settings.max_failure_share,

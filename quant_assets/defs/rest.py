@@ -45,6 +45,11 @@ class RestBarsConfig(dg.Config):
     )
     cache_hours: float = Field(default=12.0, description="How long a provider's answer is served from the cache.")
     workers: int = Field(default=8, description="Requests in flight at once (the rate limits pace them).")
+    providers: list[str] = Field(
+        default=[],
+        description="The chain's providers this run asks, in order (empty: the whole chain); one not in "
+        "QUANT_ASSETS_DAILY_BARS_PROVIDERS is not asked.",
+    )
 
 
 def bars_providers(context: dg.AssetExecutionContext, names: Sequence[str]):
@@ -104,7 +109,11 @@ def build_rest_daily(chain: Sequence[str]) -> dg.AssetsDefinition:
     def rest_daily(context: dg.AssetExecutionContext, config: RestBarsConfig):
         zones: DataZones = context.resources.zones
         version, universe_meta = universe_for_run(context, getattr(context.resources, UNIVERSES), config.universe)
-        providers = bars_providers(context, chain)
+        asked = [p for p in config.providers if p in chain] if config.providers else list(chain)
+        if len(asked) < len(config.providers):
+            dropped = ", ".join(p for p in config.providers if p not in chain)
+            context.log.warning(f"{ASSET}: not in the chain ({', '.join(chain)}), not asked: {dropped}")
+        providers = bars_providers(context, asked)
         if not providers:
             raise dg.Failure(
                 f"{ASSET}: none of the providers {', '.join(chain)} is configured (a key or a base URL): see "

@@ -273,7 +273,7 @@ class Massive:
         among those the article names), keywords and insights (ticker, sentiment, sentiment_reasoning)."""
         where = f"{NAME} {NEWS} ({ticker or 'all'})"
         params = {"ticker": to_vendor(ticker, NAME) if ticker else None, "order": "asc", "sort": "published_utc",
-                  "limit": limit, "published_utc.gte": published_gte.isoformat() if published_gte else None}  # fmt: skip
+                  "limit": limit, "published_utc.gte": _utc_text(published_gte) if published_gte else None}  # fmt: skip
         articles = []
         for page in self.client.pages(NEWS, params, endpoint=NEWS, caching=caching, check=_results_check(where)):
             articles.extend(page.get("results") or [])
@@ -313,6 +313,13 @@ def _snapshot_row(result: Mapping) -> dict[str, Any]:
     price = result.get("value", trade.get("price", day.get("close")))
     row = {name: day.get(name) for name in ("change", "change_percent", "open", "high", "low", "previous_close")}
     return row | {"price": price, "last_updated": result.get("last_updated")}
+
+
+def _utc_text(when: dt.datetime | dt.date) -> str:
+    """A time as the vendor writes it (`2026-02-23T13:30:00Z`); a date as `2026-02-23`."""
+    if isinstance(when, dt.datetime):
+        return when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return when.isoformat()
 
 
 def _results_check(where: str):

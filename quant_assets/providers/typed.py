@@ -91,16 +91,22 @@ def _float(value: Any) -> tuple[float | None, str | None]:
     return (number, None) if math.isfinite(number) else (None, FINITE)
 
 
+INT64 = range(-(2**63), 2**63)
+
+
 def _int(value: Any) -> tuple[int | None, str | None]:
     if isinstance(value, bool):
         return None, TYPE
+    number = None
     if isinstance(value, int):
-        return value, None
-    if isinstance(value, float) and value.is_integer():
-        return int(value), None
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-        return int(value), None
-    return None, TYPE
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        number = int(value)
+    if number is None or number not in INT64:  # 1e300 is whole, but no Int64
+        return None, TYPE
+    return number, None
 
 
 def _date(value: Any) -> tuple[dt.date | None, str | None]:

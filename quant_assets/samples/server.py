@@ -1,6 +1,7 @@
 """What every local vendor server shares: a threaded HTTP server on 127.0.0.1, the key check, a latency per
 response, the vendor's rate limit per second (answered as the vendor answers it) and a daily quota, scripted replies
-served before the real ones (`server.script.append(Reply(503))`) and the requests it saw (`server.requests`).
+served before the real ones (`server.script.append(Reply(503))`; after `script_after` requests for an outage in the
+middle of a job) and the requests it saw (`server.requests`).
 
 A vendor's server subclasses `VendorServer` and implements `answer` (and, for its quirks, `authorised`,
 `over_limit`, `over_quota`).
@@ -65,6 +66,7 @@ class VendorServer:
         self.per_second = per_second
         self.quota = quota
         self.script: list[Reply] = []
+        self.script_after = 0  # requests answered normally before the script starts (an outage mid-job)
         self.requests: list[Seen] = []
         self.answered = 0
         self._arrivals: collections.deque[float] = collections.deque()
@@ -131,7 +133,7 @@ class VendorServer:
         now = time.time()
         with self._lock:
             self.requests.append(Seen(now, handler.path, authorised))
-            scripted = self.script.pop(0) if self.script else None
+            scripted = self.script.pop(0) if self.script and len(self.requests) > self.script_after else None
             self._arrivals.append(now)
             while self._arrivals and self._arrivals[0] <= now - 1.0:
                 self._arrivals.popleft()

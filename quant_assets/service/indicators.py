@@ -57,6 +57,14 @@ class Indicator:
     function: str
     time_period: int | None = None
 
+    @classmethod
+    def parse(cls, name: str) -> Indicator:
+        """`SMA_20` as Indicator("SMA", 20), `MACD` as Indicator("MACD"); ValueError for another shape."""
+        function, _, period = name.strip().upper().partition("_")
+        if not function.isalpha() or (period and not period.isdigit()):
+            raise ValueError(f"{name!r} is not an indicator name such as SMA_20, EMA_12, RSI_14 or MACD")
+        return cls(function, int(period) if period else None)
+
     @property
     def name(self) -> str:
         return component(self.function if self.time_period is None else f"{self.function}_{self.time_period}")
