@@ -247,10 +247,16 @@ class LocalProvider(VendorServer):
 
     def _aggregates(self, path: str, query: dict[str, str], request_id: str) -> dict[str, Any]:
         """`/v2/aggs/ticker/{ticker}/range/1/day/{from}/{to}`: the ticker's day bars from `DailyHistory` (raw, or
-        split- and dividend-adjusted as the history's vendor-adjusted bars with `adjusted=true`), `t` the session's
+        split- and dividend-adjusted as the history's vendor-adjusted bars with `adjusted=true`; an index's
+        `index_bars`), `t` the session's
         midnight in New York (ms), paged by `limit` (at most `aggregate_page`) with a `cursor` in `next_url`."""
         ticker, _, _, _, first, last = unquote(path.removeprefix(AGGREGATES_PREFIX)).split("/")
-        bars = self.data.history.bars(ticker, dt.date.fromisoformat(first), dt.date.fromisoformat(last))
+        first_day, last_day = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+        if ticker.startswith("I:"):  # an index's synthetic series (as the snapshot's), no adjustment
+            bars = [dict(b, **{f"adj_{k}": b[k] for k in ("open", "high", "low", "close", "volume")})
+                    for b in self.data.history.index_bars(ticker) if first_day <= b["date"] <= last_day]  # fmt: skip
+        else:
+            bars = self.data.history.bars(ticker, first_day, last_day)
         adjusted = query.get("adjusted", "true") == "true"
         results = [
             {"o": b["adj_open" if adjusted else "open"], "h": b["adj_high" if adjusted else "high"],

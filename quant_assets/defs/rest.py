@@ -30,6 +30,8 @@ from quant_assets.tables import markdown_table
 
 DAILY = DATASETS["stocks_daily"]
 ASSET = DATASET
+SCOPE_TAG = "quant_assets/scope"  # a market-data job's universe and providers (`defs/service.py` tags its jobs)
+PROVIDERS_TAG = "quant_assets/providers"
 RECONCILES = "reconciles_with_lake"
 HEALTHY = "providers_healthy"
 LOGGED = 20  # failed tickers logged per run
@@ -39,7 +41,11 @@ BATCH = 200  # tickers fetched before their rows are merged into the partitions:
 class RestBarsConfig(dg.Config):
     """Which universe a run fetches, and how."""
 
-    universe: str = Field(default="watchlist", description="The universe whose members' bars are fetched.")
+    universe: str = Field(
+        default="",
+        description="The universe whose members' bars are fetched; empty: the job's (its "
+        "`quant_assets/scope` tag), else watchlist.",
+    )
     force: bool = Field(
         default=False, description="Ask every member again for every session, past the ledger and the cache."
     )
@@ -48,7 +54,8 @@ class RestBarsConfig(dg.Config):
     providers: list[str] = Field(
         default=[],
         description="The chain's providers this run asks, in order (empty: the whole chain); one not in "
-        "QUANT_ASSETS_DAILY_BARS_PROVIDERS is not asked.",
+        "QUANT_ASSETS_DAILY_BARS_PROVIDERS is not asked. Empty: the job's (`quant_assets/providers` tag), else "
+        "the whole chain.",
     )
 
 
@@ -108,10 +115,13 @@ def build_rest_daily(chain: Sequence[str]) -> dg.AssetsDefinition:
     )
     def rest_daily(context: dg.AssetExecutionContext, config: RestBarsConfig):
         zones: DataZones = context.resources.zones
-        version, universe_meta = universe_for_run(context, getattr(context.resources, UNIVERSES), config.universe)
-        asked = [p for p in config.providers if p in chain] if config.providers else list(chain)
-        if len(asked) < len(config.providers):
-            dropped = ", ".join(p for p in config.providers if p not in chain)
+        tags = context.run.tags
+        universe = config.universe or tags.get(SCOPE_TAG) or "watchlist"
+        version, universe_meta = universe_for_run(context, getattr(context.resources, UNIVERSES), universe)
+        wanted_providers = config.providers or [p for p in tags.get(PROVIDERS_TAG, "").split(",") if p]
+        asked = [p for p in wanted_providers if p in chain] if wanted_providers else list(chain)
+        if len(asked) < len(wanted_providers):
+            dropped = ", ".join(p for p in wanted_providers if p not in chain)
             context.log.warning(f"{ASSET}: not in the chain ({', '.join(chain)}), not asked: {dropped}")
         providers = bars_providers(context, asked)
         if not providers:

@@ -12,7 +12,7 @@ when some symbols failed, so a failed provider is visible in the UI. After each 
 
 import datetime as dt
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +26,7 @@ from quant_assets.clock import now
 from quant_assets.datasets import DATASETS
 from quant_assets.defs.partitions import session_partitions
 from quant_assets.defs.resources import REST_POOL, DataZones
+from quant_assets.defs.rest import PROVIDERS_TAG, SCOPE_TAG
 from quant_assets.defs.universes import RESOURCE_KEY as UNIVERSES
 from quant_assets.defs.universes import universe_for_run
 from quant_assets.features.restate import read_enriched_daily
@@ -43,14 +44,23 @@ LOGGED = 20
 ALL_SERVED = "all_served"
 MATCHES_FEATURES = "matches_enriched_features"
 SMA_TOLERANCE = 1e-3  # relative: the vendor rounds to 4 decimals
-SESSION_JOB = "session"  # a job of a session-partitioned asset: the schedule picks the day's session
+JOB_TAG = "quant_assets/service_job"
+INDICATORS_TAG = "quant_assets/indicators"
 
 
 class ServiceConfig(dg.Config):
     """What one run of a market-data job asks: a universe (or `market`), its providers in order, and options."""
 
-    scope: str = Field(default="watchlist", description="The universe asked (news: `market` for market-wide news).")
-    providers: list[str] = Field(default=[], description="The providers asked, in order (empty: the dataset's own).")
+    scope: str = Field(
+        default="",
+        description="The universe asked (news: `market` for market-wide news); empty: the job's own "
+        "(its `quant_assets/scope` tag), else watchlist.",
+    )
+    providers: list[str] = Field(
+        default=[],
+        description="The providers asked, in order; empty: the job's (`quant_assets/providers` tag), else "
+        "the dataset's own.",
+    )
     force: bool = Field(default=False, description="Ask again what is held (cursors, as-of versions, snapshots).")
     workers: int = Field(default=4, description="Requests in flight at once (the rate limits pace them).")
     at: str = Field(default="", description="The run's time (ISO 8601; the schedule's tick): default now.")
@@ -128,11 +138,33 @@ class ServiceJob:
     market_hours: bool = False
     options: dict[str, Any] = field(default_factory=dict)
 
-    def run_config(self, at: str = "", scope: str | None = None) -> dict:
-        config = {"scope": scope or self.scope, "providers": list(self.providers), "at": at, **self.options}
+    def tags(self) -> dict[str, str]:
+        """What the job is, as the tags of each of its runs (whoever launches it: the UI, a schedule, the CLI,
+        `dagster job execute`): the asset reads its scope, providers and options from them."""
+        tags = {JOB_TAG: self.name, SCOPE_TAG: self.scope, PROVIDERS_TAG: ",".join(self.providers)}
+        if self.options.get("indicators"):
+            tags[INDICATORS_TAG] = ",".join(self.options["indicators"])
+        return tags
+
+    def run_config(self, at: str = "", scope: str | None = None, force: bool = False) -> dict:
+        """A run's config beyond the job's tags: its time, another scope, `force`."""
+        config: dict[str, Any] = {"force": force} if force else {}
         if self.dataset == "rest_stocks_daily":
-            config = {"universe": scope or self.scope, "providers": list(self.providers)}
-        return {"ops": {self.dataset: {"config": config}}}
+            return {"ops": {self.dataset: {"config": config | ({"universe": scope} if scope else {})}}}
+        config |= {"at": at} if at else {}
+        return {"ops": {self.dataset: {"config": config | ({"scope": scope} if scope else {})}}}
+
+
+def resolved(config: ServiceConfig, tags: Mapping[str, str], spec: ServiceDataset) -> ServiceConfig:
+    """`config` with what it leaves empty taken from the run's tags (the job's), then the dataset's defaults."""
+    listed = lambda tag: [p for p in tags.get(tag, "").split(",") if p]  # noqa: E731
+    return config.model_copy(
+        update={
+            "scope": config.scope or tags.get(SCOPE_TAG) or "watchlist",
+            "providers": config.providers or listed(PROVIDERS_TAG) or list(spec.providers),
+            "indicators": config.indicators or listed(INDICATORS_TAG),
+        }
+    )
 
 
 QUOTE_TICKS = ("*/15 9-15 * * 1-5", "0 16 * * 1-5")
@@ -258,8 +290,9 @@ def build_service_asset(spec: ServiceDataset, collect: Collect, extra_checks=(),
     def service_asset(context: dg.AssetExecutionContext, config: ServiceConfig):
         zones: DataZones = context.resources.zones
         started = time.monotonic()
+        config = resolved(config, context.run.tags, spec)
         at = _run_time(config)
-        names = config.providers or list(spec.providers)
+        names = config.providers
         unknown = [n for n in names if n not in spec.providers]
         if unknown:
             raise dg.Failure(f"{spec.name}: cannot ask {', '.join(unknown)} (it asks {', '.join(spec.providers)})")
@@ -324,12 +357,12 @@ def _collect_earnings(endpoints, symbols, zones, at, config, context) -> Collect
 
 def _collect_indicators(endpoints, symbols, zones, at, config, context) -> Collected:
     (provider,) = endpoints.values()
-    local = at.astimezone(ZoneInfo(NEW_YORK))
-    day = local.date()
-    closed = is_session(DAILY.calendar, day) and local.time() >= dt.time(16)
-    through = day if closed else previous_session(DAILY.calendar, day) or day
+    day = at.astimezone(ZoneInfo(NEW_YORK)).date()
+    closes = regular_hours(day)[1] if is_session(DAILY.calendar, day) else None
+    if closes is None or at < closes:
+        closes = regular_hours(previous_session(DAILY.calendar, day) or day)[1]
     asked = [indicators.Indicator.parse(n) for n in config.indicators] or list(indicators.DEFAULT_INDICATORS)
-    return indicators.collect_indicators(provider, symbols, zones.lake_root, at, through, asked, force=config.force)
+    return indicators.collect_indicators(provider, symbols, zones.lake_root, at, closes, asked, force=config.force)
 
 
 def indicator_check(zones: DataZones, collected: Collected) -> list[dg.AssetCheckResult]:
@@ -397,14 +430,13 @@ def _partitioned(job: ServiceJob) -> bool:
 
 
 def build_job(job: ServiceJob) -> Any:
-    """`job`'s asset with the job's run config (a UI launch, a schedule and `quant-assets run` ask the same)."""
+    """`job`'s asset, the job's scope, providers and options in its tags (`ServiceJob.tags`)."""
     return dg.define_asset_job(
         job.name,
         selection=dg.AssetSelection.assets(job.dataset),
         partitions_def=session_partitions(DAILY.calendar) if _partitioned(job) else None,
-        config=job.run_config(),
         description=f"{job.description} ({job.dataset} for {job.scope}, from {', '.join(job.providers)})",
-        tags={"quant_assets/service_job": job.name, "quant_assets/scope": job.scope},
+        tags=job.tags(),
     )
 
 
@@ -424,7 +456,7 @@ def build_schedule(job: ServiceJob, target: Any) -> dg.ScheduleDefinition:
                 return dg.SkipReason(f"{tick:%H:%M} is outside the session's regular hours")
         return dg.RunRequest(
             run_key=f"{job.name}:{tick.isoformat()}",
-            run_config=job.run_config(at=tick.isoformat()) if job.dataset != "rest_stocks_daily" else job.run_config(),
+            run_config=job.run_config(at=tick.isoformat()),
             partition_key=day.isoformat() if _partitioned(job) else None,
         )
 
@@ -465,9 +497,7 @@ def run_job(
     partitioned by session, `partition` (default the current session); the run's summary as plain values."""
     from quant_assets.definitions import defs  # the code location, as the UI loads it
 
-    config = job.run_config(scope=scope)
-    if force:
-        config["ops"][job.dataset]["config"]["force"] = True
+    config = job.run_config(scope=scope, force=force)
     key = (partition or current_session(now()).isoformat()) if _partitioned(job) else None
     result = defs.resolve_job_def(job.name).execute_in_process(
         run_config=config, instance=instance, partition_key=key, raise_on_error=False,

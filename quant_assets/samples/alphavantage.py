@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
+from quant_assets.providers.symbols import from_vendor
 from quant_assets.sample_rest import Reply
 from quant_assets.samples.history import HistoryServer
 from quant_assets.samples.server import json_reply
@@ -91,7 +92,10 @@ class AlphaVantageServer(HistoryServer):
             return json_reply({"Error Message": "Invalid API call."}, 404)
         if function in self.premium_functions:
             return json_reply({"Information": PREMIUM})
-        ticker = symbol.replace("-", ".")
+        try:
+            ticker = from_vendor(symbol, "alphavantage")
+        except ValueError:
+            ticker = ""
         bars = self.history.bars(ticker, self.history.start, self.history.end)
         if symbol in self.error_message_for or not bars:
             return json_reply(

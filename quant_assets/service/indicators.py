@@ -2,15 +2,16 @@
 over days so that a small daily budget (the free plan's 25 requests) is never what stops a run: the budget plans
 the work.
 
-Each run lists the (symbol, indicator) pairs that are due — never fetched, or fetched before the last completed
-session — oldest first (never fetched, then the stalest, then by symbol), and asks only as many as today's budget
-has requests left (`ProviderClient.requests_left_today`); the rest wait for the next day's runs. One request
-answers a pair's whole history.
+Each run lists the (symbol, indicator) pairs that are due — never fetched, or fetched before the close of the last
+completed session — oldest first (never fetched, then the stalest, then by symbol), and asks only as many as
+today's budget has requests left (`ProviderClient.requests_left_today`); the rest wait for the next day's runs, and
+once every pair is current the daily refresh goes round the universe in the same order. One request answers a
+pair's whole history.
 
 Layout: `lake/vendor_indicators/indicator=<NAME>/part.parquet` (e.g. `indicator=SMA_20`), long rows (ticker,
 indicator, date, name, value, provider, fetched_at; MACD has three names a date), a pair's rows replaced as a whole
 when it is fetched again (atomically: the file is rewritten); `_fetched.parquet` beside it is the ledger (ticker,
-indicator, fetched_day, last_date). A pair that fails keeps its ledger entry and is due again.
+indicator, fetched_at, last_date: the vendor's latest date in the answer). A pair that fails keeps its ledger entry and is due again.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -30,7 +30,6 @@ from quant_assets.providers.symbols import Unsupported
 from quant_assets.service.summary import Collected
 
 DATASET = "vendor_indicators"
-NEW_YORK = ZoneInfo("America/New_York")
 SCHEMA: dict[str, pl.DataType] = {
     "ticker": pl.String(),
     "indicator": pl.String(),
@@ -44,7 +43,7 @@ LEDGER = "_fetched.parquet"
 LEDGER_SCHEMA: dict[str, pl.DataType] = {
     "ticker": pl.String(),
     "indicator": pl.String(),
-    "fetched_day": pl.Date(),
+    "fetched_at": pl.Datetime("us", "UTC"),
     "last_date": pl.Date(),
 }
 
@@ -83,20 +82,17 @@ def read_ledger(lake_root: str | Path) -> pl.DataFrame:
 
 
 def due(
-    symbols: Sequence[str], indicators: Sequence[Indicator], ledger: pl.DataFrame, through: dt.date, today: dt.date
+    symbols: Sequence[str], indicators: Sequence[Indicator], ledger: pl.DataFrame, closed: dt.datetime
 ) -> list[tuple[str, Indicator]]:
-    """The (symbol, indicator) pairs whose values do not reach `through` (the last completed session) and that were
-    not asked `today` already, in the order they are asked: never fetched first, then the stalest, then by
-    symbol."""
-    held = {(r["ticker"], r["indicator"]): r for r in ledger.iter_rows(named=True)}
+    """The (symbol, indicator) pairs not fetched since `closed` (the close of the last completed session), in the
+    order they are asked: never fetched first, then the stalest, then by symbol."""
+    held = {(r["ticker"], r["indicator"]): r["fetched_at"] for r in ledger.iter_rows(named=True)}
     order = []
     for symbol in symbols:
         for indicator in indicators:
-            row = held.get((symbol, indicator.name))
-            if row is None:
-                order.append(((0, dt.date.min, symbol, indicator.name), (symbol, indicator)))
-            elif row["fetched_day"] < today and (row["last_date"] is None or row["last_date"] < through):
-                order.append(((1, row["fetched_day"], symbol, indicator.name), (symbol, indicator)))
+            fetched = held.get((symbol, indicator.name))
+            if fetched is None or fetched < closed:
+                order.append(((fetched is not None, fetched or closed, symbol, indicator.name), (symbol, indicator)))
     return [pair for _, pair in sorted(order, key=lambda item: item[0])]
 
 
@@ -105,16 +101,16 @@ def collect_indicators(
     symbols: Sequence[str],
     lake_root: str | Path,
     now: dt.datetime,
-    through: dt.date,
+    closed: dt.datetime,
     indicators: Sequence[Indicator] = DEFAULT_INDICATORS,
     force: bool = False,
 ) -> Collected:
-    """Ask `provider` (an `AlphaVantage`) for the due pairs that today's budget allows (all pairs with `force`,
-    still within the budget), and land their rows. Requests go one at a time: the free plan's 5 a minute are the
+    """Ask `provider` (an `AlphaVantage`) for the pairs due since `closed` (the last completed session's close)
+    that today's budget allows (all pairs with `force`, still within the budget), and land their rows. Requests go one at a time: the free plan's 5 a minute are the
     pace, and each answer is a pair's whole history."""
     out = Collected(DATASET)
-    ledger, today = read_ledger(lake_root), now.astimezone(NEW_YORK).date()
-    planned = due(symbols, indicators, pl.DataFrame(schema=LEDGER_SCHEMA) if force else ledger, through, today)
+    ledger = read_ledger(lake_root)
+    planned = due(symbols, indicators, pl.DataFrame(schema=LEDGER_SCHEMA) if force else ledger, closed)
     out.asked = len(planned)
     out.skipped = len(symbols) * len(indicators) - len(planned)
     left = provider.client.requests_left_today()
@@ -149,7 +145,7 @@ def collect_indicators(
                 pl.lit(now.astimezone(dt.UTC)).alias("fetched_at"),
             ).cast(SCHEMA)  # fmt: skip
         )
-        answered.append({"ticker": symbol, "indicator": indicator.name, "fetched_day": today,
+        answered.append({"ticker": symbol, "indicator": indicator.name, "fetched_at": now.astimezone(dt.UTC),
                          "last_date": frame["date"].max()})  # fmt: skip
     for indicator in indicators:
         new = frames.get(indicator.name)
