@@ -347,12 +347,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     rest = commands.add_parser(
         "sample-rest",
-        help="serve the Massive REST API (and Tiingo's, Yahoo's) locally over the sample universe (demo, tests)",
+        help="serve the Massive REST API (and Tiingo's, Yahoo's, Finnhub's, Alpha Vantage's) locally over the sample "
+        "universe (demo, tests)",
         description="Local HTTP servers on 127.0.0.1 that answer the REST endpoints this project reads in each "
         "vendor's JSON shapes, with the data of the files `quant-assets sample` writes for the same seed: Massive "
-        "(/v3/reference/splits, /v3/reference/dividends, /v3/reference/tickers, grouped daily bars), Tiingo "
-        "(/tiingo/daily/<ticker>/prices) and Yahoo's chart endpoint (/v8/finance/chart/<ticker>). Point "
-        "MASSIVE_API_BASE_URL, TIINGO_API_BASE_URL and YAHOO_CHART_BASE_URL at them. Runs until interrupted.",
+        "(/v3/reference/splits, /v3/reference/dividends, /v3/reference/tickers, grouped daily bars, aggregates, "
+        "news, the /v3/snapshot quote), Tiingo (/tiingo/daily/<ticker>/prices), Yahoo's chart endpoint "
+        "(/v8/finance/chart/<ticker>), Finnhub (quote, company and market news, basic financials, earnings) and "
+        "Alpha Vantage (/query: TIME_SERIES_DAILY, SMA, EMA, RSI, MACD). Point MASSIVE_API_BASE_URL, "
+        "TIINGO_API_BASE_URL, YAHOO_CHART_BASE_URL, FINNHUB_API_BASE_URL and ALPHAVANTAGE_API_BASE_URL at them. "
+        "Runs until interrupted.",
     )
     rest.add_argument("--start", type=_date, required=True, help="first date of the reference data, YYYY-MM-DD")
     rest.add_argument("--end", type=_date, required=True, help="last date, YYYY-MM-DD (included)")
@@ -361,8 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     rest.add_argument(
         "--providers",
         default="massive",
-        help="which vendors to serve, comma-separated, from massive, tiingo, yahoo (default: massive); each on "
-        "--port plus its place in that list (massive --port, tiingo --port + 1, yahoo --port + 2)",
+        help="which vendors to serve, comma-separated, from massive, tiingo, yahoo, finnhub, alphavantage (default: "
+        "massive); each on --port plus its place in that list (massive --port, tiingo --port + 1, yahoo --port + 2, "
+        "finnhub --port + 3, alphavantage --port + 4)",
     )
     rest.add_argument(
         "--tiingo-quota",

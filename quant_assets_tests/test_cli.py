@@ -137,13 +137,14 @@ def test_job_execute_a_failing_partition_exits_non_zero_and_says_why(workdir):
 @pytest.mark.parametrize(
     "args, says",
     [
-        (["--help"], "{sample,sample-rest,providers,status,coverage,plan,universes,ui,bench}"),
+        (["--help"], "{sample,sample-rest,providers,status,coverage,plan,universes,run,ui,bench}"),
         (["ui", "--help"], "a request whose Host header is not 127.0.0.1, localhost, --host or a trusted host"),
         (["plan", "--help"], "whether a run would fetch the vendor file"),
         (["sample-rest", "--help"], "in each vendor's JSON shapes"),
         (["providers", "--help"], "`reset NAME` closes breaker NAME"),
         (["providers", "--help"], "latency p50/p95 and cache hits over the last --hours"),
         (["universes", "--help"], "past memberships stay answerable"),
+        (["run", "--help"], "on the configured Dagster instance (DAGSTER_HOME), so the run shows in the UI"),
         (["bench", "ingest", "--help"], "then again from the response cache: 0 requests, under 2 s"),
         (["sample", "--help"], "in the vendor's exact format"),
         (["status", "--help"], "Sessions, rows, tickers and bytes per lake and enriched dataset"),

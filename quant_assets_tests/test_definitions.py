@@ -10,6 +10,7 @@ import pytest
 
 from quant_assets.datasets import DATASETS, parse_dataset_names
 from quant_assets.definitions import build_definitions
+from quant_assets.defs.service import JOBS, SERVICE_DATASETS
 from quant_assets.settings import Settings, from_env
 
 
@@ -23,7 +24,7 @@ def test_the_default_code_location():
     assert defs.resources["zones"].root == "data" and defs.resources["flatfiles"].root == "data/vendor"
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert keys == {"coverage", "rest_stocks_daily", *REFERENCE, *ENRICHED, *QLIB} | {
+    assert keys == {"coverage", "rest_stocks_daily", *REFERENCE, *ENRICHED, *QLIB, *SERVICE_DATASETS} | {
         f"{layer}_{d}"
         for d in ("stocks_daily", "stocks_minute", "options_daily", "options_minute")
         for layer in ("raw", "lake")
@@ -46,7 +47,8 @@ def test_the_default_code_location():
         "refresh_reference_daily",
         "enrich_us_equities_daily",
         "publish_qlib_daily",
-    }
+    } | {f"{job.name}_schedule" for job in JOBS}
+    assert jobs >= {job.name for job in JOBS}
     job = repo.get_job("ingest_us_equities")
     checks = {k.name for k in job.asset_layer.asset_graph.asset_check_keys}
     assert "fresh" not in checks and {"in_session", "complete_values", "reconciles_with_stocks_minute"} <= checks
@@ -120,7 +122,7 @@ def test_every_dataset_and_the_s3_source():
     }
     assert len(repo.asset_graph.get_all_asset_keys()) == 2 * len(DATASETS) + 2 + len(REFERENCE) + len(ENRICHED) + len(
         QLIB
-    )
+    ) + len(SERVICE_DATASETS)
     source = defs.resources["flatfiles"]
     assert source.bucket == "b" and "MASSIVE_S3_SECRET_ACCESS_KEY" not in repr(source)
 
@@ -213,6 +215,13 @@ PURE = [
     "qlib.fields",
     "qlib.health",
     "sample_rest",
+    "clock",
+    "service.summary",
+    "service.quotes",
+    "service.news",
+    "service.fundamentals",
+    "service.indicators",
+    "samples.alphavantage",
 ]
 
 
