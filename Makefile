@@ -23,6 +23,14 @@ DEMO_REST_PORT := 8765
 DEMO_TIINGO_QUOTA := 7
 DEMO_REST := {"ops": {"rest_stocks_daily": {"config": {"universe": "active"}}}}
 DEMO_CHECK := {"ops": {"lake_stocks_daily_reconciles_with_rest_daily": {"config": {"start": "2026-02-02", "end": "2026-02-27"}}}}
+# The market-data jobs, one of each data type, "on" the sample's last session after its close (QUANT_ASSETS_NOW)
+# against local Massive, Finnhub and Alpha Vantage servers; the servers are not the vendors, so their per-minute
+# limits are lifted (QUANT_ASSETS_PROVIDER_LIMITS). Alpha Vantage's server starts in January: SMA(20) needs 20
+# sessions. Its 25-a-day budget plans the watchlist's 40 symbols over two days.
+DEMO_SERVICE_PORT := 8775
+DEMO_NOW := 2026-02-27T18:30:00-05:00
+DEMO_SERVICE_JOBS := finnhub_quote_active finnhub_news_active finnhub_fundamentals_watchlist \
+	finnhub_earnings_watchlist alphavantage_sma_watchlist
 QUIET := { grep -v -e ' - DEBUG - ' -e 'Warning: ' -e 'return callback' || true; }
 
 .PHONY: setup demo test dev bench clean
@@ -45,7 +53,8 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 ## fetch splits, dividends and tickers from a local Massive REST server, build the adjustment factors, check the
 ## lake against the REST day bars, fetch the `active` universe's daily bars from local Tiingo (over quota after 7
 ## requests) and Yahoo servers (the fallback), compute the enriched daily features, write the Qlib directories (an
-## instruments file per universe), load them with Qlib, summarise
+## instruments file per universe), load them with Qlib, run one market-data job of each data type (quotes, news,
+## fundamentals, earnings, vendor indicators) against local Massive, Finnhub and Alpha Vantage servers, summarise
 demo: setup $(QLIB_VENV)/.synced
 	$(BIN)/quant-assets sample --start $(DEMO_START) --end $(DEMO_END)
 	$(BIN)/dagster job execute -m quant_assets.definitions -j ingest_us_equities --tags '$(DEMO_RANGE)' 2>&1 \
@@ -68,6 +77,17 @@ demo: setup $(QLIB_VENV)/.synced
 		| $(QUIET)
 	$(BIN)/dagster job execute -m quant_assets.definitions -j publish_qlib --tags '$(DEMO_RANGE)' 2>&1 | $(QUIET)
 	$(QLIB_VENV)/bin/python -c "$$QLIB_DEMO" 2>&1 | grep -v -e '^\[' -e 'Warning' -e 'warn('
+	$(BIN)/quant-assets sample-rest --start $(DEMO_START) --end $(DEMO_END) --port $(DEMO_SERVICE_PORT) \
+		--providers massive,finnhub & massive=$$!; \
+	$(BIN)/quant-assets sample-rest --start 2026-01-02 --end $(DEMO_END) --port $(DEMO_SERVICE_PORT) \
+		--providers alphavantage & alphavantage=$$!; \
+		trap 'kill $$massive $$alphavantage' EXIT; \
+		export MASSIVE_API_BASE_URL=http://127.0.0.1:$(DEMO_SERVICE_PORT); \
+		export FINNHUB_API_BASE_URL=http://127.0.0.1:$$(( $(DEMO_SERVICE_PORT) + 3 )); \
+		export ALPHAVANTAGE_API_BASE_URL=http://127.0.0.1:$$(( $(DEMO_SERVICE_PORT) + 4 )); \
+		export QUANT_ASSETS_NOW=$(DEMO_NOW); \
+		export QUANT_ASSETS_PROVIDER_LIMITS=finnhub.per_minute=none,alphavantage.per_minute=none,alphavantage.per_second=25; \
+		for job in $(DEMO_SERVICE_JOBS); do $(BIN)/quant-assets run $$job 2>&1 | grep -v -e " - DEBUG - " -e " - INFO - "; done
 	$(BIN)/quant-assets status
 	$(BIN)/quant-assets universes
 	$(BIN)/quant-assets providers

@@ -68,13 +68,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from quant_assets.status import lake_summary, qlib_summary, reference_summary, rest_summary
+    from quant_assets.status import lake_summary, qlib_summary, reference_summary, rest_summary, service_summary
 
     datasets = parse_dataset_names(args.datasets)
     check_folder(args.data)
     print(lake_summary(Path(args.data) / "lake", datasets))
     if rest := rest_summary(Path(args.data) / "lake"):
         print(rest)
+    if service := service_summary(Path(args.data) / "lake"):
+        print(service)
     if (Path(args.data) / "enriched").is_dir():
         print(lake_summary(Path(args.data) / "enriched", datasets, zone="enriched"))
     if reference := reference_summary(Path(args.data) / "reference"):

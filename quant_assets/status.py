@@ -93,3 +93,35 @@ def qlib_summary(qlib_root: Path) -> str | None:
         if named:
             lines.append(f"      instruments of the universes: {', '.join(named)}")
     return "\n".join([f"qlib at {qlib_root.resolve()}", *lines]) if lines else None
+
+
+def service_summary(lake_root: Path) -> str | None:
+    """The market-data datasets that hold anything: one line each (snapshots, articles, versions, indicators)."""
+    from quant_assets.service import fundamentals, indicators, news, quotes
+
+    lines = []
+    snapshots = sorted((lake_root / quotes.DATASET).glob("date=*/*.parquet"))
+    if snapshots:
+        frame = quotes.read_quotes(lake_root).select("ticker", "provider").collect()
+        days = {p.parent.name for p in snapshots}
+        lines.append(f"quotes            {len(snapshots):,} snapshots over {len(days)} sessions, {frame.height:,} rows; "
+                     f"by provider: {_counts(frame, 'provider')}")  # fmt: skip
+    articles = news.read_news(lake_root).select("day", "providers").collect()
+    if articles.height:
+        both = articles.filter(pl.col("providers").list.len() > 1).height
+        lines.append(f"news              {articles.height:,} articles, {articles['day'].min()}..{articles['day'].max()}, "
+                     f"{both:,} from both vendors")  # fmt: skip
+    for dataset in (fundamentals.FUNDAMENTALS, fundamentals.EARNINGS):
+        days = fundamentals.version_days(lake_root, dataset)
+        if days:
+            held = pl.read_parquet([fundamentals.version_path(lake_root, dataset, d) for d in days])["symbol"]
+            lines.append(f"{dataset:<17} {len(days)} as-of versions {days[0]}..{days[-1]}, {held.n_unique():,} symbols")
+    values = indicators.read_indicators(lake_root).select("ticker", "indicator").collect()
+    if values.height:
+        lines.append(f"vendor_indicators {values.height:,} values, {values['ticker'].n_unique():,} tickers; "
+                     f"by indicator: {_counts(values, 'indicator')}")  # fmt: skip
+    return "\n".join([f"market data at {lake_root.resolve()}", *lines]) if lines else None
+
+
+def _counts(frame: pl.DataFrame, column: str) -> str:
+    return ", ".join(f"{k} {n:,}" for k, n in frame.group_by(column).len().sort(column).iter_rows())

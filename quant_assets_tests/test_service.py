@@ -12,7 +12,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from quant_assets.defs.providers import AlphaVantageRest, FinnhubRest
+from quant_assets.clock import now
+from quant_assets.defs.providers import AlphaVantageRest, FinnhubRest, provider_resources
 from quant_assets.defs.resources import DataZones, MassiveRest
 from quant_assets.defs.service import (
     ALL_SERVED,
@@ -26,6 +27,7 @@ from quant_assets.features.daily import FeatureSet, daily_features, session_grid
 from quant_assets.features.restate import read_enriched_daily
 from quant_assets.lake import partition_path
 from quant_assets.names import ticker_problem
+from quant_assets.providers.client import prune_audit
 from quant_assets.providers.symbols import Unsupported, to_vendor
 from quant_assets.sample_rest import LocalProvider
 from quant_assets.samples.alphavantage import AlphaVantageServer
@@ -34,6 +36,7 @@ from quant_assets.samples.history import DailyHistory
 from quant_assets.samples.server import Reply
 from quant_assets.service import indicators, news, quotes
 from quant_assets.service.fundamentals import EARNINGS, earnings_as_of, fundamentals_as_of
+from quant_assets.settings import from_env
 from quant_assets_tests.conftest import run_cli
 
 START, END = dt.date(2026, 1, 2), dt.date(2026, 2, 27)
@@ -357,6 +360,9 @@ def test_one_job_of_each_kind_through_dagster_job_execute(tmp_path, servers):
         assert fundamentals_as_of(lake, dt.date(2026, 2, 27)).height > 0
         assert earnings_as_of(lake, dt.date(2026, 2, 27)).height > 0
         assert sorted(indicators.read_indicators(lake).collect()["ticker"].unique()) == ["AAPL", "SPY"]
+        status = run_cli("quant-assets", "status", "--data", str(tmp_path / "data"), cwd=tmp_path, env=env).stdout
+        assert "quotes            1 snapshots over 1 sessions, 2 rows; by provider: finnhub 2" in status
+        assert "vendor_indicators" in status and "fundamentals      1 as-of versions" in status
         listed = run_cli("quant-assets", "run", "--list", cwd=tmp_path, env=env).stdout
         assert all(job.name in listed for job in JOBS)
         cli = run_cli("quant-assets", "run", "finnhub_quote_indices", "--scope", "active", "--json",
@@ -365,3 +371,31 @@ def test_one_job_of_each_kind_through_dagster_job_execute(tmp_path, servers):
         data = json.loads(cli.stdout)
         assert (data["success"], data["partition"], data["scope"]) == (True, SESSION, "active")
         assert data["skipped_as_held"] == 2  # the quote job's snapshot of this slot holds them already
+
+
+def test_the_audit_zone_keeps_its_retention_days_and_nothing_else_is_touched(tmp_path):
+    root = tmp_path / "raw" / "providers"
+    for day in ("2026/01/01", "2026/02/26", "2026/02/27"):
+        (root / "finnhub" / day).mkdir(parents=True)
+        (root / "finnhub" / day / "a.body").write_text("{}")
+    (root / "finnhub" / "notes").mkdir()  # not a day folder the client wrote: left alone
+    assert prune_audit(tmp_path, 30, dt.date(2026, 2, 27)) == 1
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*.body")) == [
+        "finnhub/2026/02/26/a.body", "finnhub/2026/02/27/a.body"]  # fmt: skip
+    assert not (root / "finnhub" / "2026" / "01").exists() and (root / "finnhub" / "notes").is_dir()
+    assert prune_audit(tmp_path, 0, dt.date(2030, 1, 1)) == 0  # 0 keeps everything
+
+
+def test_provider_limits_and_the_clock_are_settings_that_refuse_what_they_cannot_read(monkeypatch):
+    settings = from_env({"QUANT_ASSETS_PROVIDER_LIMITS": "tiingo.per_hour=10000, alphavantage.daily_budget=none"})
+    assert settings.provider_limits == {"tiingo": {"per_hour": 10000}, "alphavantage": {"daily_budget": None}}
+    resources = provider_resources(settings)
+    assert resources["tiingo"].per_hour == 10000 and resources["alphavantage"].daily_budget is None
+    for wrong in ("tiingo.per_year=1", "nobody.per_day=1", "tiingo.per_day=lots", "finnhub.per_second=-1"):
+        with pytest.raises(ValueError, match="QUANT_ASSETS_PROVIDER_LIMITS"):
+            from_env({"QUANT_ASSETS_PROVIDER_LIMITS": wrong})
+    monkeypatch.setenv("QUANT_ASSETS_NOW", "2026-03-02T15:30:00-05:00")
+    assert now() == dt.datetime(2026, 3, 2, 20, 30, tzinfo=dt.UTC)
+    monkeypatch.setenv("QUANT_ASSETS_NOW", "yesterday")
+    with pytest.raises(ValueError, match="QUANT_ASSETS_NOW='yesterday' is not an ISO 8601 time"):
+        now()
