@@ -86,7 +86,7 @@ demo: setup $(QLIB_VENV)/.synced
 		export FINNHUB_API_BASE_URL=http://127.0.0.1:$$(( $(DEMO_SERVICE_PORT) + 3 )); \
 		export ALPHAVANTAGE_API_BASE_URL=http://127.0.0.1:$$(( $(DEMO_SERVICE_PORT) + 4 )); \
 		export QUANT_ASSETS_NOW=$(DEMO_NOW); \
-		export QUANT_ASSETS_PROVIDER_LIMITS=finnhub.per_minute=none,alphavantage.per_minute=none,alphavantage.per_second=25; \
+		export QUANT_ASSETS_PROVIDER_LIMITS=finnhub.per_minute=none,alphavantage.per_minute=none,alphavantage.per_second=10; \
 		for job in $(DEMO_SERVICE_JOBS); do $(BIN)/quant-assets run $$job 2>&1 | grep -v -e " - DEBUG - " -e " - INFO - "; done
 	$(BIN)/quant-assets status
 	$(BIN)/quant-assets universes

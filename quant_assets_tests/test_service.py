@@ -386,7 +386,7 @@ def test_the_audit_zone_keeps_its_retention_days_and_nothing_else_is_touched(tmp
     assert prune_audit(tmp_path, 0, dt.date(2030, 1, 1)) == 0  # 0 keeps everything
 
 
-def test_provider_limits_and_the_clock_are_settings_that_refuse_what_they_cannot_read(monkeypatch):
+def test_provider_limits_and_the_clock_are_settings_that_refuse_what_they_cannot_read(monkeypatch, tmp_path):
     settings = from_env({"QUANT_ASSETS_PROVIDER_LIMITS": "tiingo.per_hour=10000, alphavantage.daily_budget=none"})
     assert settings.provider_limits == {"tiingo": {"per_hour": 10000}, "alphavantage": {"daily_budget": None}}
     resources = provider_resources(settings)
@@ -394,6 +394,11 @@ def test_provider_limits_and_the_clock_are_settings_that_refuse_what_they_cannot
     for wrong in ("tiingo.per_year=1", "nobody.per_day=1", "tiingo.per_day=lots", "finnhub.per_second=-1"):
         with pytest.raises(ValueError, match="QUANT_ASSETS_PROVIDER_LIMITS"):
             from_env({"QUANT_ASSETS_PROVIDER_LIMITS": wrong})
+    # A shorter window that allows as many as a longer one never binds: dropped (pyrate-limiter refuses such a list).
+    lifted = provider_resources(from_env({"QUANT_ASSETS_PROVIDER_LIMITS": "alphavantage.per_second=25"}))
+    assert lifted["alphavantage"].policy().rates == ((5, 60.0), (25, 86_400.0))
+    with lifted["alphavantage"].connect(tmp_path) as alphavantage:
+        assert alphavantage.client.requests_left_today() == 25
     monkeypatch.setenv("QUANT_ASSETS_NOW", "2026-03-02T15:30:00-05:00")
     assert now() == dt.datetime(2026, 3, 2, 20, 30, tzinfo=dt.UTC)
     monkeypatch.setenv("QUANT_ASSETS_NOW", "yesterday")

@@ -202,8 +202,12 @@ class RestProvider(dg.ConfigurableResource):
 
     def policy(self) -> Policy:
         windows = ((self.per_second, 1.0), (self.per_minute, 60.0), (self.per_hour, 3600.0), (self.per_day, 86_400.0))
+        rates: list[tuple[int, float]] = []
+        for limit, seconds in reversed([w for w in windows if w[0]]):
+            if not rates or limit < rates[0][0]:  # a shorter window allowing as many as a longer one never binds
+                rates.insert(0, (limit, seconds))
         return Policy(
-            rates=tuple((n, seconds) for n, seconds in windows if n),
+            rates=tuple(rates),
             cost_per_request=self.cost_per_request,
             daily_budget=self.daily_budget,
             budget_timezone=self.budget_timezone,
