@@ -63,7 +63,8 @@ them and the one place each default is defined, for the code location and the `q
                               (data/raw/providers/; default 90; 0 keeps them all); pruned after each provider job
     QUANT_ASSETS_PROVIDER_LIMITS  a provider plan's limits and prices over the documented defaults, as
                               `provider.field=value` pairs, comma-separated (fields: per_second, per_minute, per_hour,
-                              per_day, cost_per_request, daily_budget, max_wait_seconds; `none` removes a limit),
+                              per_day, cost_per_request, daily_budget, max_wait_seconds; `none` removes a rate or
+                              the budget),
                               e.g. `tiingo.per_hour=10000,alphavantage.daily_budget=none`
     QUANT_ASSETS_NOW          fixes the provider jobs' clock (an ISO 8601 time): budgets, cursors, as-of versions
                               and snapshot slots read it (tests, replays); unset: the real time
@@ -261,9 +262,15 @@ def provider_limits(text: str) -> dict[str, dict[str, float | None]]:
             number = None if value == "none" else float(value)
         except ValueError:
             raise ValueError(f"QUANT_ASSETS_PROVIDER_LIMITS: {pair!r}: {value!r} is not a number or none") from None
+        if number is None and limit in ("cost_per_request", "max_wait_seconds"):
+            raise ValueError(f"QUANT_ASSETS_PROVIDER_LIMITS: {pair!r}: {limit} needs a number (none only removes a "
+                             "rate or the daily budget)")  # fmt: skip
         if number is not None and (number < 0 or number != number or number == float("inf")):
             raise ValueError(f"QUANT_ASSETS_PROVIDER_LIMITS: {pair!r}: a limit is a finite number >= 0")
         if number is not None and limit.startswith("per_"):
+            if number < 1 or not number.is_integer():
+                raise ValueError(f"QUANT_ASSETS_PROVIDER_LIMITS: {pair!r}: a rate is a whole number of requests, at "
+                                 "least 1 (none removes it)")  # fmt: skip
             number = int(number)
         out.setdefault(provider, {})[limit] = number
     return out

@@ -115,7 +115,7 @@ def service_summary(lake_root: Path) -> str | None:
         days = fundamentals.version_days(lake_root, dataset)
         if days:
             held = pl.read_parquet([fundamentals.version_path(lake_root, dataset, d) for d in days])["symbol"]
-            lines.append(f"{dataset:<17} {len(days)} as-of versions {days[0]}..{days[-1]}, {held.n_unique():,} symbols")
+            lines.append(f"{dataset:<17} {len(days)} as-of days {days[0]}..{days[-1]}, {held.n_unique():,} symbols")
     values = indicators.read_indicators(lake_root).select("ticker", "indicator").collect()
     if values.height:
         lines.append(f"vendor_indicators {values.height:,} values, {values['ticker'].n_unique():,} tickers; "

@@ -24,7 +24,15 @@ from quant_assets.sample_rest import LocalProvider, Reply
 from quant_assets.samples.finnhub import MARKET_NEWS_COUNT, FinnhubServer, _epoch
 from quant_assets.samples.history import DailyHistory
 from quant_assets.service import news
-from quant_assets.service.news import SCHEMA, collect_company_news, collect_market_news, read_cursors, read_news
+from quant_assets.service.news import (
+    SCHEMA,
+    article_key,
+    collect_company_news,
+    collect_market_news,
+    normalised_url,
+    read_cursors,
+    read_news,
+)
 
 SERVED = dt.date(2026, 2, 1), dt.date(2026, 2, 28)
 NOW = dt.datetime(2026, 3, 2, 12, tzinfo=dt.UTC)  # 30 days back: 2026-01-31, before every article served
@@ -355,3 +363,15 @@ def test_damaged_cursors_mean_asking_from_the_lookback_again(vendors):
     assert [q["from"] for q in queries(vendors.finnhub_server, "/api/v1/company-news")] == [str(FIRST_DAY)]
     assert again.failed == [] and again.rows == 0 and held(vendors.lake).equals(first)
     assert read_cursors(vendors.lake)[("finnhub", "company:AAPL")].day == MONDAYS[-1]  # written anew
+
+
+def test_articles_named_by_their_query_stay_apart_and_tracking_parameters_do_not_count():
+    """Finnhub's own links (`finnhub.io/api/news?id=...`) and a site's `article.php?id=N` name the article in the
+    query: two of them are two articles; `utm*` parameters, the fragment, case and a trailing slash are not."""
+    first = article_key("https://finnhub.io/api/news?id=abc", "finnhub", 1)
+    assert first != article_key("https://finnhub.io/api/news?id=def", "finnhub", 2)
+    assert article_key("https://site.example/article.php?id=1", "x", 1) != article_key(
+        "https://site.example/article.php?id=2", "x", 2
+    )
+    assert normalised_url("HTTPS://Site.Example/a/?utm_source=x&b=2&a=1#top") == "https://site.example/a?a=1&b=2"
+    assert article_key("https://finnhub.io/api/news?id=abc&utm_medium=feed", "massive", "m") == first

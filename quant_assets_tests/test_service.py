@@ -362,7 +362,11 @@ def test_one_job_of_each_kind_through_dagster_job_execute(tmp_path, servers):
         assert sorted(indicators.read_indicators(lake).collect()["ticker"].unique()) == ["AAPL", "SPY"]
         status = run_cli("quant-assets", "status", "--data", str(tmp_path / "data"), cwd=tmp_path, env=env).stdout
         assert "quotes            1 snapshots over 1 sessions, 2 rows; by provider: finnhub 2" in status
-        assert "vendor_indicators" in status and "fundamentals      1 as-of versions" in status
+        assert (
+            "vendor_indicators " in status
+            and "2 tickers; by indicator: SMA_20" in status
+            and "fundamentals      1 as-of days 2026-02-27..2026-02-27, 2 symbols" in status
+        )
         listed = run_cli("quant-assets", "run", "--list", cwd=tmp_path, env=env).stdout
         assert all(job.name in listed for job in JOBS)
         cli = run_cli("quant-assets", "run", "finnhub_quote_indices", "--scope", "active", "--json",
@@ -391,11 +395,14 @@ def test_provider_limits_and_the_clock_are_settings_that_refuse_what_they_cannot
     assert settings.provider_limits == {"tiingo": {"per_hour": 10000}, "alphavantage": {"daily_budget": None}}
     resources = provider_resources(settings)
     assert resources["tiingo"].per_hour == 10000 and resources["alphavantage"].daily_budget is None
-    for wrong in ("tiingo.per_year=1", "nobody.per_day=1", "tiingo.per_day=lots", "finnhub.per_second=-1"):
+    for wrong in ("tiingo.per_year=1", "nobody.per_day=1", "tiingo.per_day=lots", "finnhub.per_second=-1",
+                  "alphavantage.per_minute=0.5", "tiingo.per_hour=0", "finnhub.cost_per_request=none",
+                  "massive.max_wait_seconds=none", "yahoo.per_day=inf"):  # fmt: skip
         with pytest.raises(ValueError, match="QUANT_ASSETS_PROVIDER_LIMITS"):
             from_env({"QUANT_ASSETS_PROVIDER_LIMITS": wrong})
     # A shorter window that allows as many as a longer one never binds: dropped (pyrate-limiter refuses such a list).
-    lifted = provider_resources(from_env({"QUANT_ASSETS_PROVIDER_LIMITS": "alphavantage.per_second=25"}))
+    limits = "alphavantage.per_second=25,alphavantage.per_day=25"
+    lifted = provider_resources(from_env({"QUANT_ASSETS_PROVIDER_LIMITS": limits}))
     assert lifted["alphavantage"].policy().rates == ((5, 60.0), (25, 86_400.0))
     with lifted["alphavantage"].connect(tmp_path) as alphavantage:
         assert alphavantage.client.requests_left_today() == 25
@@ -404,3 +411,55 @@ def test_provider_limits_and_the_clock_are_settings_that_refuse_what_they_cannot
     monkeypatch.setenv("QUANT_ASSETS_NOW", "yesterday")
     with pytest.raises(ValueError, match="QUANT_ASSETS_NOW='yesterday' is not an ISO 8601 time"):
         now()
+
+
+def test_a_forced_snapshot_keeps_the_rows_of_symbols_that_fail_in_it_and_a_past_session_is_refused(tmp_path, servers):
+    finnhub, massive = servers
+    universes(tmp_path, active=("AAPL", "BRK.B", "SPY"))
+    massive.not_entitled_for.add("/v3/snapshot")
+    defs = definitions(tmp_path, finnhub, massive)
+    path = tmp_path / "lake" / "quotes" / f"date={SESSION}" / "active-1500.parquet"
+    with dg.instance_for_test() as instance:
+        assert execute(defs, "finnhub_quote_active", instance, SESSION, at=AT, workers=1).success
+        before = pl.read_parquet(path)
+        finnhub.script_after, finnhub.script = len(finnhub.requests) + 1, [Reply(500, "boom")]  # BRK.B fails
+        forced = execute(defs, "finnhub_quote_active", instance, SESSION, at=AT, workers=1, force=True)
+        assert forced.success and summary(forced, "quotes")["failed"] == 1
+        assert pl.read_parquet(path).equals(before)  # BRK.B's earlier row stands; the others answered the same
+        past = execute(defs, "finnhub_quote_active", instance, "2026-02-26", at=AT)
+        assert not past.success
+        [failure] = [e for e in past.all_events if e.is_step_failure]
+        assert "which belongs to session 2026-02-27" in failure.step_failure_data.user_failure_data.description
+
+
+def test_an_earnings_calendar_outage_fails_the_run_with_every_symbol_named(tmp_path, servers):
+    finnhub, _ = servers
+    universes(tmp_path, watchlist=("AAPL", "SPY"))
+    finnhub.script = [Reply(500, "boom")]
+    defs = definitions(tmp_path, finnhub)
+    with dg.instance_for_test() as instance:
+        result = execute(defs, "finnhub_earnings_watchlist", instance, at="2026-03-02T07:00:00-05:00")
+    assert not result.success and len(finnhub.requests) == 1  # nothing more sent after the calendar failed
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    data = failure.step_failure_data.user_failure_data
+    assert data.description.startswith("earnings: nothing was served, 2 failed")
+    assert data.metadata["failed"].value == 2
+
+
+def test_a_pair_that_fails_goes_behind_the_pairs_never_asked(tmp_path, monkeypatch):
+    with AlphaVantageServer(START, dt.date(2026, 3, 6), error_message_for={"AAPL"}) as server:
+        resource = AlphaVantageRest(base_url=server.url, daily_budget=2.0, **QUICK)
+        symbols, sma = ["AAPL", "BRK.B", "SPY"], [indicators.Indicator("SMA", 20)]
+        asked = []
+        for day in ("2026-03-02", "2026-03-03"):
+            monkeypatch.setenv("QUANT_ASSETS_NOW", f"{day}T18:30:00-05:00")
+            before = len(server.requests)
+            with resource.connect(tmp_path) as alphavantage:
+                at = now()
+                closes = dt.datetime.fromisoformat(f"{day}T16:00:00-05:00")
+                out = indicators.collect_indicators(alphavantage, symbols, tmp_path / "lake", at, closes, sma)
+            asked.append([dict(part.split("=") for part in s.path.split("?")[1].split("&"))["symbol"]
+                          for s in server.requests[before:]])  # fmt: skip
+            assert out.asked == 2
+    assert asked == [["AAPL", "BRK.B"], ["SPY", "AAPL"]]  # AAPL failed on the 2nd: behind SPY, never asked
+    assert "AAPL SMA_20: alphavantage: VendorError" in out.failed[0]

@@ -88,14 +88,19 @@ class FinnhubRest(RestProvider):
 class AlphaVantageRest(RestProvider):
     """Alpha Vantage's technical indicators and daily series (`ALPHAVANTAGE_API_KEY`, which can only travel in the
     query string: the client keeps it out of every URL it logs, audits or caches). The free plan: 25 requests a day
-    (a rate and, at a cost of 1 each, the day's budget: a rate-limit answer with HTTP 200 still counts), 5 a
-    minute."""
+    (at a cost of 1 each, the day's budget: a rate-limit answer with HTTP 200 still counts; jobs plan their work
+    with it), 5 a minute."""
 
     base_url: str = Field(default=_url("alphavantage"), description="The API's base URL (ALPHAVANTAGE_API_BASE_URL).")
     api_key: str | None = Field(default=None, repr=False, description="Set only as EnvVar('ALPHAVANTAGE_API_KEY').")
     per_second: int | None = Field(default=1, description="Requests allowed per second, per key.")
     per_minute: int | None = Field(default=alphavantage.PER_MINUTE, description="Requests allowed per minute.")
-    per_day: int | None = Field(default=alphavantage.PER_DAY, description="Requests allowed per day, per key.")
+    per_day: int | None = Field(
+        default=None,
+        description="Requests allowed in any 24 hours, per key (none: the daily budget, which resets "
+        "at midnight New York time, is the free plan's 25 a day; a rolling window would make the next morning's run "
+        "wait for the previous evening's requests).",
+    )
     cost_per_request: float = Field(default=alphavantage.COST_PER_REQUEST, description="What one request costs.")
     daily_budget: float | None = Field(default=alphavantage.DAILY_BUDGET, description="Spending allowed per day.")
 

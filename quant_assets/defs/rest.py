@@ -12,6 +12,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from quant_assets.clock import now
 from quant_assets.datasets import DATASETS
 from quant_assets.defs.chain import BACKFILL_POLICY, range_results
 from quant_assets.defs.partitions import session_partitions
@@ -20,6 +21,7 @@ from quant_assets.defs.universes import RESOURCE_KEY as UNIVERSES
 from quant_assets.defs.universes import universe_for_run
 from quant_assets.lake import partition_path, scan
 from quant_assets.providers.cache import ResponseCache
+from quant_assets.providers.client import prune_audit
 from quant_assets.providers.health import provider_health
 from quant_assets.providers.hybrid import HybridSource
 from quant_assets.providers.landing import DATASET, merge_sessions, read_ledger, record_fetched, requests_for
@@ -171,7 +173,9 @@ def build_rest_daily(chain: Sequence[str]) -> dg.AssetsDefinition:
                 f"{ASSET}: every one of the {len(wanted)} members failed on every provider, e.g. {failed[0]}",
                 allow_retries=False,
             )
+        pruned = prune_audit(zones.root, zones.audit_retention_days, now().date())
         run_meta = {
+            "audit_files_pruned": dg.MetadataValue.int(pruned),
             **universe_meta,
             "members_fetched": dg.MetadataValue.int(counts["fetched"]),
             "members_from_cache": dg.MetadataValue.int(counts["cached"]),

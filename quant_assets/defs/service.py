@@ -314,10 +314,10 @@ def build_service_asset(spec: ServiceDataset, collect: Collect, extra_checks=(),
             f"{collected.served}, failed {len(collected.failed)}, {collected.rows} rows in "
             f"{len(collected.written)} files, {metadata['requests'].value} requests"
         )
-        if collected.asked and collected.failed and len(collected.failed) >= collected.asked:
+        if collected.failed and not collected.served and not collected.written:
             raise dg.Failure(
-                f"{spec.name}: all {collected.asked} failed, e.g. {collected.failed[0]}", metadata=metadata,
-                allow_retries=False,
+                f"{spec.name}: nothing was served, {len(collected.failed)} failed, e.g. {collected.failed[0]}",
+                metadata=metadata, allow_retries=False,
             )  # fmt: skip
         results = [served_check(spec.name, collected)]
         if more_checks is not None:
@@ -329,6 +329,12 @@ def build_service_asset(spec: ServiceDataset, collect: Collect, extra_checks=(),
 
 def _collect_quotes(endpoints, symbols, zones, at, config, context) -> Collected:
     session = dt.date.fromisoformat(context.partition_key)
+    if session != current_session(at):
+        raise dg.Failure(
+            f"quotes {session}: a snapshot is a quote of its time ({at.isoformat(timespec='minutes')}), which belongs "
+            f"to session {current_session(at)}: run the current session's partition (or set `at`)",
+            allow_retries=False,
+        )
     return quotes.collect_quotes(
         endpoints, symbols, zones.lake_root, session, config.scope, at, workers=config.workers, force=config.force
     )
@@ -508,6 +514,11 @@ def run_job(
     for materialization in result.asset_materializations_for_node(job.dataset)[-1:]:
         summary |= {name: value.value for name, value in materialization.metadata.items()}
     if not result.success:
-        failures = [e for e in result.all_events if e.is_step_failure]
-        summary["error"] = failures[0].step_failure_data.error.message.strip() if failures else "the run failed"
+        failures = [e.step_failure_data for e in result.all_events if e.is_step_failure]
+        user = failures[0].user_failure_data if failures else None
+        if user is not None:  # a dg.Failure: its description and the run's summary
+            summary |= {name: value.value for name, value in user.metadata.items()}
+            summary["error"] = user.description
+        else:
+            summary["error"] = failures[0].error.message.strip() if failures and failures[0].error else "the run failed"
     return summary

@@ -28,7 +28,7 @@ DEFAULT_BASE_URL = "https://www.alphavantage.co"
 AUTH = Auth(header=None, query="apikey")
 QUERY = "/query"
 PER_MINUTE = 5
-PER_DAY = 25  # the free plan: a rate of the day and, with a cost of 1, the day's budget
+PER_DAY = 25  # the free plan: with a cost of 1, the day's budget (a calendar day, not a rolling window)
 COST_PER_REQUEST = 1.0
 DAILY_BUDGET = 25.0
 COMPACT_DAYS = 100  # `outputsize=compact` holds the latest 100 days

@@ -6,7 +6,9 @@ Each run lists the (symbol, indicator) pairs that are due — never fetched, or 
 completed session — oldest first (never fetched, then the stalest, then by symbol), and asks only as many as
 today's budget has requests left (`ProviderClient.requests_left_today`); the rest wait for the next day's runs, and
 once every pair is current the daily refresh goes round the universe in the same order. One request answers a
-pair's whole history.
+pair's whole history. A pair that failed is asked again after the next close, behind those never asked. Each
+attempt is charged, so a retried request costs one more and can leave the day's last planned pair to meet the spent
+budget (`BudgetExhausted`, named in the run): it is due again the next day.
 
 Layout: `lake/vendor_indicators/indicator=<NAME>/part.parquet` (e.g. `indicator=SMA_20`), long rows (ticker,
 indicator, date, name, value, provider, fetched_at; MACD has three names a date), a pair's rows replaced as a whole
@@ -24,6 +26,7 @@ from pathlib import Path
 import polars as pl
 
 from quant_assets.lake import replace_parquet
+from quant_assets.locks import locked
 from quant_assets.names import child, component
 from quant_assets.providers.errors import ProviderError
 from quant_assets.providers.symbols import Unsupported
@@ -106,12 +109,13 @@ def collect_indicators(
     force: bool = False,
 ) -> Collected:
     """Ask `provider` (an `AlphaVantage`) for the pairs due since `closed` (the last completed session's close)
-    that today's budget allows (all pairs with `force`, still within the budget), and land their rows. Requests go one at a time: the free plan's 5 a minute are the
-    pace, and each answer is a pair's whole history."""
+        that today's budget allows (all pairs with `force`, still within the budget), and land their rows. Requests go one at a time: the free plan's 5 a minute are the
+        pace, and each answer is a pair's whole history. A pair that failed is asked again after the next close, behind those never asked. Each
+    attempt is charged, so a retried request costs one more and can leave the day's last planned pair to meet the spent
+    budget (`BudgetExhausted`, named in the run): it is due again the next day."""
     out = Collected(DATASET)
     ledger = read_ledger(lake_root)
     planned = due(symbols, indicators, pl.DataFrame(schema=LEDGER_SCHEMA) if force else ledger, closed)
-    out.asked = len(planned)
     out.skipped = len(symbols) * len(indicators) - len(planned)
     left = provider.client.requests_left_today()
     if left is not None and left < len(planned):
@@ -119,6 +123,7 @@ def collect_indicators(
             f"{len(planned)} due, today's budget allows {left}: {len(planned) - left} wait for the next days' runs"
         )
         planned = planned[:left]
+    out.asked = len(planned)
     frames: dict[str, list[pl.DataFrame]] = {}
     answered = []
     for symbol, indicator in planned:
@@ -129,6 +134,10 @@ def collect_indicators(
             continue
         except ProviderError as error:
             out.failed.append(f"{symbol} {indicator.name}: {provider.name}: {type(error).__name__}: {error}")
+            # Asked again after the next close, behind the pairs never asked: a pair that always fails cannot
+            # take the day's budget from the others.
+            answered.append({"ticker": symbol, "indicator": indicator.name, "fetched_at": now.astimezone(dt.UTC),
+                             "last_date": None})  # fmt: skip
             continue
         out.serve(provider.name)
         out.set_aside += aside
@@ -147,22 +156,22 @@ def collect_indicators(
         )
         answered.append({"ticker": symbol, "indicator": indicator.name, "fetched_at": now.astimezone(dt.UTC),
                          "last_date": frame["date"].max()})  # fmt: skip
-    for indicator in indicators:
-        new = frames.get(indicator.name)
-        if not new:
-            continue
-        path = indicator_path(lake_root, indicator)
-        fresh = pl.concat(new)
-        kept = (
-            pl.read_parquet(path).filter(~pl.col("ticker").is_in(fresh["ticker"].unique())) if path.exists() else None
-        )
-        replace_parquet(fresh if kept is None else pl.concat([kept, fresh]).sort("ticker", "date", "name"), path)
-        out.rows += fresh.height
-        out.written.append(str(path))
-    if answered:
-        fetched = pl.DataFrame(answered, schema=LEDGER_SCHEMA)
-        merged = pl.concat([ledger, fetched]).unique(["ticker", "indicator"], keep="last", maintain_order=True)
-        replace_parquet(merged, Path(lake_root) / DATASET / LEDGER)
+    ledger_file = Path(lake_root) / DATASET / LEDGER
+    with locked(ledger_file):  # a schedule's run and a hand run land in turn: neither loses the other's rows
+        for indicator in indicators:
+            new = frames.get(indicator.name)
+            if not new:
+                continue
+            path = indicator_path(lake_root, indicator)
+            fresh = pl.concat(new)
+            kept = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=SCHEMA)
+            kept = kept.filter(~pl.col("ticker").is_in(fresh["ticker"].unique().implode()))
+            replace_parquet(pl.concat([kept, fresh]).sort("ticker", "date", "name"), path)
+            out.rows += fresh.height
+            out.written.append(str(path))
+        if answered:
+            merged = pl.concat([read_ledger(lake_root), pl.DataFrame(answered, schema=LEDGER_SCHEMA)])
+            replace_parquet(merged.unique(["ticker", "indicator"], keep="last", maintain_order=True), ledger_file)
     return out
 
 

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -213,16 +213,20 @@ def article_key(url: str | None, provider: str, article_id: object) -> str:
 
 
 def normalised_url(url: str) -> str | None:
-    """`url` with its scheme and host in lower case and no query, fragment or trailing slash; None when it is not an
-    http(s) URL with a host."""
+    """`url` with its scheme and host in lower case, no fragment, no trailing slash and no tracking parameters
+    (`utm*`); the rest of the query is kept, sorted (Finnhub's `finnhub.io/api/news?id=...` and a site's
+    `article.php?id=1` name their article by it). None when it is not an http(s) URL with a host."""
     try:
         parts = urlsplit(url.strip())
+        query = sorted(
+            (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not k.lower().startswith("utm")
+        )
     except ValueError:
         return None
     scheme, host = parts.scheme.lower(), parts.netloc.lower()
     if scheme not in ("http", "https") or not host or not url.isprintable():
         return None
-    return f"{scheme}://{host}{parts.path.rstrip('/')}"
+    return f"{scheme}://{host}{parts.path.rstrip('/')}" + (f"?{urlencode(query)}" if query else "")
 
 
 def _check(providers: Mapping[str, object], now: dt.datetime) -> None:

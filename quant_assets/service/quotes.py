@@ -11,7 +11,8 @@ Per symbol the chain asks each provider in order and stops at the first answer. 
 symbol (`Unsupported`) is skipped with its reason; one that is unavailable or errs passes it on. Finnhub's all-zero
 quote means "no data": the symbol's row has no prices (null, never 0) and is counted in `Collected.missing`; as any
 empty answer it ends the chain. Symbols that failed everywhere are named and have no row: a re-run of the same
-slot asks only them and rewrites the snapshot (atomically) with their rows added; every other symbol is held.
+slot asks only them and rewrites the snapshot (atomically, under the file's lock) with their rows added; every
+other symbol is held. A forced re-run asks every symbol again and replaces the rows of those that answered.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from quant_assets.lake import partition_dir, replace_parquet
+from quant_assets.locks import locked
 from quant_assets.names import child, component
 from quant_assets.providers.errors import ProviderError
 from quant_assets.providers.symbols import Unsupported
@@ -77,8 +79,8 @@ def collect_quotes(
     out = Collected(DATASET, asked=len(symbols))
     slot = snapshot_slot(now, slot_minutes)
     path = snapshot_path(lake_root, session, scope, slot)
-    held = pl.read_parquet(path) if path.exists() and not force else pl.DataFrame(schema=SCHEMA)
-    wanted = [s for s in symbols if s not in set(held["ticker"])]
+    held = set(pl.read_parquet(path, columns=["ticker"])["ticker"]) if path.exists() and not force else set()
+    wanted = [s for s in symbols if s not in held]
     out.skipped = len(symbols) - len(wanted)
     if not wanted:
         out.notes.append(f"the snapshot of {slot.astimezone(NEW_YORK):%H:%M} New York is held: {path.name}")
@@ -115,8 +117,11 @@ def collect_quotes(
         out.notes.append(f"{len(out.failed)} symbols have no row: a re-run of this slot asks only them")
     if not rows:
         return out
-    frame = pl.concat([held, pl.DataFrame(rows, schema=SCHEMA)]).sort("ticker")
-    replace_parquet(frame, path)
+    fresh = pl.DataFrame(rows, schema=SCHEMA)
+    with locked(path):  # another run of the slot (a schedule and a hand run) merges in turn, nothing lost
+        kept = pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=SCHEMA)
+        kept = kept.filter(~pl.col("ticker").is_in(fresh["ticker"].implode()))  # a forced run keeps who failed
+        replace_parquet(pl.concat([kept, fresh]).sort("ticker"), path)
     out.rows, out.written = len(rows), [str(path)]
     return out
 
