@@ -234,7 +234,7 @@ def write_our_features(enriched: Path, history: DailyHistory, tickers: list[str]
     bars = pl.DataFrame(rows).with_columns(raw_close=pl.col("close"), raw_volume=pl.col("volume"))
     table = daily_features(session_grid(bars, history.sessions), FeatureSet())
     for (session,), frame in table.filter(pl.col("close").is_not_null()).partition_by("date", as_dict=True).items():
-        path = partition_path(enriched, "enriched_stocks_daily", session)
+        path = partition_path(enriched, "stocks_daily", session)  # enriched_stocks_daily's layout
         path.parent.mkdir(parents=True, exist_ok=True)
         frame.drop("session_index", "date").write_parquet(path)
 
@@ -279,7 +279,7 @@ def test_alpha_vantage_spreads_a_100_symbol_universe_over_four_days_within_25_a_
     assert aapl == pytest.approx(sum(closes[-20:]) / 20, abs=5e-5)
     # The check compared the vendor's SMA(20) with our sma_20 on the symbols we hold features for.
     assert comparison.passed and comparison.metadata["compared"].value > 0
-    ours = read_enriched_daily(tmp_path / "enriched", "enriched_stocks_daily").collect()
+    ours = read_enriched_daily(tmp_path / "enriched", "stocks_daily").collect()
     assert last.passed and last.metadata["compared"].value == ours["sma_20"].drop_nulls().len() > 200
     assert last.metadata["mismatches"].value == 0
 

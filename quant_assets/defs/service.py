@@ -375,10 +375,10 @@ def indicator_check(zones: DataZones, collected: Collected) -> list[dg.AssetChec
     """Alpha Vantage's SMA(20) against enriched_stocks_daily's sma_20 where both have a ticker and a session."""
     vendor = indicators.read_indicators(zones.lake_root, ["SMA_20"]).collect()
     ours = pl.DataFrame()
-    if vendor.height and (zones.enriched_root / "enriched_stocks_daily").is_dir():
+    if vendor.height and (zones.enriched_root / DAILY.name).is_dir():  # enriched_stocks_daily's folder
         tickers = vendor["ticker"].unique().to_list()
         ours = (
-            read_enriched_daily(zones.enriched_root, "enriched_stocks_daily")
+            read_enriched_daily(zones.enriched_root, DAILY.name)
             .filter(pl.col("ticker").is_in(tickers))
             .select("ticker", pl.col("date").cast(pl.Date), "sma_20")
             .collect()
