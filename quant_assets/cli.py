@@ -291,6 +291,20 @@ def summary_text(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from quant_assets.catalog import build_catalog, describe
+
+    check_folder(args.data)
+    check_writable_folder(args.data)
+    path, names = build_catalog(args.data)
+    counts = dict(describe(path, names))
+    print(f"catalog at {path.resolve()}: {len(counts)} views over {Path(args.data).resolve()}")
+    for name in names:
+        print(f"  {name:40} {counts[name]:>12,} rows" if name in counts else f"  {name} (macro)")
+    print(f'query it: duckdb {path} -c "SELECT * FROM lake_stocks_daily LIMIT 5"')
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from quant_assets.ui import serve
 
@@ -471,6 +485,19 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"folder of the universe files (QUANT_ASSETS_UNIVERSES; default: {settings.universes_dir})",
     )
     universes.set_defaults(func=cmd_universes)
+
+    catalog = commands.add_parser(
+        "catalog",
+        help="write data/catalog.duckdb: DuckDB views over every zone (lake, quarantine, enriched, reference, ...)",
+        description="Write <data>/catalog.duckdb (atomically): DuckDB views, not copies, over every zone that holds "
+        "files: lake_<dataset>, quarantine_<dataset>, enriched_<dataset> (restatements applied), reference_<table> "
+        "(newest), reference_<table>_versions and the macro reference_<table>_as_of(day), adjustment_factors, "
+        "stocks_daily_adjusted (raw x factor), coverage, rest_stocks_daily and the market-data datasets. The views "
+        "name files by absolute path, so the catalog opens from any working directory; a query of one session reads "
+        "one partition. Prints each view's rows.",
+    )
+    catalog.add_argument("--data", default=settings.data, help=f"data folder (default: {settings.data})")
+    catalog.set_defaults(func=cmd_catalog)
 
     run = commands.add_parser(
         "run",

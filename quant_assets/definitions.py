@@ -9,6 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from quant_assets.datasets import Dataset, parse_dataset_names
+from quant_assets.defs.catalog import catalog_defs
 from quant_assets.defs.features import feature_layers, features_defs
 from quant_assets.defs.ingest import chain_keys, ingest_defs
 from quant_assets.defs.operations import operations_defs
@@ -32,7 +33,7 @@ def build_definitions(datasets: list[Dataset], settings: Settings) -> dg.Definit
     quality, freshness_checks = quality_defs(datasets, settings.freshness_deadline)
     enriched_layers = feature_layers(datasets)
     reference, rest_checks = reference_defs(datasets, settings.rest_configured)
-    return dg.Definitions.merge(
+    layers = dg.Definitions.merge(
         # Checks that run on their own schedule (freshness) or need a provider (REST) stay out of the ingest jobs.
         ingest_defs(datasets, enriched_layers, excluded_checks=[*freshness_checks, *rest_checks]),
         quality,
@@ -43,6 +44,12 @@ def build_definitions(datasets: list[Dataset], settings: Settings) -> dg.Definit
         universes_defs(settings),
         service_defs(),
         operations_defs(),
+    )
+    written = [k for a in layers.assets or [] for k in (a.keys if isinstance(a, dg.AssetsDefinition) else [a.key])]
+    zones = [k for k in written if not k.to_user_string().startswith("qlib_")]  # the catalog's zones, not Qlib's
+    return dg.Definitions.merge(
+        layers,
+        catalog_defs(zones),
         sensor_defs(
             chain_keys(datasets, enriched_layers),
             settings.gap_window,

@@ -137,7 +137,7 @@ def test_job_execute_a_failing_partition_exits_non_zero_and_says_why(workdir):
 @pytest.mark.parametrize(
     "args, says",
     [
-        (["--help"], "{sample,sample-rest,providers,status,coverage,plan,universes,run,ui,bench}"),
+        (["--help"], "{sample,sample-rest,providers,status,coverage,plan,universes,catalog,run,ui,bench}"),
         (["ui", "--help"], "a request whose Host header is not 127.0.0.1, localhost, --host or a trusted host"),
         (["plan", "--help"], "whether a run would fetch the vendor file"),
         (["sample-rest", "--help"], "in each vendor's JSON shapes"),

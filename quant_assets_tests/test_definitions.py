@@ -24,7 +24,7 @@ def test_the_default_code_location():
     assert defs.resources["zones"].root == "data" and defs.resources["flatfiles"].root == "data/vendor"
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert keys == {"coverage", "rest_stocks_daily", *REFERENCE, *ENRICHED, *QLIB, *SERVICE_DATASETS} | {
+    assert keys == {"coverage", "catalog", "rest_stocks_daily", *REFERENCE, *ENRICHED, *QLIB, *SERVICE_DATASETS} | {
         f"{layer}_{d}"
         for d in ("stocks_daily", "stocks_minute", "options_daily", "options_minute")
         for layer in ("raw", "lake")
@@ -48,7 +48,7 @@ def test_the_default_code_location():
         "enrich_us_equities_daily",
         "publish_qlib_daily",
     } | {f"{job.name}_schedule" for job in JOBS}
-    assert jobs >= {job.name for job in JOBS}
+    assert jobs >= {job.name for job in JOBS} | {"refresh_catalog"}
     job = repo.get_job("ingest_us_equities")
     checks = {k.name for k in job.asset_layer.asset_graph.asset_check_keys}
     assert "fresh" not in checks and {"in_session", "complete_values", "reconciles_with_stocks_minute"} <= checks
@@ -120,9 +120,10 @@ def test_every_dataset_and_the_s3_source():
         "ingest_forex",
         "ingest_indices",
     }
-    assert len(repo.asset_graph.get_all_asset_keys()) == 2 * len(DATASETS) + 2 + len(REFERENCE) + len(ENRICHED) + len(
-        QLIB
-    ) + len(SERVICE_DATASETS)
+    assert (
+        len(repo.asset_graph.get_all_asset_keys())
+        == 2 * len(DATASETS) + 2 + len(REFERENCE) + len(ENRICHED) + len(QLIB) + len(SERVICE_DATASETS) + 1
+    )  # the catalog
     source = defs.resources["flatfiles"]
     assert source.bucket == "b" and "MASSIVE_S3_SECRET_ACCESS_KEY" not in repr(source)
 
@@ -216,6 +217,7 @@ PURE = [
     "qlib.health",
     "sample_rest",
     "clock",
+    "catalog",
     "service.summary",
     "service.quotes",
     "service.news",
