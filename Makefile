@@ -107,10 +107,12 @@ $(QLIB_VENV)/.synced: .tools/bin/uv quant_assets_tests/qlib-reader.txt
 	VIRTUAL_ENV=$(CURDIR)/$(QLIB_VENV) .tools/bin/uv pip sync --quiet quant_assets_tests/qlib-reader.txt
 	touch $@
 
-## test: formatting and lint (ruff), then the whole suite (pytest, two workers), Qlib's reader included
+## test: formatting and lint (ruff), the documentation's strict build (a broken link or a missing docstring fails
+## it), then the whole suite (pytest, two workers), Qlib's reader included
 test: setup $(QLIB_VENV)/.synced
 	$(BIN)/ruff format --check quant_assets quant_assets_tests
 	$(BIN)/ruff check quant_assets quant_assets_tests
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	QUANT_ASSETS_QLIB_PYTHON=$(CURDIR)/$(QLIB_VENV)/bin/python $(BIN)/pytest -n 2 -q
 
 ## dev: the Dagster UI on http://127.0.0.1:3000 and the daemon: the sensors (new files, gaps, failed-run alerts,
