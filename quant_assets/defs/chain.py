@@ -19,6 +19,7 @@ over a Dask cluster's workers (`cluster.py`) and applied in session order.
 
 import datetime as dt
 import functools
+import json
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -303,9 +304,47 @@ def _build_on_worker(
     return worker_name(), log, results
 
 
+SUMMARY_TAG = "quant_assets/summary"  # + "/<dataset>": a chain run's summary of each lake layer, as JSON
+SUMMARY_DATES = 50  # failed dates a summary names at most
+
+
+def layer_summary(run: LayerRun, dataset: str, partition_keys: Sequence[str], seconds: float) -> dict[str, Any]:
+    """What a run did for one lake layer: sessions processed, succeeded (built or already current), built,
+    skipped as current, failed with their dates, records and bytes written, seconds, success rate."""
+
+    def value(metadata: dict, name: str) -> int:
+        item = metadata.get(name)
+        return int(getattr(item, "value", item) or 0)
+
+    built = {k: m for k, m in run.metadata.items() if not m.get(SKIPPED)}
+    succeeded = len(run.metadata)
+    return {
+        "dataset": dataset,
+        "sessions": len(partition_keys),
+        "succeeded": succeeded,
+        "built": len(built),
+        "skipped": run.skipped,
+        "failed": len(run.failures),
+        "failed_dates": sorted(run.failures)[:SUMMARY_DATES],
+        "records": sum(value(m, "rows") for m in built.values()),
+        "bytes": sum(value(m, "bytes") for m in built.values()),
+        "seconds": round(seconds, 2),
+        "success_rate": round(succeeded / len(partition_keys), 4) if partition_keys else 1.0,
+    }
+
+
 def _finish(context: dg.AssetExecutionContext, layers: Sequence[SessionLayer], runs: dict, seconds: float):
     total = len(context.partition_keys)
     failed_any = any(run.failures for run in runs.values())
+    summaries = {
+        f"{SUMMARY_TAG}/{layer.dataset.name}": json.dumps(
+            layer_summary(runs[layer.key], layer.dataset.name, context.partition_keys, seconds), separators=(",", ":")
+        )
+        for layer in layers
+        if layer.key.path[0].startswith("lake_")
+    }
+    if summaries:  # on the run, so the UI's run page, the CLI and `quant_assets.api` show it
+        context.instance.add_run_tags(context.run_id, summaries)
     for layer in layers:
         run = runs[layer.key]
         built = len(run.metadata) - run.skipped
