@@ -76,19 +76,21 @@ def views(data_root: str | os.PathLike) -> dict[str, str]:
         for folder in (
             sorted(p for p in zone.glob("*") if p.is_dir() and not p.name.startswith("_")) if zone.is_dir() else []
         ):
-            if folder.name in SERVICE_FOLDERS or folder.name == "rest_stocks_daily":
-                continue
+            if folder.name in SERVICE_FOLDERS or folder.name == "rest_stocks_daily" or not folder.name.isidentifier():
+                continue  # their own views below; a folder that is not a dataset's name gets none
             if source := _sessions(folder):
                 out[f"{prefix}_{folder.name}"] = f"CREATE VIEW {prefix}_{folder.name} AS SELECT * FROM {source}"
     enriched = root / "enriched"
     for folder in sorted(p for p in enriched.glob("*") if p.is_dir()) if enriched.is_dir() else []:
+        if not folder.name.isidentifier():
+            continue
         if source := _sessions(folder):
             out[f"enriched_{folder.name}"] = f"CREATE VIEW enriched_{folder.name} AS SELECT * FROM {source}"
         # A session's other tables (enriched_stocks_minute's bars_5m, bars_15m, bars_60m, vwap): a view each.
         others = {p.name for p in folder.glob("date=*/*.parquet") if p.name != PART_NAME}
         for name in sorted(others):
             view = f"enriched_{folder.name}_{Path(name).stem}"
-            if view.replace("_", "").isalnum():
+            if view.isidentifier():
                 out[view] = f"CREATE VIEW {view} AS SELECT * FROM {_sessions(folder, name)}"
     if "enriched_stocks_daily" in out:
         out["enriched_stocks_daily"] = _restated_view(enriched / ENRICHED_DAILY)
