@@ -128,4 +128,4 @@ bench: setup
 
 clean:
 	rm -rf data/vendor data/raw data/lake data/quarantine data/enriched data/reference data/providers \
-		data/dagster_home data/bench data/alerts .tools $(VENV) $(QLIB_VENV)
+		data/dagster_home data/bench data/alerts data/site data/catalog.duckdb .tools $(VENV) $(QLIB_VENV)

@@ -42,6 +42,7 @@ ENRICHED_DAILY = "stocks_daily"
 
 
 def catalog_path(data_root: str | os.PathLike) -> Path:
+    """Where the catalog of `data_root` lives: `data_root/catalog.duckdb`."""
     return Path(data_root) / CATALOG
 
 

@@ -40,10 +40,12 @@ _WRITERS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer"
 
 
 def partition_dir(root: str | os.PathLike, dataset: str, session: dt.date) -> Path:
+    """The folder of `dataset`'s partition of `session` under a zone: `root/<dataset>/date=YYYY-MM-DD`."""
     return Path(root) / dataset / f"date={session.isoformat()}"
 
 
 def partition_path(root: str | os.PathLike, dataset: str, session: dt.date) -> Path:
+    """The file of `dataset`'s partition of `session`: `partition_dir(...)/part-0.parquet`."""
     return partition_dir(root, dataset, session) / PART_NAME
 
 

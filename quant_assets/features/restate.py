@@ -33,6 +33,7 @@ BATCH = 500  # tickers restated together
 
 
 def restated_dir(enriched_root: str | os.PathLike, dataset: str, ticker: str) -> Path:
+    """The folder of `ticker`'s restated versions (`_restated/ticker=<T>/`), the ticker URL-quoted."""
     return child(Path(enriched_root) / dataset / RESTATED, f"ticker={quote(ticker, safe='')}")
 
 
@@ -117,6 +118,7 @@ def read_enriched_daily(enriched_root: str | os.PathLike, dataset: str, sessions
 
 
 def restated_tickers(enriched_root: str | os.PathLike, dataset: str) -> list[str]:
+    """The tickers that have restated rows, sorted."""
     folder = Path(enriched_root) / dataset / RESTATED
     return sorted(unquote(p.name[7:]) for p in folder.glob("ticker=*")) if folder.is_dir() else []
 

@@ -258,6 +258,7 @@ def adjust(prices: pl.DataFrame | pl.LazyFrame, factors: pl.DataFrame) -> pl.Dat
 
 
 def ticker_dir(root: str | os.PathLike, ticker: str) -> Path:
+    """The folder of `ticker`'s factor versions (`adjustment_factors/ticker=<T>/`), the ticker URL-quoted."""
     return child(Path(root) / TABLE, f"ticker={quote(ticker, safe='')}")
 
 
@@ -312,6 +313,7 @@ def read_factors(
 
 
 def factor_versions(root: str | os.PathLike, ticker: str) -> list[dt.date]:
+    """The as-of dates of `ticker`'s factor versions, oldest first."""
     return versions(ticker_dir(root, ticker))
 
 
