@@ -18,7 +18,7 @@ and sees new sessions as soon as they land (a glob per zone). Partitioned zones 
   bars times the factor of each session (the first ex-date after it, as `reference.factors.adjust` and the features
   use it), with `price_factor` and `volume_factor`.
 - `coverage`: the coverage ledger; `rest_stocks_daily`; the market-data datasets `quotes`, `news`,
-  `fundamentals_versions` / `earnings_versions` (with `as_of`), `vendor_indicators`.
+  `fundamentals_versions` / `earnings_versions` (every as-of version, with `as_of`), `vendor_indicators`.
 
 A view exists only for a zone that holds files; run the catalog again (the `catalog` asset does, after each layer)
 when a new zone appears or a restatement or a new version changes which file is current. A pure module.
@@ -145,7 +145,8 @@ def _service_views(lake: Path) -> dict[str, str]:
         pattern = "asof=*/*.parquet"
         if any((lake / dataset).glob(pattern)):
             source = f"read_parquet({_text(lake / dataset / pattern)}, hive_partitioning = true, hive_types = {{'asof': DATE}})"
-            out[f"{dataset}_versions"] = f"CREATE VIEW {dataset}_versions AS SELECT * FROM {source}"
+            out[f"{dataset}_versions"] = (f"CREATE VIEW {dataset}_versions AS SELECT * EXCLUDE (\"asof\"), \"asof\" AS as_of "
+                                          f"FROM {source}")  # fmt: skip
     if any((lake / "vendor_indicators").glob("indicator=*/part.parquet")):
         glob = _text(lake / "vendor_indicators" / "indicator=*" / "part.parquet")
         out["vendor_indicators"] = (f"CREATE VIEW vendor_indicators AS SELECT * FROM read_parquet({glob}, "

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import polars as pl
 import pytest
 
@@ -367,6 +368,14 @@ def test_one_job_of_each_kind_through_dagster_job_execute(tmp_path, servers):
             and "2 tickers; by indicator: SMA_20" in status
             and "fundamentals      1 as-of days 2026-02-27..2026-02-27, 2 symbols" in status
         )
+        run_cli("quant-assets", "catalog", "--data", str(tmp_path / "data"), cwd=tmp_path, env=env)
+        with duckdb.connect(str(tmp_path / "data" / "catalog.duckdb"), read_only=True) as db:
+            count = lambda view: db.execute(f"SELECT count(*) FROM {view}").fetchone()[0]  # noqa: E731
+            assert count("quotes") == 2 and count("news") == news.read_news(lake).collect().height
+            assert count("vendor_indicators") == indicators.read_indicators(lake).collect().height
+            assert count("rest_stocks_daily") == 1
+            as_of = db.execute("SELECT DISTINCT as_of FROM fundamentals_versions").fetchall()
+            assert as_of == [(dt.date(2026, 2, 27),)]
         listed = run_cli("quant-assets", "run", "--list", cwd=tmp_path, env=env).stdout
         assert all(job.name in listed for job in JOBS)
         cli = run_cli("quant-assets", "run", "finnhub_quote_indices", "--scope", "active", "--json",
