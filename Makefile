@@ -53,8 +53,9 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 ## fetch splits, dividends and tickers from a local Massive REST server, build the adjustment factors, check the
 ## lake against the REST day bars, fetch the `active` universe's daily bars from local Tiingo (over quota after 7
 ## requests) and Yahoo servers (the fallback), compute the enriched daily features, write the Qlib directories (an
-## instruments file per universe), load them with Qlib, run one market-data job of each data type (quotes, news,
-## fundamentals, earnings, vendor indicators) against local Massive, Finnhub and Alpha Vantage servers, summarise
+## instruments file per universe), build the coverage ledger, load them with Qlib, run one market-data job of each
+## data type (quotes, news, fundamentals, earnings, vendor indicators) against local Massive, Finnhub and Alpha
+## Vantage servers, summarise
 demo: setup $(QLIB_VENV)/.synced
 	$(BIN)/quant-assets sample --start $(DEMO_START) --end $(DEMO_END)
 	$(BIN)/dagster job execute -m quant_assets.definitions -j ingest_us_equities --tags '$(DEMO_RANGE)' 2>&1 \
@@ -76,6 +77,7 @@ demo: setup $(QLIB_VENV)/.synced
 	$(BIN)/dagster job execute -m quant_assets.definitions -j enrich_us_equities --tags '$(DEMO_RANGE)' 2>&1 \
 		| $(QUIET)
 	$(BIN)/dagster job execute -m quant_assets.definitions -j publish_qlib --tags '$(DEMO_RANGE)' 2>&1 | $(QUIET)
+	$(BIN)/dagster job execute -m quant_assets.definitions -j refresh_coverage 2>&1 | $(QUIET)
 	$(QLIB_VENV)/bin/python -c "$$QLIB_DEMO" 2>&1 | grep -v -e '^\[' -e 'Warning' -e 'warn('
 	$(BIN)/quant-assets sample-rest --start $(DEMO_START) --end $(DEMO_END) --port $(DEMO_SERVICE_PORT) \
 		--providers massive,finnhub & massive=$$!; \

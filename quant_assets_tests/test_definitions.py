@@ -231,3 +231,11 @@ def test_pure_modules_do_not_import_dagster():
     code = f"import sys\nfor m in {PURE!r}: __import__('quant_assets.' + m)\nprint('dagster' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_declarative_automation_is_on_by_default_and_follows_the_sensors_setting():
+    running = definitions({}).resolve_sensor_def("default_automation_condition_sensor")
+    assert isinstance(running, dg.AutomationConditionSensorDefinition)
+    assert running.default_status == dg.DefaultSensorStatus.RUNNING
+    stopped = definitions({"QUANT_ASSETS_SENSORS": "stopped"}).resolve_sensor_def("default_automation_condition_sensor")
+    assert stopped.default_status == dg.DefaultSensorStatus.STOPPED

@@ -320,6 +320,9 @@ def run_failure_alerts(context: dg.RunFailureSensorContext, zones: DataZones, al
     )
 
 
+AUTOMATION_SENSOR = "default_automation_condition_sensor"  # Dagster's own name for it: the UI and docs use it
+
+
 def sensor_defs(
     chains: Mapping[Calendar, tuple[str, list[Dataset], dict[str, list[dg.AssetKey | dg.AssetCheckKey]]]],
     window: int,
@@ -329,7 +332,14 @@ def sensor_defs(
     """The new-file and gap sensors of each calendar's ingest job (on by default; `running=False` starts them
     stopped), and the run-failure alerts."""
     status = dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
-    sensors = [run_failure_alerts]
+    # Declarative automation (enriched and Qlib follow the lake) runs by the daemon's automation sensor, which Dagster
+    # creates stopped: defined here with the same status as the other sensors, so `make dev` has it on.
+    automation = dg.AutomationConditionSensorDefinition(
+        AUTOMATION_SENSOR, target=dg.AssetSelection.all(), default_status=status,
+        description="Evaluates every asset's AutomationCondition (enriched and Qlib follow the lake; the catalog "
+        "follows every layer); on by default, as the other sensors (QUANT_ASSETS_SENSORS=stopped starts it stopped).",
+    )  # fmt: skip
+    sensors = [run_failure_alerts, automation]
     for calendar, (job_name, datasets, keys) in chains.items():
         sensors.append(new_files_sensor(job_name, calendar, datasets, keys, status))
         sensors.append(gap_sensor(job_name, calendar, datasets, keys, window, max_sessions, status))
