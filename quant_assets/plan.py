@@ -174,11 +174,13 @@ def changed_files(
 ) -> list[ObjectInfo]:
     """The files of `listing` that are new or replaced: their ETag differs from the one `seen` (key -> ETag, the
     sensor's cursor) holds, or, for a key not seen yet, from the ETag of the copy already landed (`landed_etag`),
-    so that a first look at a source whose files are already in the raw zone requests nothing."""
+    so that a first look at a source whose files are already in the raw zone requests nothing. A file whose very
+    copy is landed already (a backfill or another run took it since the cursor saw the old one) is not new either:
+    built or rejected, running it again would give the same answer, so a rejected file waits until it changes."""
     changed = []
     for info in listing:
         known = seen.get(info.key) if info.key in seen else landed_etag(info.key)
-        if known != info.etag:
+        if known != info.etag and (info.key not in seen or landed_etag(info.key) != info.etag):
             changed.append(info)
     return changed
 

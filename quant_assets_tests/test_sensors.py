@@ -351,3 +351,32 @@ def test_features_follow_new_and_re_materialised_lake_sessions_by_automation(feb
             defs=enriched, instance=instance, asset_selection=only, cursor=third.cursor
         )
         assert fourth.get_requested_partitions(dg.AssetKey("enriched_stocks_daily")) == {"2026-02-09"}
+
+
+def test_a_file_a_backfill_already_rejected_is_not_run_again_by_the_new_file_sensor(february, tmp_path):
+    """The vendor replaces a file with a spoiled one and a backfill (not the sensor) lands and rejects it: the sensor,
+    whose cursor still holds the old ETag, asks nothing for it; once the vendor fixes the file, it asks once."""
+    vendor = tmp_path / "vendor"
+    day = dt.date(2026, 2, 2)
+    key = vendor_key(DAY, day)
+    (vendor / key).parent.mkdir(parents=True)
+    shutil.copy(february / key, vendor / key)
+    source, data = LocalFlatFiles(root=str(vendor)), tmp_path / "data"
+    sensor = new_files_sensor(JOB, Calendar.XNYS, [DAY], KEYS)
+    with dg.instance_for_test() as instance:
+        materialize_spine([DAY], source, data, instance=instance, partition_key=day.isoformat())
+        seen = _evaluate(sensor, instance, None, source, data)
+        assert _requests(seen) == []
+        import gzip
+
+        head, *rows = gzip.decompress((vendor / key).read_bytes()).decode().splitlines()
+        spoiled = [",".join([*r.split(",")[:4], "1.0", "2.0", *r.split(",")[6:]]) for r in rows]  # high < low
+        (vendor / key).write_bytes(gzip.compress("\n".join([head, *spoiled, ""]).encode()))
+        backfill = materialize_spine([DAY], source, data, instance=instance, partition_key=day.isoformat(),
+                                     raise_on_error=False)  # fmt: skip
+        assert not backfill.success  # rejected
+        after = _evaluate(sensor, instance, seen.cursor, source, data)
+        assert _requests(after) == []  # the same file: not run again
+        shutil.copy(february / key, vendor / key)  # the vendor fixes it
+        [fixed] = _requests(_evaluate(sensor, instance, after.cursor, source, data))
+        assert fixed.partition_key == day.isoformat()

@@ -118,12 +118,14 @@ def new_files_sensor(
         default_status=status,
         description=f"Lists the vendor source every {NEW_FILES_INTERVAL // 60} minutes and requests a run for exactly "
         f"the sessions whose {', '.join(d.name for d in datasets)} files are new or replaced (ETag changed), with "
-        "just those datasets. Holidays and days before the first partition are ignored.",
+        "just those datasets; a file another run (a backfill) has landed already is not asked again, so a rejected "
+        "file waits until the vendor changes it. Holidays and days before the first partition are ignored.",
     )
     def _sensor(context: dg.SensorEvaluationContext, flatfiles: FlatFileSource, zones: DataZones):
         seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
         first, last = _partitions_of(calendar)
         listed: dict[str, str] = {}
+        taken: dict[str, str] = {}
         changed: dict[dt.date, list[tuple[Dataset, str, str]]] = {}
         for dataset in datasets:
             listing = [
@@ -139,9 +141,14 @@ def new_files_sensor(
 
             for info in changed_files(listing, seen, landed_etag):
                 changed.setdefault(session_from_key(info.key), []).append((dataset, info.key, info.etag))
+            # replaced since the cursor saw it, but another run (a backfill) landed this very copy: taken, not new
+            taken.update(
+                (i.key, i.etag) for i in listing if seen.get(i.key, i.etag) != i.etag and landed_etag(i.key) == i.etag
+            )
         requests = []
         cursor = {k: v for k, v in seen.items() if k in listed}  # forget files the source no longer has
         cursor.update((k, v) for k, v in listed.items() if k not in seen)  # first look, or unchanged since
+        cursor.update(taken)
         active = _active_runs(context.instance, job_name)
         deferred = [f for session in sorted(changed)[MAX_REQUESTS_PER_TICK:] for f in changed[session]]
         for session in sorted(changed)[:MAX_REQUESTS_PER_TICK]:
