@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="quant-assets",
         description="Sample vendor flat files and a local REST provider, summarise the lake, its coverage and the "
         "reference data, plan a run (dry run), show and reset the providers' state, benchmark ingestion, and serve "
-        "the Dagster UI with the daemon. Materialise assets with Dagster's own CLI (see README).",
+        "the Dagster UI with the daemon. Materialise assets with Dagster's own CLI (see docs/operating.md).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     dataset_help = (

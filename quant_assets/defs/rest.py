@@ -129,7 +129,7 @@ def build_rest_daily(chain: Sequence[str]) -> dg.AssetsDefinition:
         if not providers:
             raise dg.Failure(
                 f"{ASSET}: none of the providers {', '.join(chain)} is configured (a key or a base URL): see "
-                "QUANT_ASSETS_DAILY_BARS_PROVIDERS and the providers' variables in the README",
+                "QUANT_ASSETS_DAILY_BARS_PROVIDERS and the providers' variables in docs/configuration.md",
                 allow_retries=False,
             )
         sessions = sorted(parse_session(k) for k in context.partition_keys)

@@ -213,7 +213,7 @@ def _connect(context, names: Sequence[str], zones: DataZones, stack: ExitStack) 
     if not endpoints:
         raise dg.Failure(
             f"none of the providers {', '.join(names)} is configured (a key or a base URL): see the providers' "
-            "variables in the README",
+            "variables in docs/configuration.md",
             allow_retries=False,
         )
     if unconfigured:
