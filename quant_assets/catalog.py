@@ -32,12 +32,14 @@ from pathlib import Path
 
 import duckdb
 
+from quant_assets.features.restate import RESTATED
 from quant_assets.lake import PART_NAME
+from quant_assets.quality.coverage import ledger_path
+from quant_assets.reference.versions import latest_version, version_path
 
 CATALOG = "catalog.duckdb"
 DATE = "hive_partitioning = true, hive_types = {'date': DATE}, union_by_name = true"
 REFERENCE_TABLES = ("reference_splits", "reference_dividends", "reference_tickers")
-RESTATED = "_restated"
 ENRICHED_DAILY = "stocks_daily"
 
 
@@ -122,7 +124,7 @@ def views(data_root: str | os.PathLike) -> dict[str, str]:
                 "FROM lake_stocks_daily l ASOF LEFT JOIN adjustment_factors f "
                 "ON l.ticker = f.ticker AND l.date < f.ex_date"
             )
-    coverage = lake / "_coverage" / "coverage.parquet"
+    coverage = ledger_path(lake)
     if coverage.exists():
         out["coverage"] = f"CREATE VIEW coverage AS SELECT * FROM read_parquet({_text(coverage)})"
     if source := _sessions(lake / "rest_stocks_daily"):
@@ -158,9 +160,8 @@ def _restated_view(folder: Path) -> str:
     base = _sessions(folder)
     latest = []
     for ticker in sorted((folder / RESTATED).glob("ticker=*")) if (folder / RESTATED).is_dir() else []:
-        files = sorted(ticker.glob("as_of=*.parquet"))
-        if files:
-            latest.append(files[-1])
+        if (version := latest_version(ticker)) is not None:  # as `features.restate.read_enriched_daily` picks it
+            latest.append(version_path(ticker, version))
     if not latest:
         return f"CREATE VIEW enriched_stocks_daily AS SELECT * FROM {base}"
     restated = f"read_parquet([{', '.join(_text(p) for p in latest)}], union_by_name = true)"
