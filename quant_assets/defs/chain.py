@@ -11,6 +11,20 @@ session's later layers when an earlier one fails, and at the end fail the step n
 run ends FAILURE, the failed partitions are not materialised, and the good ones are, in every layer. The layers
 communicate through files (raw zone, lake), so a subset of layers (`--select lake_stocks_daily`) runs the same way.
 
+A session already current (same raw file, same code version, same ticker filter) is not rebuilt, and not
+materialised again: its earlier materialization stands, so a run with nothing to do writes no materialization.
+Dagster plans every check of the run's range when the run is created, and a planned check with no result shows as
+skipped (or, in a failed run, as failed), so a current session's checks get their earlier results again, pointing
+at the materialization they judged. Three cases record a current session's materialization again
+(`_why_restate`): a run where a session failed (Dagster marks every session of a failed run that it did not
+materialise as failed), a backfill's run (the backfill counts a session done only when its run materialises it),
+and a run with steps after this one (they run only when this step yields its output, which materialises the whole
+range). Planning before the run (`quant-assets plan`, `quant_assets.api.ingest`, the sensors) asks only for what is
+not current, and launches no run when nothing is to do.
+
+The layers log nothing routine per session (the partition's metadata holds it; a log line is an event write);
+the run logs its progress every PROGRESS_SECONDS, warnings, and a line per failed session.
+
 Per session the chain keeps only small summaries (metadata, check summaries), never data, so the memory of a run
 does not grow with the number of sessions in its range. Failures are also written under the lake
 (`outcomes.py`) for the coverage ledger. The sessions are built in the run's process one after the other, or spread
@@ -20,9 +34,10 @@ over a Dask cluster's workers (`cluster.py`) and applied in session order.
 import datetime as dt
 import functools
 import json
+import logging
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +81,7 @@ FOLLOW = (
     & ~dg.AutomationCondition.in_progress()
     & dg.AutomationCondition.all_deps_blocking_checks_passed()
 ).with_label("follow upstream sessions")
+BACKFILL_TAG = "dagster/backfill"
 SKIPPED = "skipped"  # a session's metadata key: True when it was already current and nothing was redone
 EVALUATED = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
 HISTORY_PAGE = 1000  # check executions read at a time when skipped sessions take their earlier results
@@ -192,11 +208,13 @@ def build_session_chain(calendar: Calendar, layers: Sequence[SessionLayer], name
         cluster: SessionCluster,
     ):
         selected = [layer for layer in layers if layer.key in context.selected_asset_keys]
-        ctx = ChainContext(context.log, flatfiles, zones, quality, config.force)
+        ctx = ChainContext(QuietLog(context.log), flatfiles, zones, quality, config.force)
         runs = {layer.key: LayerRun() for layer in selected}
         started = time.perf_counter()
+        progress = Progress(context.log, len(context.partition_keys), started)
         built_sessions = _each_session(context, cluster, ctx, selected, upstream)
         for partition_key, results in zip(context.partition_keys, built_sessions, strict=True):
+            progress.add(partition_key, results.values())
             for key, result in results.items():
                 run = runs[key]
                 if isinstance(result, SessionError):
@@ -214,6 +232,53 @@ def build_session_chain(calendar: Calendar, layers: Sequence[SessionLayer], name
 
 
 Results = dict[dg.AssetKey, Built | SessionError]
+PROGRESS_SECONDS = 10.0  # a range run logs where it is at most this often, not a line per session
+
+
+class QuietLog:
+    """A layer's log in the run's process: warnings and errors go to the step's log; a session's routine lines
+    (rows, bytes, "already current") do not, since its partition's metadata holds the same and a line per session
+    and layer is an event write each. The run logs its progress instead (`Progress`)."""
+
+    def __init__(self, log) -> None:
+        self._log = log
+
+    def debug(self, message: object) -> None:
+        pass
+
+    info = debug
+
+    def warning(self, message: object) -> None:
+        self._log.warning(message)
+
+    def error(self, message: object) -> None:
+        self._log.error(message)
+
+
+class Progress:
+    """Where a range run is: a line every PROGRESS_SECONDS and one at the end, counting the sessions done, built,
+    already current (nothing redone) and failed."""
+
+    def __init__(self, log, total: int, started: float) -> None:
+        self.log, self.total, self.started, self.shown = log, total, started, started
+        self.done = self.built = self.current = self.failed = 0
+
+    def add(self, partition_key: str, results: Iterable[Built | SessionError]) -> None:
+        results = list(results)
+        self.done += 1
+        if any(isinstance(r, SessionError) for r in results):
+            self.failed += 1
+        elif results and all(r.metadata.get(SKIPPED) for r in results):
+            self.current += 1
+        else:
+            self.built += 1
+        now = time.perf_counter()
+        if now - self.shown >= PROGRESS_SECONDS or self.done == self.total:
+            self.shown = now
+            self.log.info(
+                f"{self.done} of {self.total} sessions done (through {partition_key}): {self.built} built, "
+                f"{self.current} already current, {self.failed} failed, in {now - self.started:.1f}s"
+            )
 
 
 @dataclass(frozen=True)
@@ -258,7 +323,7 @@ def _failed(
     """`exc` as the layer's SessionError for `session`, recorded for the coverage ledger and logged."""
     error = _as_session_error(layer, session, exc)
     record_failure(zones.lake_root, layer.dataset.name, session, layer.key.to_user_string(), str(error))
-    log.error(str(error))
+    log.warning(str(error))  # a data defect, expected: the run's failure names every failed session
     return error
 
 
@@ -285,9 +350,11 @@ def _each_session(
             yield {layer.key: _failed(ctx.zones, context.log, layer, session, outcome) for layer in layers}
             continue
         worker, lines, results = outcome
-        context.log.debug(f"session {partition_key} built on the Dask worker {worker}")
-        lines.replay(context.log)
-        yield results
+        lines.replay(context.log, logging.WARNING)
+        yield {  # which worker built it, in the partition's metadata (a log line per session is an event each)
+            key: Built({**result.metadata, "built_on": worker}, result.summary) if isinstance(result, Built) else result
+            for key, result in results.items()
+        }
 
 
 def _build_on_worker(
@@ -345,20 +412,23 @@ def _finish(context: dg.AssetExecutionContext, layers: Sequence[SessionLayer], r
     }
     if summaries:  # on the run, so the UI's run page, the CLI and `quant_assets.api` show it
         context.instance.add_run_tags(context.run_id, summaries)
+    restated = "a session of the run failed" if failed_any else _why_restate(context, {layer.key for layer in layers})
     for layer in layers:
         run = runs[layer.key]
         built = len(run.metadata) - run.skipped
+        recorded = f"recorded again: {restated}" if restated else "their earlier materializations stand"
         context.log.info(
             f"{layer.key.to_user_string()}: {built} sessions built, {run.skipped} skipped (already "
-            f"current), {len(run.failures)} failed, of {total}"
+            f"current; {recorded}), {len(run.failures)} failed, of {total}"
         )
-        if failed_any:  # name exactly the partitions that were built
-            for partition_key, metadata in run.metadata.items():
-                yield dg.AssetMaterialization(asset_key=layer.key, partition=partition_key, metadata=metadata)
-        else:
+        if restated and not failed_any:  # the output, for the steps after this one: every session of the range
             for partition_key, metadata in run.metadata.items():
                 context.add_asset_metadata(metadata, asset_key=layer.key, partition_key=partition_key)
             yield dg.MaterializeResult(asset_key=layer.key, metadata={"run_seconds": round(seconds, 2)})
+        else:  # exactly the sessions built (and, if some failed, those already current)
+            for partition_key, metadata in run.metadata.items():
+                if restated or not metadata.get(SKIPPED):
+                    yield dg.AssetMaterialization(asset_key=layer.key, partition=partition_key, metadata=metadata)
         yield from _session_checks(context, layer, run)
     if failed_any:
         failures = [error for layer in layers for error in runs[layer.key].failures.values()]
@@ -373,6 +443,22 @@ def _finish(context: dg.AssetExecutionContext, layers: Sequence[SessionLayer], r
             },
             allow_retries=False,
         )
+
+
+def _why_restate(context: dg.AssetExecutionContext, keys: set[dg.AssetKey]) -> str | None:
+    """Why this successful run must record its already-current sessions again, or None.
+
+    Part of a backfill: the backfill counts a session done only when a run of it materialises the session, and
+    marks the rest failed. Followed by another step of the same run (`lake_stocks_daily+`): Dagster runs a later
+    step only when this one yields its output, and an output materialises every session of the range.
+    """
+    if context.run.tags.get(BACKFILL_TAG):
+        return "the run is part of a backfill"
+    jobs_assets = context.job_def.asset_layer
+    for key in set(jobs_assets.selected_asset_keys) - keys:
+        if set(jobs_assets.get(key).parent_keys) & keys:
+            return f"{key.to_user_string()} follows in this run"
+    return None
 
 
 def _session_checks(context: dg.AssetExecutionContext, layer: SessionLayer, run: LayerRun):

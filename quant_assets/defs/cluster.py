@@ -111,9 +111,10 @@ class LogLines:
     def error(self, message: object) -> None:
         self.log(logging.ERROR, message)
 
-    def replay(self, log: logging.Logger) -> None:
+    def replay(self, log: logging.Logger, min_level: int = logging.DEBUG) -> None:
         for level, message in self.lines:
-            log.log(level, message)
+            if level >= min_level:
+                log.log(level, message)
 
 
 def worker_name() -> str:

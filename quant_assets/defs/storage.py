@@ -1,0 +1,147 @@
+"""The instance's event log on SQLite, without a new database connection per statement.
+
+Dagster's `SqliteEventLogStorage` opens a SQLAlchemy engine and a SQLite connection for every statement it runs
+and closes them after, and closing the last connection of a WAL database checkpoints it: an asset event costs
+four or five of those (the run's shard, the cross-run index, tags, check rows), about 19 ms on this machine, and
+a year of day sessions writes ~2,750 of them. This subclass keeps one engine (one pooled connection) per shard,
+so the same event costs ~3 ms. Everything else (schema, queries, the webserver's watching of a run's file) is
+Dagster's own: after each write to a run's shard the WAL is checkpointed (PASSIVE, cheap), so the file the
+webserver watches changes as before and run logs stream live.
+
+`synchronous=NORMAL` (SQLite's recommendation for WAL): a commit is durable once the WAL is checkpointed or
+synced; a power cut may lose the last events, never corrupt the database. Past a few runs at a time, or for a
+team, use Postgres (deploy/dagster.postgres.yaml).
+
+Configured in dagster.yaml as the instance's whole storage (`PooledSqliteStorage`: Dagster's `storage: sqlite`,
+same folders under DAGSTER_HOME, with this event log), so an existing DAGSTER_HOME keeps its history:
+
+    storage:
+      custom:
+        module: quant_assets.defs.storage
+        class: PooledSqliteStorage
+        config:
+          base_dir: {env: DAGSTER_HOME}
+"""
+
+from collections import OrderedDict
+from contextlib import contextmanager
+
+import yaml
+from dagster._core.storage.base_storage import DagsterStorage
+from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
+from dagster._core.storage.runs import SqliteRunStorage
+from dagster._core.storage.schedules import SqliteScheduleStorage
+from dagster._core.storage.sql import create_engine
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from dagster._core.storage.sqlite_storage import (
+    DagsterSqliteStorage,
+    _event_logs_directory,
+    _runs_directory,
+    _schedule_directory,
+)
+from dagster._serdes import ConfigurableClassData
+from sqlalchemy import event
+from sqlalchemy.pool import QueuePool
+
+OPEN_SHARDS = 8  # run shards kept open at a time (least recently used closed first); the index stays open
+
+
+class PooledSqliteEventLogStorage(SqliteEventLogStorage):
+    """`SqliteEventLogStorage` with one pooled engine per shard (see the module's docstring)."""
+
+    def __init__(self, base_dir: str, inst_data=None):
+        self._engines: OrderedDict = OrderedDict()
+        self._tables: set[str] = set()
+        super().__init__(base_dir, inst_data)
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        return cls(inst_data=inst_data, **config_value)
+
+    def _engine(self, shard: str):
+        engine = self._engines.get(shard)
+        if engine is not None:
+            self._engines.move_to_end(shard)
+            return engine
+        engine = create_engine(
+            self.conn_string_for_shard(shard),
+            poolclass=QueuePool,
+            pool_size=1,
+            max_overflow=2,
+            # the storage's lock serialises its use; a webserver calls it from several threads
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+        )
+        event.listen(engine, "connect", _pragmas)
+        if shard not in self._initialized_dbs:
+            self._initdb(engine)
+            self._initialized_dbs.add(shard)
+        self._engines[shard] = engine
+        while len(self._engines) > OPEN_SHARDS + 1:
+            oldest = next(name for name in self._engines if name != INDEX_SHARD_NAME)
+            self._engines.pop(oldest).dispose()
+        return engine
+
+    @contextmanager
+    def _connect(self, shard: str):
+        with self._db_lock:
+            with self._engine(shard).connect() as conn:
+                with conn.begin():
+                    yield conn
+                if shard != INDEX_SHARD_NAME:  # the webserver watches the run's .db file for new events
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def has_table(self, table_name: str) -> bool:
+        """Dagster asks before many writes; a table, once there, stays."""
+        if table_name not in self._tables and super().has_table(table_name):
+            self._tables.add(table_name)
+        return table_name in self._tables
+
+    def wipe(self) -> None:
+        self.dispose()
+        super().wipe()
+
+    def dispose(self) -> None:
+        with self._db_lock:
+            while self._engines:
+                self._engines.popitem()[1].dispose()
+        super().dispose()
+
+
+def _pragmas(connection, _record) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+class PooledSqliteStorage(DagsterSqliteStorage):
+    """Dagster's SQLite storage (runs, event log, schedules in the same folders under `base_dir`) with the pooled
+    event log."""
+
+    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
+        self.base_dir = base_dir
+        self._run_storage = SqliteRunStorage.from_local(_runs_directory(base_dir))
+        self._event_log_storage = PooledSqliteEventLogStorage(_event_logs_directory(base_dir))
+        self._schedule_storage = SqliteScheduleStorage.from_local(_schedule_directory(base_dir))
+        self._inst_data = inst_data
+        DagsterStorage.__init__(self)
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        return cls.from_local(inst_data=inst_data, **config_value)
+
+    @property
+    def event_storage_data(self) -> ConfigurableClassData:
+        return ConfigurableClassData(
+            __name__,
+            PooledSqliteEventLogStorage.__name__,
+            yaml.dump({"base_dir": _event_logs_directory(self.base_dir)}, default_flow_style=False),
+        )
+
+    @property
+    def run_storage_data(self) -> ConfigurableClassData:
+        return ConfigurableClassData(
+            "dagster._core.storage.runs",
+            "SqliteRunStorage",
+            yaml.dump({"base_dir": _runs_directory(self.base_dir)}, default_flow_style=False),
+        )
