@@ -718,6 +718,12 @@ def bench_ingest(
 
         figures["providers"] = bench_providers(folder)
         verdicts += provider_verdicts(figures["providers"])
+    if doing("year"):
+        from quant_assets.bench_year import bench_year
+        from quant_assets.bench_year import verdicts as year_verdicts
+
+        figures["year"] = bench_year(folder, seed)
+        verdicts += year_verdicts(figures["year"])
     if doing("qlib"):
         qlib = figures["qlib"] = bench_qlib(folder, seed)
         qlib["at_scale"] = bench_qlib_scale(folder, seed)

@@ -82,6 +82,9 @@ FOLLOW = (
     & dg.AutomationCondition.all_deps_blocking_checks_passed()
 ).with_label("follow upstream sessions")
 BACKFILL_TAG = "dagster/backfill"
+# An op tag of a check that yields nothing in a run that materialises assets (the freshness checks): its step
+# following the chain is no reason to yield the chain's outputs.
+NOT_IN_INGEST_RUNS = "quant_assets/not_in_ingest_runs"
 SKIPPED = "skipped"  # a session's metadata key: True when it was already current and nothing was redone
 EVALUATED = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
 HISTORY_PAGE = 1000  # check executions read at a time when skipped sessions take their earlier results
@@ -449,15 +452,18 @@ def _why_restate(context: dg.AssetExecutionContext, keys: set[dg.AssetKey]) -> s
     """Why this successful run must record its already-current sessions again, or None.
 
     Part of a backfill: the backfill counts a session done only when a run of it materialises the session, and
-    marks the rest failed. Followed by another step of the same run (`lake_stocks_daily+`): Dagster runs a later
-    step only when this one yields its output, and an output materialises every session of the range.
+    marks the rest failed. Followed by another step of the same run (`lake_stocks_daily+`, a reconciliation
+    check): Dagster runs a later step only when this one yields its output, and an output materialises every
+    session of the range. (A freshness check, which yields nothing in such a run anyway, does not count.)
     """
     if context.run.tags.get(BACKFILL_TAG):
         return "the run is part of a backfill"
-    jobs_assets = context.job_def.asset_layer
-    for key in set(jobs_assets.selected_asset_keys) - keys:
-        if set(jobs_assets.get(key).parent_keys) & keys:
-            return f"{key.to_user_string()} follows in this run"
+    outputs = {context.assets_def.get_output_name_for_asset_key(key) for key in keys}
+    structure = context.job_def.graph.dependency_structure
+    for output, inputs in structure.output_to_downstream_inputs_for_node(context.op_handle.name).items():
+        waiting = [i.node.name for i in inputs if not i.node.definition.tags.get(NOT_IN_INGEST_RUNS)]
+        if waiting and output.output_name in outputs:
+            return f"{waiting[0]} follows in this run"
     return None
 
 

@@ -10,7 +10,7 @@ import dagster as dg
 import polars as pl
 
 from quant_assets.datasets import DATASETS, Dataset
-from quant_assets.defs.chain import ON_CHANGE
+from quant_assets.defs.chain import NOT_IN_INGEST_RUNS, ON_CHANGE
 from quant_assets.defs.resources import DataZones, QualitySettings
 from quant_assets.lake import partition_path, scan
 from quant_assets.quality.coverage import (
@@ -190,6 +190,7 @@ def build_freshness_check(dataset: Dataset, deadline_at: dt.time) -> dg.AssetChe
             )
         ],
         can_subset=True,
+        op_tags={NOT_IN_INGEST_RUNS: "true"},
     )
     def fresh(context: dg.AssetCheckExecutionContext):
         if _materialises_assets(context):  # an ingest run or a backfill: not this check's business
