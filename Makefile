@@ -124,7 +124,8 @@ dev: setup
 	$(BIN)/quant-assets ui -w workspace.yaml --host 127.0.0.1 --port 3000
 
 ## bench: raw -> lake on full-size files, as ratios to gzip -dc; a Dagster range of 1 and 10 sessions; ticks;
-## features; Qlib; 1,000 tickers of REST daily bars against the rate limit, then from the cache
+## features; Qlib; 1,000 tickers of REST daily bars against the rate limit, then from the cache; a year of day
+## sessions through `dagster asset materialize`, then again with nothing to do
 bench: setup
 	$(BIN)/quant-assets bench ingest
 

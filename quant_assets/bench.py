@@ -16,6 +16,8 @@ the same process (`gzip -dc` of the same file), so that figures from a noisy mac
 6. cluster: the 10-session range of (2) with its sessions built by a local Dask cluster of two worker processes,
    one session at a time each (`SessionCluster`), against the same run in one process: the speed-up. No budget:
    it depends on the cores the machine has to spare.
+7. year: a year of full-size day sessions through `dagster asset materialize`, then again with nothing to do, on
+   the project's instance against Dagster's stock SQLite storage (`bench_year.py`).
 """
 
 import datetime as dt
