@@ -6,9 +6,11 @@ each run a fresh process on a fresh instance:
    current), on the project's instance (dagster.yaml: the pooled SQLite event log) and, as the reference, on
    Dagster's stock SQLite storage (`storage: sqlite`), in the same process;
 2. the no-op as the planner does it (`quant_assets.api.ingest`: nothing current is asked, no run is launched);
-3. a profiled first run: the share of its time in Dagster's event storage (`store_event`) and in the data work
+3. the same two runs on deploy/dagster.postgres.yaml, against a Postgres server of the benchmark's own, when
+   this machine has the server's binaries (`local_postgres`);
+4. a profiled first run: the share of its time in Dagster's event storage (`store_event`) and in the data work
    (the layers' builds);
-4. per run: seconds (process included), the run's own seconds, the raw -> lake seconds of its sessions, the
+5. per run: seconds (process included), the run's own seconds, the raw -> lake seconds of its sessions, the
    overhead per session beyond that work, asset events written, and the process's peak memory.
 
 The year of files (~57 MB of gzip, 250 sessions of ~12k tickers) is generated once, cached under <data>/bench.
@@ -107,7 +109,9 @@ def _run(code: str, env: dict[str, str], cwd: Path) -> tuple[float, int, str]:
     return seconds, int(hwm.split()[1]) * 1024, out.stdout
 
 
-def _run_figures(home: Path, data: Path, seconds: float, peak: int, sessions_count: int) -> dict:
+def _run_figures(
+    home: Path, data: Path, seconds: float, peak: int, sessions_count: int, env: dict | None = None
+) -> dict:
     """What the newest run of the instance under `home` did: its own seconds, its events, its sessions' build
     seconds (the lake's provenance), the overhead per session beyond them."""
     import dagster as dg
@@ -115,18 +119,20 @@ def _run_figures(home: Path, data: Path, seconds: float, peak: int, sessions_cou
 
     from quant_assets.lake import partition_provenance
 
-    previous = os.environ.get("DAGSTER_HOME")
-    os.environ["DAGSTER_HOME"] = str(home)
+    settings = {"DAGSTER_HOME": str(home), **{k: v for k, v in (env or {}).items() if k.startswith("DAGSTER_PG_")}}
+    previous = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)  # the instance's dagster.yaml names its settings by environment variable
     try:
         with dg.DagsterInstance.from_config(str(home)) as instance:
             record = instance.get_run_records(limit=1)[0]
             assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, record.dagster_run.status
             logs = instance.all_logs(record.dagster_run.run_id)
     finally:
-        if previous is None:
-            os.environ.pop("DAGSTER_HOME")
-        else:
-            os.environ["DAGSTER_HOME"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name)
+            else:
+                os.environ[name] = value
     kinds = [e.dagster_event.event_type_value for e in logs if e.dagster_event]
     run_s = record.end_time - record.start_time
     built = [
@@ -157,6 +163,34 @@ def _instance(folder: Path, name: str, dagster_yaml: str) -> tuple[Path, Path]:
     (root / "home").mkdir()
     (root / "home" / "dagster.yaml").write_text(dagster_yaml)
     return root / "home", root / "data"
+
+
+def _postgres_runs(folder: Path, vendor: Path, span: str, count: int) -> dict:
+    """The first run and the no-op on deploy/dagster.postgres.yaml, against a Postgres server of the benchmark's
+    own (`local_postgres`), or why there is none."""
+    from quant_assets.local_postgres import Unavailable, local_postgres
+
+    try:
+        with local_postgres("bench-year") as server:
+            home, data = _instance(folder, "postgres", (PROJECT / "deploy" / "dagster.postgres.yaml").read_text())
+            env = {
+                **_environment(home, vendor, data),
+                "DAGSTER_PG_HOST": server["host"],
+                "DAGSTER_PG_PORT": str(server["port"]),
+                "DAGSTER_PG_USER": server["user"],
+                "DAGSTER_PG_PASSWORD": server["password"],
+                "DAGSTER_PG_DB": server["db"],
+            }
+            try:
+                runs = {}
+                for label in ("first_run", "nothing_to_do"):
+                    seconds, peak, _ = _run(CLI.format(range=span, profile=""), env, home.parent)
+                    runs[label] = _run_figures(home, data, seconds, peak, count, env)
+                return runs
+            finally:
+                shutil.rmtree(home.parent, ignore_errors=True)
+    except Unavailable as why:
+        return {"skipped": str(why)}
 
 
 def _storage_share(profile: Path) -> dict:
@@ -199,6 +233,7 @@ def bench_year(folder: Path, seed: int) -> dict:
                 }
         finally:
             shutil.rmtree(home.parent, ignore_errors=True)
+    figures["postgres"] = _postgres_runs(folder, vendor, span, len(days))
     home, data = _instance(folder, "one", project_yaml)  # one session: the memory the year's peak is compared with
     try:
         _, peak, _ = _run(

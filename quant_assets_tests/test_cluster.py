@@ -8,8 +8,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,25 +23,17 @@ from quant_assets.defs.cluster import ResourceCopy, SessionCluster
 from quant_assets.defs.resources import DataZones, QualitySettings
 from quant_assets.flatfiles import vendor_key
 from quant_assets.lake import partition_path
+from quant_assets.local_postgres import Unavailable, local_postgres
 from quant_assets.outcomes import failures
 from quant_assets.quality.gate import QualityGateError
 from quant_assets.sample import folder_writer, generate
 from quant_assets.sources import LocalFlatFiles
-from quant_assets_tests.conftest import PROJECT, free_port, s3_source, spine
+from quant_assets_tests.conftest import PROJECT, s3_source, spine
 
 DAY, MINUTE = DATASETS["stocks_daily"], DATASETS["stocks_minute"]
 SESSIONS = ["2026-02-02", "2026-02-03", "2026-02-04", "2026-02-05", "2026-02-06"]
 RANGE = {"dagster/asset_partition_range_start": SESSIONS[0], "dagster/asset_partition_range_end": SESSIONS[-1]}
-POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 PG_PASSWORD = "cluster-test-password"
-
-
-def _postgres_tools() -> tuple[Path, Path] | None:
-    """initdb and pg_ctl of one installation, or None."""
-    for folder in (POSTGRES_BIN, *(Path(p).parent for p in filter(None, [shutil.which("initdb")]))):
-        if (folder / "initdb").exists() and (folder / "pg_ctl").exists():
-            return folder / "initdb", folder / "pg_ctl"
-    return None
 
 
 def _skip(reason: str):
@@ -53,58 +43,12 @@ def _skip(reason: str):
 
 @pytest.fixture(scope="module")
 def postgres():
-    """A Postgres server of its own, on a free port of 127.0.0.1 with password authentication, and an empty
-    database for Dagster. Postgres refuses to run as root: as root, its files belong to `postgres` and its
-    commands run as that user."""
-    tools = _postgres_tools()
-    if tools is None:
-        _skip(f"no Postgres server binaries (initdb, pg_ctl) in {POSTGRES_BIN} or on PATH")
-    initdb, pg_ctl = tools
-    as_postgres = []
-    root = Path(tempfile.mkdtemp(prefix="quant-assets-pg-"))
-    data, sockets, password = root / "data", root / "sockets", root / "password"
-    sockets.mkdir()
-    password.write_text(PG_PASSWORD)
-    if os.geteuid() == 0:
-        if shutil.which("runuser") is None:
-            shutil.rmtree(root)
-            _skip("running as root without runuser: cannot start Postgres as another user")
-        try:
-            for path in (root, sockets, password):
-                shutil.chown(path, "postgres", "postgres")
-        except LookupError:
-            shutil.rmtree(root)
-            _skip("running as root and there is no `postgres` user to run Postgres as")
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-    started = False
+    """A Postgres server of its own (`quant_assets.local_postgres`), or a skip saying why there is none."""
     try:
-        subprocess.run(
-            [*as_postgres, initdb, "-D", data, "-U", "dagster", "--auth=scram-sha-256", f"--pwfile={password}"],
-            check=True,
-            capture_output=True,
-        )
-        options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1"
-        subprocess.run(
-            [*as_postgres, pg_ctl, "-D", data, "-l", root / "server.log", "-o", options, "-w", "-t", "60", "start"],
-            check=True,
-            capture_output=True,
-        )
-        started = True
-        import psycopg2
-
-        connection = psycopg2.connect(
-            host="127.0.0.1", port=port, user="dagster", password=PG_PASSWORD, dbname="postgres"
-        )
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute("CREATE DATABASE quant_assets")
-        connection.close()
-        yield {"host": "127.0.0.1", "port": port, "user": "dagster", "password": PG_PASSWORD, "db": "quant_assets"}
-    finally:
-        if started:
-            subprocess.run([*as_postgres, pg_ctl, "-D", data, "-m", "fast", "-w", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+        with local_postgres(PG_PASSWORD) as server:
+            yield server
+    except Unavailable as why:
+        _skip(str(why))
 
 
 @pytest.fixture(scope="module")
