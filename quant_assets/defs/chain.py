@@ -471,8 +471,9 @@ def _session_checks(context: dg.AssetExecutionContext, layer: SessionLayer, run:
     """Each session's check results as evaluations of its own partition, pointing at the materialisation they
     judged, so a range run records one result per check and session (not one for the range and "skipped" for the
     rest) and a rejected session's failure shows on its partition. A session skipped as already current gets its
-    previous results again (they would otherwise no longer match its new materialisation); one the checks never
-    saw (a missing or corrupt file) gets none, and Dagster shows its checks as not executed."""
+    previous results again, pointing at the materialization they judged (Dagster planned its checks with the run,
+    and a planned check without a result shows as skipped); one the checks never saw (a missing or corrupt file)
+    gets none, and Dagster shows its checks as not executed."""
     specs = {s.key: s for s in layer.check_specs if s.key in context.selected_asset_check_keys}
     if not specs or layer.check_results is None:
         return

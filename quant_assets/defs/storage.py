@@ -2,15 +2,15 @@
 
 Dagster's `SqliteEventLogStorage` opens a SQLAlchemy engine and a SQLite connection for every statement it runs
 and closes them after, and closing the last connection of a WAL database checkpoints it: an asset event costs
-four or five of those (the run's shard, the cross-run index, tags, check rows), about 19 ms on this machine, and
-a year of day sessions writes ~2,750 of them. This subclass keeps one engine (one pooled connection) per shard,
-so the same event costs ~3 ms. Everything else (schema, queries, the webserver's watching of a run's file) is
-Dagster's own: after each write to a run's shard the WAL is checkpointed (PASSIVE, cheap), so the file the
-webserver watches changes as before and run logs stream live.
+four or five of those (the run's shard, the cross-run index, tags, check rows), 12-19 ms on this machine, and a
+year of day sessions writes ~2,750 of them. This subclass keeps one engine (one pooled connection) per shard, so
+the same event costs 3-6 ms (`quant-assets bench ingest --parts year`). Everything else (schema, queries, the
+webserver's watching of a run's file) is Dagster's own: after each write to a run's shard the WAL is checkpointed
+(PASSIVE, cheap), so the file the webserver watches changes as before and run logs stream live.
 
-`synchronous=NORMAL` (SQLite's recommendation for WAL): a commit is durable once the WAL is checkpointed or
-synced; a power cut may lose the last events, never corrupt the database. Past a few runs at a time, or for a
-team, use Postgres (deploy/dagster.postgres.yaml).
+`synchronous=NORMAL` (SQLite's recommendation for WAL): a power cut may lose the last events, never corrupt the
+database. Postgres (deploy/dagster.postgres.yaml) is for several machines sharing one instance, not for speed: on
+one machine it is slower still (docs/performance.md).
 
 Configured in dagster.yaml as the instance's whole storage (`PooledSqliteStorage`: Dagster's `storage: sqlite`,
 same folders under DAGSTER_HOME, with this event log), so an existing DAGSTER_HOME keeps its history:
@@ -23,6 +23,9 @@ same folders under DAGSTER_HOME, with this event log), so an existing DAGSTER_HO
           base_dir: {env: DAGSTER_HOME}
 """
 
+import os
+import threading
+import weakref
 from collections import OrderedDict
 from contextlib import contextmanager
 
@@ -54,6 +57,15 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         self._engines: OrderedDict = OrderedDict()
         self._tables: set[str] = set()
         super().__init__(base_dir, inst_data)
+        this = weakref.ref(self)  # a forked child must not use its parent's SQLite connections
+        os.register_at_fork(after_in_child=lambda: (storage := this()) is not None and storage._forget_connections())
+
+    def _forget_connections(self) -> None:
+        """In a forked child: drop the parent's engines without closing the parent's connections."""
+        for engine in self._engines.values():
+            engine.dispose(close=False)
+        self._engines.clear()
+        self._db_lock = threading.Lock()
 
     @classmethod
     def from_config_value(cls, inst_data, config_value):
