@@ -81,6 +81,10 @@ def test_new_file_sensor_requests_exactly_new_and_replaced_files_on_s3(s3_endpoi
         # nothing changed: nothing requested
         second = _evaluate(sensor, instance, first.cursor, source, data)
         assert _requests(second) == [] and second.skip_reason is not None
+        # the cursor holds only what the raw zone does not say: Feb 4, requested and not landed yet (Feb 3 is)
+        assert json.loads(second.cursor) == {
+            vendor_key(DAY, dt.date(2026, 2, 4)): json.loads(first.cursor)[vendor_key(DAY, dt.date(2026, 2, 4))]
+        }
 
         # the vendor replaces Feb 3: exactly one re-run of that session, with a new run key
         other = (february / vendor_key(DAY, dt.date(2026, 2, 5))).read_bytes()

@@ -2,8 +2,9 @@
 
 - `<job>_new_files` (one per calendar): lists the vendor source (local folder or S3) and requests a run for exactly
   the sessions whose files are new or were replaced (their ETag changed), with only the datasets whose file
-  changed. Its cursor holds the ETag of every file it has seen; on its first look, files already landed unchanged
-  count as seen. A file whose dataset and session a queued or running run covers is left to that run (and looked
+  changed. A file counts as seen when its landed copy has the listed ETag; its cursor holds only the ETags of the
+  files it requested that are not landed yet (so it stays short), and on its first look, files already landed
+  unchanged count as seen. A file whose dataset and session a queued or running run covers is left to that run (and looked
   at again on the next tick). A file for a day that is not a session (a holiday) or before the first partition is
   ignored.
 - `<job>_gaps` (one per calendar): over the last `QUANT_ASSETS_GAP_WINDOW` sessions, what a run would do
@@ -126,6 +127,7 @@ def new_files_sensor(
         first, last = _partitions_of(calendar)
         listed: dict[str, str] = {}
         taken: dict[str, str] = {}
+        landed_etags: dict[str, str | None] = {}
         changed: dict[dt.date, list[tuple[Dataset, str, str]]] = {}
         for dataset in datasets:
             listing = [
@@ -136,11 +138,15 @@ def new_files_sensor(
             listed.update((info.key, info.etag) for info in listing)
 
             def landed_etag(key: str, dataset=dataset) -> str | None:
-                landed = read_landed(zones.raw_root, dataset, session_from_key(key))
-                return landed.etag if landed and not landed.corrupt else None
+                if key not in landed_etags:
+                    landed = read_landed(zones.raw_root, dataset, session_from_key(key))
+                    landed_etags[key] = landed.etag if landed and not landed.corrupt else None
+                return landed_etags[key]
 
             for info in changed_files(listing, seen, landed_etag):
                 changed.setdefault(session_from_key(info.key), []).append((dataset, info.key, info.etag))
+            for info in listing:  # what the raw zone holds of every listed file, for the cursor's compaction
+                landed_etag(info.key)
             # replaced since the cursor saw it, but another run (a backfill) landed this very copy: taken, not new
             taken.update(
                 (i.key, i.etag) for i in listing if seen.get(i.key, i.etag) != i.etag and landed_etag(i.key) == i.etag
@@ -173,10 +179,15 @@ def new_files_sensor(
                 cursor[key] = seen[key]
             else:
                 cursor.pop(key, None)
+        # A file whose landed copy has the ETag the cursor would hold needs no entry: `changed_files` reads the raw
+        # zone for it. The cursor keeps only what the raw zone does not say (requested, not landed yet), so it
+        # stays a few lines long whatever the source holds.
+        cursor = {k: v for k, v in cursor.items() if landed_etags.get(k) != v}
+        text = json.dumps(cursor, sort_keys=True)
         if not requests:
-            return dg.SensorResult(skip_reason="no new or replaced files", cursor=json.dumps(cursor, sort_keys=True))
+            return dg.SensorResult(skip_reason="no new or replaced files", cursor=text)
         context.log.info(f"requesting {len(requests)} sessions with new or replaced files")
-        return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
+        return dg.SensorResult(run_requests=requests, cursor=text)
 
     return _sensor
 
