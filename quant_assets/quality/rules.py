@@ -60,29 +60,31 @@ class FirstOfEachKey:
     def __init__(self, time: str):
         self.time = time
         self.batches: list[pl.DataFrame] = []  # (ticker, time) first seen in each earlier batch
-        self.batches_of: dict[str, list[int]] = {}  # ticker -> the earlier batches that hold it
+        self.tickers_of: list[pl.Series] = []  # the tickers of each earlier batch, once each
+        self.tickers = pl.Series("ticker", [], dtype=pl.String)  # the tickers of every earlier batch, once each
 
     def __call__(self, frame: pl.DataFrame) -> np.ndarray:
         keys = frame.select("ticker", self.time)
         runs = keys["ticker"].rle()  # runs of one ticker in file order: (len, value)
         valid = _first_within(keys, runs, self.time)
-        tickers = runs.struct.field("value").unique().to_list()
-        again = [t for t in tickers if t in self.batches_of]
-        if again:
-            wanted = pl.Series(again, dtype=pl.String).implode()
-            earlier = pl.concat([self.batches[i] for i in sorted({i for t in again for i in self.batches_of[t]})])
-            earlier = earlier.filter(pl.col("ticker").is_in(wanted)).unique()
-            mine = keys.with_row_index("row").filter(pl.col("ticker").is_in(wanted))
-            seen = mine.join(earlier, on=["ticker", self.time], how="semi")["row"]
-            valid[seen.to_numpy()] = False
+        if self.batches:  # vectorised: a day file holds 12k tickers, a Python loop over them costs more than the rule
+            tickers = runs.struct.field("value").unique()
+            again = tickers.filter(tickers.is_in(self.tickers))
+            if again.len():
+                wanted = again.implode()
+                holding = [b for b, held in zip(self.batches, self.tickers_of, strict=True) if again.is_in(held).any()]
+                earlier = pl.concat(holding).filter(pl.col("ticker").is_in(wanted)).unique()
+                mine = keys.with_row_index("row").filter(pl.col("ticker").is_in(wanted))
+                seen = mine.join(earlier, on=["ticker", self.time], how="semi")["row"]
+                valid[seen.to_numpy()] = False
         # Only first copies are kept: a later copy's key is already held, so memory grows with distinct keys, not
         # rows (a file of one day repeated a thousand times holds one day of keys).
         kept = keys if valid.all() else keys.filter(pl.Series(valid))
         if kept.height:
-            index = len(self.batches)
+            held = kept["ticker"].unique()
             self.batches.append(kept)
-            for ticker in tickers if kept is keys else kept["ticker"].unique().to_list():
-                self.batches_of.setdefault(ticker, []).append(index)
+            self.tickers_of.append(held)
+            self.tickers = pl.concat([self.tickers, held]).unique()
         return valid
 
 
