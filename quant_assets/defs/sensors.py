@@ -126,7 +126,6 @@ def new_files_sensor(
         seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
         first, last = _partitions_of(calendar)
         listed: dict[str, str] = {}
-        taken: dict[str, str] = {}
         landed_etags: dict[str, str | None] = {}
         changed: dict[dt.date, list[tuple[Dataset, str, str]]] = {}
         for dataset in datasets:
@@ -147,14 +146,9 @@ def new_files_sensor(
                 changed.setdefault(session_from_key(info.key), []).append((dataset, info.key, info.etag))
             for info in listing:  # what the raw zone holds of every listed file, for the cursor's compaction
                 landed_etag(info.key)
-            # replaced since the cursor saw it, but another run (a backfill) landed this very copy: taken, not new
-            taken.update(
-                (i.key, i.etag) for i in listing if seen.get(i.key, i.etag) != i.etag and landed_etag(i.key) == i.etag
-            )
         requests = []
         cursor = {k: v for k, v in seen.items() if k in listed}  # forget files the source no longer has
         cursor.update((k, v) for k, v in listed.items() if k not in seen)  # first look, or unchanged since
-        cursor.update(taken)
         active = _active_runs(context.instance, job_name)
         deferred = [f for session in sorted(changed)[MAX_REQUESTS_PER_TICK:] for f in changed[session]]
         for session in sorted(changed)[:MAX_REQUESTS_PER_TICK]:
@@ -179,10 +173,11 @@ def new_files_sensor(
                 cursor[key] = seen[key]
             else:
                 cursor.pop(key, None)
-        # A file whose landed copy has the ETag the cursor would hold needs no entry: `changed_files` reads the raw
-        # zone for it. The cursor keeps only what the raw zone does not say (requested, not landed yet), so it
-        # stays a few lines long whatever the source holds.
-        cursor = {k: v for k, v in cursor.items() if landed_etags.get(k) != v}
+        # A file whose landed copy has the listed ETag needs no entry: `changed_files` never asks for it, whatever
+        # the cursor says (a replaced file another run, a backfill, has landed already is not new either). The
+        # cursor keeps only what the raw zone does not say (requested, not landed yet), so it stays a few lines
+        # long whatever the source holds.
+        cursor = {k: v for k, v in cursor.items() if landed_etags.get(k) != listed[k]}
         text = json.dumps(cursor, sort_keys=True)
         if not requests:
             return dg.SensorResult(skip_reason="no new or replaced files", cursor=text)

@@ -110,14 +110,17 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         return table_name in self._tables
 
     def wipe(self) -> None:
-        self.dispose()
+        self._close_engines()  # the files go; the storage (and its watchers) stays in use
         super().wipe()
 
     def dispose(self) -> None:
+        self._close_engines()
+        super().dispose()
+
+    def _close_engines(self) -> None:
         with self._db_lock:
             while self._engines:
                 self._engines.popitem()[1].dispose()
-        super().dispose()
 
 
 def _pragmas(connection, _record) -> None:
