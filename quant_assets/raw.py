@@ -175,6 +175,18 @@ def rejected_path(root: str | os.PathLike, key: str, etag: str) -> Path:
     return _kept_path(root, "_rejected", key, etag)
 
 
+def rejected_as_sent(root: str | os.PathLike, key: str, etag: str, size: int) -> bool:
+    """Whether this very version of the vendor's file (`key` at `etag`, `size` bytes) was downloaded whole and
+    failed verification (a truncated or corrupt gzip as the vendor sent it): its bytes are kept under `_rejected/`
+    at their full size, so fetching it again would give the same answer until the vendor replaces it. A cut-off
+    download is kept shorter than `size` and does not count."""
+    kept = rejected_path(root, key, etag)
+    try:
+        return kept.stat().st_size == size
+    except OSError:
+        return False
+
+
 def mark_corrupt(root: str | os.PathLike, dataset: Dataset, session: dt.date, problem: str) -> None:
     """Record that the landed copy turned out corrupt (the lake could not read it): the next landing fetches the
     file again instead of calling it current."""

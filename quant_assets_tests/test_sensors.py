@@ -18,6 +18,7 @@ from quant_assets.defs.sensors import gap_requests, gap_sensor, new_files_sensor
 from quant_assets.flatfiles import vendor_key
 from quant_assets.lake import partition_path
 from quant_assets.plan import FETCH, SessionWork
+from quant_assets.raw import read_landed
 from quant_assets.settings import from_env
 from quant_assets.sources import LocalFlatFiles
 from quant_assets_tests.conftest import materialize_spine, s3_client, s3_source, spine
@@ -382,5 +383,21 @@ def test_a_file_a_backfill_already_rejected_is_not_run_again_by_the_new_file_sen
         after = _evaluate(sensor, instance, seen.cursor, source, data)
         assert _requests(after) == []  # the same file: not run again
         shutil.copy(february / key, vendor / key)  # the vendor fixes it
-        [fixed] = _requests(_evaluate(sensor, instance, after.cursor, source, data))
+        asked = _evaluate(sensor, instance, after.cursor, source, data)
+        [fixed] = _requests(asked)
         assert fixed.partition_key == day.isoformat()
+        materialize_spine([DAY], source, data, instance=instance, partition_key=day.isoformat())  # the run it asked
+        # The vendor replaces it with a file cut in half: the download fails verification, so nothing lands and
+        # the raw zone still holds the old version; its bytes are kept whole under _rejected/, so the sensor does
+        # not ask for it again either, until the vendor replaces it once more.
+        whole = (february / key).read_bytes()
+        (vendor / key).write_bytes(whole[: len(whole) // 2])
+        cut = materialize_spine([DAY], source, data, instance=instance, partition_key=day.isoformat(),
+                                raise_on_error=False)  # fmt: skip
+        assert not cut.success
+        assert read_landed(DataZones(root=str(data)).raw_root, DAY, day).etag != source.head(key).etag  # not landed
+        truncated = _evaluate(sensor, instance, asked.cursor, source, data)
+        assert _requests(truncated) == []
+        (vendor / key).write_bytes(gzip.compress(gzip.decompress(whole), compresslevel=1))  # a new, whole version
+        [again] = _requests(_evaluate(sensor, instance, truncated.cursor, source, data))
+        assert again.partition_key == day.isoformat()

@@ -2,7 +2,8 @@
 
 - `<job>_new_files` (one per calendar): lists the vendor source (local folder or S3) and requests a run for exactly
   the sessions whose files are new or were replaced (their ETag changed), with only the datasets whose file
-  changed. A file counts as seen when its landed copy has the listed ETag; its cursor holds only the ETags of the
+  changed. A file counts as seen when its landed copy has the listed ETag, or when a run downloaded that very
+  version whole and rejected it (a truncated gzip, kept under `_rejected/`); its cursor holds only the ETags of the
   files it requested that are not landed yet (so it stays short), and on its first look, files already landed
   unchanged count as seen. A file whose dataset and session a queued or running run covers is left to that run (and looked
   at again on the next tick). A file for a day that is not a session (a holiday) or before the first partition is
@@ -38,7 +39,7 @@ from quant_assets.flatfiles import files_by_session, session_from_key
 from quant_assets.lake import replace_bytes
 from quant_assets.outcomes import last_failure
 from quant_assets.plan import FETCH, changed_files, chunks, plan
-from quant_assets.raw import read_landed
+from quant_assets.raw import read_landed, rejected_as_sent
 from quant_assets.sessions import is_session, parse_session, sessions, sessions_around
 from quant_assets.sources import FlatFileSource
 
@@ -135,11 +136,19 @@ def new_files_sensor(
                 if is_session(calendar, session) and first <= session <= (last or session)
             ]
             listed.update((info.key, info.etag) for info in listing)
+            sizes = {info.key: info.size for info in listing}
 
-            def landed_etag(key: str, dataset=dataset) -> str | None:
+            def landed_etag(key: str, dataset=dataset, sizes=sizes) -> str | None:
+                """The ETag of the version the raw zone holds; a version a run downloaded whole and rejected as
+                sent (a truncated gzip) counts as taken too: it is not run again until the vendor replaces it."""
                 if key not in landed_etags:
                     landed = read_landed(zones.raw_root, dataset, session_from_key(key))
-                    landed_etags[key] = landed.etag if landed and not landed.corrupt else None
+                    if landed and not landed.corrupt and landed.etag == listed[key]:
+                        landed_etags[key] = landed.etag
+                    elif rejected_as_sent(zones.raw_root, key, listed[key], sizes[key]):
+                        landed_etags[key] = listed[key]
+                    else:
+                        landed_etags[key] = landed.etag if landed and not landed.corrupt else None
                 return landed_etags[key]
 
             for info in changed_files(listing, seen, landed_etag):
