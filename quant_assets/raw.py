@@ -24,8 +24,10 @@ from quant_assets.flatfiles import (
     FlatFileError,
     FlatFileMissing,
     FlatFilePermissionError,
+    ObjectInfo,
     ObjectMissing,
     SourceError,
+    session_from_key,
     vendor_key,
 )
 from quant_assets.lake import sweep_temporaries, temporary_path
@@ -175,16 +177,20 @@ def rejected_path(root: str | os.PathLike, key: str, etag: str) -> Path:
     return _kept_path(root, "_rejected", key, etag)
 
 
-def rejected_as_sent(root: str | os.PathLike, key: str, etag: str, size: int) -> bool:
-    """Whether this very version of the vendor's file (`key` at `etag`, `size` bytes) was downloaded whole and
-    failed verification (a truncated or corrupt gzip as the vendor sent it): its bytes are kept under `_rejected/`
-    at their full size, so fetching it again would give the same answer until the vendor replaces it. A cut-off
-    download is kept shorter than `size` and does not count."""
-    kept = rejected_path(root, key, etag)
-    try:
-        return kept.stat().st_size == size
-    except OSError:
-        return False
+def taken_etag(root: str | os.PathLike, dataset: Dataset, info: ObjectInfo) -> str | None:
+    """The ETag of the version of `info`'s file that the raw zone has taken: the landed copy's (unless marked
+    corrupt), or `info`'s own when a run downloaded that very version whole and rejected it as the vendor sent it
+    (a truncated or corrupt gzip, kept under `_rejected/` at its full size), since fetching it again would give the
+    same answer until the vendor replaces it. A cut-off download is kept shorter and does not count."""
+    landed = read_landed(root, dataset, session_from_key(info.key))
+    etag = landed.etag if landed and not landed.corrupt else None
+    if etag != info.etag:
+        try:
+            if rejected_path(root, info.key, info.etag).stat().st_size == info.size:
+                return info.etag
+        except OSError:
+            pass
+    return etag
 
 
 def mark_corrupt(root: str | os.PathLike, dataset: Dataset, session: dt.date, problem: str) -> None:

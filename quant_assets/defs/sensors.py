@@ -39,7 +39,7 @@ from quant_assets.flatfiles import files_by_session, session_from_key
 from quant_assets.lake import replace_bytes
 from quant_assets.outcomes import last_failure
 from quant_assets.plan import FETCH, changed_files, chunks, plan
-from quant_assets.raw import read_landed, rejected_as_sent
+from quant_assets.raw import taken_etag
 from quant_assets.sessions import is_session, parse_session, sessions, sessions_around
 from quant_assets.sources import FlatFileSource
 
@@ -136,19 +136,11 @@ def new_files_sensor(
                 if is_session(calendar, session) and first <= session <= (last or session)
             ]
             listed.update((info.key, info.etag) for info in listing)
-            sizes = {info.key: info.size for info in listing}
+            infos = {info.key: info for info in listing}
 
-            def landed_etag(key: str, dataset=dataset, sizes=sizes) -> str | None:
-                """The ETag of the version the raw zone holds; a version a run downloaded whole and rejected as
-                sent (a truncated gzip) counts as taken too: it is not run again until the vendor replaces it."""
+            def landed_etag(key: str, dataset=dataset, infos=infos) -> str | None:
                 if key not in landed_etags:
-                    landed = read_landed(zones.raw_root, dataset, session_from_key(key))
-                    if landed and not landed.corrupt and landed.etag == listed[key]:
-                        landed_etags[key] = landed.etag
-                    elif rejected_as_sent(zones.raw_root, key, listed[key], sizes[key]):
-                        landed_etags[key] = listed[key]
-                    else:
-                        landed_etags[key] = landed.etag if landed and not landed.corrupt else None
+                    landed_etags[key] = taken_etag(zones.raw_root, dataset, infos[key])
                 return landed_etags[key]
 
             for info in changed_files(listing, seen, landed_etag):
