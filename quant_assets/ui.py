@@ -16,6 +16,13 @@ any `Host`, so a foreign name resolved to 127.0.0.1 (DNS rebinding) can read it 
   not a browser page and passes. A mutation sent by GET gets 405 whatever its origin: Dagster's UI sends every
   query and mutation by POST and subscriptions over the websocket, so only a link or an image would use GET.
 
+One more difference, for truthful backfill pages: a backfill launched from a job's page (*Materialize all* on
+`ingest_us_equities`) is sent by Dagster's UI as a *job* backfill, whose page gives every session of a single-run
+range the status of the run (one failed session: "Failed 4" for four sessions of which two were built).
+`AssetBackfills` launches it as the *asset* backfill of the same assets, partitions, tags and config (what the
+asset and group pages send), whose page counts each asset's partitions: materialized, failed, in progress. A
+re-execution of a job backfill (`fromFailure`, chosen steps) stays a job backfill.
+
 `serve` starts what `dagster dev` starts: the code servers (shared through a temporary workspace file), the daemon
 as a subprocess, and the guarded webserver in this process; it stops them on Ctrl-C or SIGTERM.
 """
@@ -33,6 +40,7 @@ import tempfile
 import threading
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from starlette.datastructures import Headers
@@ -43,6 +51,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 GRAPHQL_PATH = "/graphql"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+LARGEST_REWRITTEN_BODY = 4 * 2**20  # a launch of 10 years of sessions by name is ~40 KB; larger passes as sent
 DAEMON_STOP_SECONDS = 60  # as `dagster dev` waits for its children
 logger = logging.getLogger("quant_assets.ui")
 
@@ -151,6 +160,103 @@ class SameOrigin:
         await self.app(scope, receive, send)
 
 
+def as_asset_backfill(params: Any) -> dict | None:
+    """The asset backfill equivalent to a job backfill's `LaunchBackfillParams` (its assets, partitions, tags,
+    title, description and run config, without the job's partition set), or None when `params` is not a job
+    backfill of chosen assets and partitions, or is a re-execution (`fromFailure`, `reexecutionSteps`), which
+    only a job backfill does."""
+    if not isinstance(params, dict) or not isinstance(params.get("selector"), dict):
+        return None
+    if not params.get("assetSelection") or params.get("fromFailure") or params.get("reexecutionSteps"):
+        return None
+    if not (params.get("partitionNames") or params.get("allPartitions")):
+        return None
+    return {key: value for key, value in params.items() if key not in ("selector", "forceSynchronousSubmission")}
+
+
+def launch_arguments(query: str) -> list[str]:
+    """The names of the variables a GraphQL document passes as `backfillParams` to `launchPartitionBackfill`."""
+    from graphql import GraphQLError, parse
+    from graphql.language import FieldNode, OperationDefinitionNode, VariableNode
+
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return []
+    names = []
+    for definition in document.definitions:
+        if not isinstance(definition, OperationDefinitionNode):
+            continue
+        for field in definition.selection_set.selections:
+            if isinstance(field, FieldNode) and field.name.value == "launchPartitionBackfill":
+                names += [
+                    a.value.name.value
+                    for a in field.arguments
+                    if a.name.value == "backfillParams" and isinstance(a.value, VariableNode)
+                ]
+    return names
+
+
+def rewritten_launch(body: bytes) -> tuple[bytes, list[str]] | None:
+    """A GraphQL request body (JSON) whose job backfill launch is sent as the equivalent asset backfill, with the
+    partition sets it replaced, or None when it launches no job backfill of assets (then it is sent as it is)."""
+    import json
+
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(request, dict) or "launchPartitionBackfill" not in str(request.get("query", "")):
+        return None
+    variables = request.get("variables")
+    if not isinstance(variables, dict):
+        return None
+    replaced = []
+    for name in launch_arguments(request["query"]):
+        params = variables.get(name)
+        if (asset_backfill := as_asset_backfill(params)) is not None:
+            replaced.append(str(params["selector"].get("partitionSetName")))
+            variables[name] = asset_backfill
+    return (json.dumps(request).encode(), replaced) if replaced else None
+
+
+class AssetBackfills:
+    """ASGI middleware: a POST to `/graphql` that launches a job backfill of chosen assets and partitions (what a
+    job page's launch dialog sends) launches the same assets and partitions as an asset backfill."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != GRAPHQL_PATH or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        if "json" not in Headers(scope=scope).get("content-type", ""):
+            await self.app(scope, receive, send)
+            return
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            size += len(message.get("body", b""))
+            if message["type"] != "http.request" or not message.get("more_body") or size > LARGEST_REWRITTEN_BODY:
+                break
+        complete = messages[-1]["type"] == "http.request" and not messages[-1].get("more_body")
+        rewritten = rewritten_launch(b"".join(m.get("body", b"") for m in messages)) if complete else None
+        if rewritten is not None:
+            body, replaced = rewritten
+            logger.info("job backfill of %s launched as the asset backfill of the same assets", ", ".join(replaced))
+            messages = [{"type": "http.request", "body": body, "more_body": False}]
+            headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
+            scope = {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+        pending = list(messages)
+
+        async def replay() -> dict:
+            return pending.pop(0) if pending else await receive()
+
+        await self.app(scope, replay, send)
+
+
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, message: str, headers=None) -> None:
     logger.warning("%s %s: %s", scope.get("method", "WEBSOCKET"), scope["path"], message)
     if scope["type"] == "websocket":
@@ -161,9 +267,10 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, messa
 
 
 def guard(app: ASGIApp, host: str, port: int, trusted: Iterable[str] = ()) -> ASGIApp:
-    """`app` behind the Host check (400) and the origin checks (403, 405) of a server on `host`:`port`."""
+    """`app` behind the Host check (400) and the origin checks (403, 405) of a server on `host`:`port`, with job
+    backfills of assets launched as asset backfills (`AssetBackfills`)."""
     trusted = list(trusted)
-    checked = SameOrigin(app, served_origins(host, port, trusted))
+    checked = SameOrigin(AssetBackfills(app), served_origins(host, port, trusted))
     return TrustedHostMiddleware(checked, allowed_hosts=allowed_hosts(host, trusted), www_redirect=False)
 
 

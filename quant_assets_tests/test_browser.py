@@ -340,3 +340,233 @@ def test_a_page_of_another_site_in_the_same_browser_launches_nothing(ui):
     assert any(line.startswith(f"POST /graphql: {refused}") for line in lines), lines[-20:]
     assert any(line.startswith(f"WEBSOCKET /graphql: {refused}") for line in lines), lines[-20:]
     assert any(line.startswith("GET /graphql: refused: a request from a cross-site page") for line in lines)
+
+
+# The job page's backfill: a vendor folder of 2026-03-02...03-05 with one row of the 3rd's file high below low (the
+# lake rejects the session) and the 4th's gzip cut in half (the raw zone rejects the file as sent).
+SPOILED = ("2026-03-02", "2026-03-05")
+HIGH_LOW, TRUNCATED = "2026-03-03", "2026-03-04"
+REPOSITORY = {"repositoryLocationName": "quant_assets.definitions", "repositoryName": "__repository__"}
+BACKFILL_COUNTS = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    ... on PartitionBackfill {
+      isAssetBackfill
+      assetBackfillData {
+        assetBackfillStatuses {
+          ... on AssetPartitionsStatusCounts {
+            assetKey { path } numPartitionsTargeted numPartitionsInProgress numPartitionsMaterialized
+            numPartitionsFailed
+          }
+        }
+      }
+    }
+  }
+}"""
+CHECK_NAMES = """
+query {
+  assetNodeOrError(assetKey: {path: ["lake_stocks_daily"]}) {
+    ... on AssetNode { assetChecksOrError { ... on AssetChecks { checks { name } } } }
+  }
+}"""
+START_SENSOR = """
+mutation($selector: SensorSelector!) {
+  startSensor(sensorSelector: $selector) { __typename ... on Sensor { sensorState { status } } }
+}"""
+SENSOR_TICKS = """
+query($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    ... on Sensor { sensorState { ticks(limit: 5) { status runIds skipReason error { message } } } }
+  }
+}"""
+RUNS = """
+query { runsOrError { ... on Runs { results { runId status tags { key value } } } } }"""
+
+
+def swap_high_low(path: Path) -> None:
+    """Swap high and low in the first row of a day file (high below low: a failed rule for that row)."""
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    header, row = lines[0].split(","), lines[1].split(",")
+    high, low = header.index("high"), header.index("low")
+    row[high], row[low] = row[low], row[high]
+    if float(row[high]) >= float(row[low]):
+        row[high] = str(float(row[low]) - 1)
+    lines[1] = ",".join(row)
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+
+
+@pytest.fixture(scope="module")
+def spoiled_ui(tmp_path_factory):
+    """A UI of its own over the spoiled March files, the sensors stopped."""
+    root = tmp_path_factory.mktemp("spoiled")
+    vendor, data, home = root / "vendor", root / "data", root / "dagster_home"
+    start, end = (dt.date.fromisoformat(s) for s in SPOILED)
+    generate([DAY], start, end, folder_writer(vendor))
+    swap_high_low(vendor / vendor_key(DAY, dt.date.fromisoformat(HIGH_LOW)))
+    cut = vendor / vendor_key(DAY, dt.date.fromisoformat(TRUNCATED))
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    home.mkdir()
+    shutil.copy(PROJECT / "dagster.yaml", home / "dagster.yaml")
+    (home / ".nux").mkdir()
+    (home / ".nux" / "nux.yaml").write_text("seen: 1\n")
+    env = {
+        "DAGSTER_HOME": str(home),
+        "QUANT_ASSETS_VENDOR_DIR": str(vendor),
+        "QUANT_ASSETS_DATA": str(data),
+        "QUANT_ASSETS_DATASETS": "stocks_daily",
+        "QUANT_ASSETS_SENSORS": "stopped",
+        "PATH": f"{BIN}:/usr/bin:/bin",
+    }
+    if "PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    with project_ui(root, env) as port:
+        yield f"http://127.0.0.1:{port}", data, root / "ui.log"
+
+
+def job_page_params(sessions: list[str]) -> dict:
+    """What the job page's launch dialog sends (Dagster 1.13's `LaunchAssetChoosePartitionsDialog`, target a job):
+    a job backfill of the job's partition set, with its assets and the chosen partitions."""
+    return {
+        "tags": [{"key": "dagster/from_ui", "value": "true"}],
+        "assetSelection": [{"path": ["raw_stocks_daily"]}, {"path": ["lake_stocks_daily"]}],
+        "partitionNames": sessions,
+        "fromFailure": False,
+        "selector": {"partitionSetName": "ingest_us_equities_partition_set", "repositorySelector": REPOSITORY},
+    }
+
+
+def test_a_job_backfill_is_sent_as_the_asset_backfill_of_its_assets():
+    """The rewrite itself: the job page's request becomes the asset backfill of the same assets, partitions and
+    tags; a re-execution from failure, another mutation and a body that is not JSON pass as they are."""
+    from quant_assets.ui import rewritten_launch
+
+    sessions = ["2026-03-02", "2026-03-03"]
+    body = json.dumps(
+        {
+            "operationName": "LaunchPartitionBackfill",
+            "query": LAUNCH,
+            "variables": {"params": job_page_params(sessions)},
+        }
+    )
+    rewritten, replaced = rewritten_launch(body.encode())
+    assert replaced == ["ingest_us_equities_partition_set"]
+    params = json.loads(rewritten)["variables"]["params"]
+    assert params == {k: v for k, v in job_page_params(sessions).items() if k != "selector"}
+    retry = {**job_page_params(sessions), "fromFailure": True}
+    assert rewritten_launch(json.dumps({"query": LAUNCH, "variables": {"params": retry}}).encode()) is None
+    assert rewritten_launch(json.dumps({"query": STOP_SENSOR, "variables": {"id": "x"}}).encode()) is None
+    assert rewritten_launch(b"query=mutation") is None
+
+
+def spoiled_backfill_counts(url: str, backfill_id: str) -> dict[str, tuple[int, int, int, int]]:
+    data = graphql(f"{url}/graphql", BACKFILL_COUNTS, {"id": backfill_id})["partitionBackfillOrError"]
+    assert data["isAssetBackfill"], data
+    return {
+        s["assetKey"]["path"][0]: (
+            s["numPartitionsTargeted"],
+            s["numPartitionsInProgress"],
+            s["numPartitionsMaterialized"],
+            s["numPartitionsFailed"],
+        )
+        for s in data["assetBackfillData"]["assetBackfillStatuses"]
+    }
+
+
+def test_a_job_page_backfill_of_spoiled_files_tells_the_truth(spoiled_ui):
+    """As a user: the `ingest_us_equities` job's page, *Materialize all*, 2026-03-02...03-05, *Launch backfill*
+    (in Chromium; without it, the request that dialog sends). The backfill's page counts each asset's sessions:
+    raw 3 landed and 1 failed (the cut file), lake 2 built and 2 failed; only `high_low_consistent` failed a rule,
+    on the 3rd; the 4th's checks were not evaluated (no rule failed there); and the new-file sensor, started after
+    the backfill, asks for neither rejected file."""
+    from playwright.sync_api import sync_playwright
+
+    url, _, _ = spoiled_ui
+    sessions = ["2026-03-02", HIGH_LOW, TRUNCATED, "2026-03-05"]
+    with sync_playwright() as playwright:
+        browser = None if not CHROMIUM.exists() else browser_or_skip(playwright)
+        try:
+            page = None
+            if browser is None:
+                print(f"{CHROMIUM} is not installed: launching the job page's request over GraphQL")
+                launched = graphql(f"{url}/graphql", LAUNCH, {"params": job_page_params(sessions)})
+                backfill_id = launched["launchPartitionBackfill"]["backfillId"]
+            else:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.set_default_timeout(120_000)
+                page.goto(f"{url}/locations/__repository__@quant_assets.definitions/jobs/ingest_us_equities")
+                page.get_by_role("button", name="Materialize all").first.click()
+                page.get_by_text("Show all partitions").click()
+                partitions = page.locator(".bp5-dialog input[type=text]").first
+                partitions.fill(f"[{SPOILED[0]}...{SPOILED[1]}]")
+                partitions.press("Enter")
+                page.get_by_text("4 partitions").wait_for()
+                page.get_by_role("button", name="Launch backfill").click()
+                backfill_id = launched_backfill(url, HIGH_LOW)
+            [run] = wait_for_backfill(url, backfill_id)["runsOrError"]["results"]
+            assert run["status"] == "FAILURE"  # one run for the range; it fails naming the two sessions
+            counts = spoiled_backfill_counts(url, backfill_id)
+            assert counts == {"raw_stocks_daily": (4, 0, 3, 1), "lake_stocks_daily": (4, 0, 2, 2)}, counts
+            if page is not None:  # the backfill's own page, where the UI lands after the launch
+                page.goto(f"{url}/runs/b/{backfill_id}")
+                page.get_by_text("100% completed").nth(1).wait_for()
+                lines = [line.strip() for line in page.inner_text("body").splitlines() if line.strip()]
+                header = lines.index("Asset name")
+                assert lines[header : header + 5] == [
+                    "Asset name",
+                    "Partitions targeted",
+                    "In progress",
+                    "Succeeded",
+                    "Failed",
+                ]
+                for asset, numbers in counts.items():  # a row: the name (twice: link and tooltip), then the counts
+                    row = len(lines) - 1 - lines[::-1].index(asset)
+                    assert lines[row + 1 : row + 6] == ["100% completed", *map(str, numbers)], lines[row : row + 6]
+                page.screenshot(path=SHOTS / "quant_assets_job_backfill.png")
+
+            names = graphql(f"{url}/graphql", CHECK_NAMES, {})["assetNodeOrError"]["assetChecksOrError"]["checks"]
+            rules = sorted(c["name"] for c in names if c["name"] != "fresh")  # fresh: the data is months old
+            for name in rules:
+                for session in ("2026-03-02", "2026-03-05"):
+                    assert check_execution(url, name, session)["status"] == "SUCCEEDED", (name, session)
+                # the bad row's session: only its rule failed; a check of the built partition (volume_anomaly,
+                # against the lake's history) has nothing to judge and is not evaluated
+                execution = check_execution(url, name, HIGH_LOW)
+                if name == "high_low_consistent":
+                    assert execution["status"] == "FAILED", execution
+                elif execution["evaluation"] is None:
+                    assert name == "volume_anomaly" and execution["status"] != "FAILED", execution
+                else:
+                    assert execution["status"] == "SUCCEEDED", (name, execution)
+                # the cut file's session: planned, never evaluated (no rule result), shown as not executed
+                execution = check_execution(url, name, TRUNCATED)
+                assert execution["evaluation"] is None and execution["status"] != "FAILED", (name, execution)
+            failed = check_execution(url, "high_low_consistent", HIGH_LOW)["evaluation"]
+            assert "high" in failed["description"] and "low" in failed["description"], failed
+            if page is not None:
+                page.goto(f"{url}/assets/lake_stocks_daily?view=checks")
+                page.get_by_text("high_low_consistent", exact=True).first.click()
+                page.locator("button[role=tab]#partitions").click()
+                page.get_by_text(HIGH_LOW, exact=True).first.click()
+                page.get_by_text("Failed").first.wait_for()
+                page.screenshot(path=SHOTS / "quant_assets_high_low_check.png")
+        finally:
+            if browser is not None:
+                browser.close()
+
+    # The new-file sensor, started now, lists the four files: two landed and built, one landed and rejected by
+    # the lake, one downloaded whole and rejected as sent. Its first tick asks for none of them.
+    selector = {**REPOSITORY, "sensorName": "ingest_us_equities_new_files"}
+    started = graphql(f"{url}/graphql", START_SENSOR, {"selector": selector})["startSensor"]
+    assert started["__typename"] == "Sensor", started
+    deadline, ticks = time.monotonic() + 180, []
+    while time.monotonic() < deadline:
+        state = graphql(f"{url}/graphql", SENSOR_TICKS, {"selector": selector})["sensorOrError"]["sensorState"]
+        ticks = [t for t in state["ticks"] if t["status"] != "STARTED"]
+        if ticks:
+            break
+        time.sleep(2)
+    assert ticks, "the new-file sensor did not tick"
+    assert ticks[0]["status"] == "SKIPPED" and ticks[0]["runIds"] == [], ticks[0]
+    assert ticks[0]["skipReason"] == "no new or replaced files"
+    runs = graphql(f"{url}/graphql", RUNS, {})["runsOrError"]["results"]
+    assert [r["runId"] for r in runs] == [run["runId"]]  # the backfill's one run, nothing from the sensor

@@ -239,3 +239,16 @@ def test_declarative_automation_is_on_by_default_and_follows_the_sensors_setting
     assert running.default_status == dg.DefaultSensorStatus.RUNNING
     stopped = definitions({"QUANT_ASSETS_SENSORS": "stopped"}).resolve_sensor_def("default_automation_condition_sensor")
     assert stopped.default_status == dg.DefaultSensorStatus.STOPPED
+
+
+def test_runs_without_the_jobs_runtime_tag_get_the_same_limit():
+    """An asset backfill's runs (the UI launches every backfill as one) carry no job tags: the instance's run
+    monitoring gives them the ingest jobs' `dagster/max_runtime`, on SQLite and on Postgres."""
+    import yaml
+
+    from quant_assets.defs.ingest import MAX_RUNTIME_SECONDS
+    from quant_assets_tests.conftest import PROJECT
+
+    for name in ("dagster.yaml", "deploy/dagster.postgres.yaml"):
+        monitoring = yaml.safe_load((PROJECT / name).read_text())["run_monitoring"]
+        assert monitoring["enabled"] and monitoring["max_runtime_seconds"] == MAX_RUNTIME_SECONDS, name
