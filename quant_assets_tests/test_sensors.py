@@ -401,3 +401,22 @@ def test_a_file_a_backfill_already_rejected_is_not_run_again_by_the_new_file_sen
         (vendor / key).write_bytes(gzip.compress(gzip.decompress(whole), compresslevel=1))  # a new, whole version
         [again] = _requests(_evaluate(sensor, instance, truncated.cursor, source, data))
         assert again.partition_key == day.isoformat()
+
+
+def test_the_gap_sensor_leaves_a_file_rejected_as_sent_until_the_vendor_replaces_it(february, tmp_path):
+    """A file cut in half at the vendor: a backfill downloads it whole and rejects it (kept under _rejected/). The
+    gap sensor asks nothing for it, in this retry window or a later one; once the vendor replaces it, it asks."""
+    day = dt.date(2026, 2, 4)
+    vendor, data = _febuary_folder(february, tmp_path), tmp_path / "data"
+    whole = (vendor / vendor_key(DAY, day)).read_bytes()
+    (vendor / vendor_key(DAY, day)).write_bytes(whole[: len(whole) // 2])
+    source = LocalFlatFiles(root=str(vendor))
+    sensor = gap_sensor(JOB, Calendar.XNYS, [DAY], KEYS, window=400, max_sessions=30)
+    with dg.instance_for_test() as instance:
+        tags = {"dagster/asset_partition_range_start": "2026-02-02", "dagster/asset_partition_range_end": "2026-02-27"}
+        assert not materialize_spine([DAY], source, data, instance=instance, tags=tags, raise_on_error=False).success
+        assert not partition_path(data / "lake", DAY.name, day).exists()
+        assert _requests(_evaluate(sensor, instance, None, source, data)) == []
+        (vendor / vendor_key(DAY, day)).write_bytes(whole)  # the vendor's new, whole version
+        [fixed] = _requests(_evaluate(sensor, instance, None, source, data))
+        assert _range(fixed) == (day.isoformat(), day.isoformat())

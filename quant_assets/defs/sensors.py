@@ -14,7 +14,8 @@
   lake, stale, or rejected and whose file has since appeared or changed. A request's run key names its datasets,
   range and the files' ETags, and the instance launches a run key once: a session rejected again is not retried
   while its file and its run of consecutive sessions stay the same; one whose file failed to land (a network
-  error, a cut-off download) is tried again once every `RETRY_HOURS` (6) hours. Sessions that a queued or running
+  error, a cut-off download) is tried again once every `RETRY_HOURS` (6) hours, unless the run downloaded that
+  very version whole and rejected it as sent (a truncated gzip): that one waits until the vendor replaces it. Sessions that a queued or running
   run covers are left to it.
 - `run_failure_alerts`: on every failed run of this code location, writes an alert record to
   `data/alerts/YYYY-MM-DD/<run_id>.json` and, when `QUANT_ASSETS_ALERT_WEBHOOK_URL` is set (through
@@ -35,7 +36,7 @@ import dagster as dg
 from quant_assets.datasets import Calendar, Dataset
 from quant_assets.defs.partitions import session_partitions
 from quant_assets.defs.resources import AlertWebhook, DataZones
-from quant_assets.flatfiles import files_by_session, session_from_key
+from quant_assets.flatfiles import ObjectInfo, files_by_session, session_from_key
 from quant_assets.lake import replace_bytes
 from quant_assets.outcomes import last_failure
 from quant_assets.plan import FETCH, changed_files, chunks, plan
@@ -251,8 +252,8 @@ def gap_sensor(
         description=f"Every {GAP_INTERVAL // 60} minutes, compares the last {window} sessions of the calendar with "
         "the source, raw zone and lake (the coverage ledger's view) and requests range runs of at most "
         f"{max_sessions} sessions for the ones missing from the lake, stale, or rejected and whose file has since "
-        "appeared or changed. A rejected file is not retried while it stays the same; one that failed to land is "
-        f"tried again every {RETRY_HOURS} hours.",
+        "appeared or changed. A rejected file is not retried while it stays the same; one that failed to land on the "
+        f"way is tried again every {RETRY_HOURS} hours.",
     )
     def _sensor(context: dg.SensorEvaluationContext, flatfiles: FlatFileSource, zones: DataZones):
         first, last = _partitions_of(calendar)
@@ -263,6 +264,14 @@ def gap_sensor(
             return dg.SkipReason("no session in the window")
         start = window_sessions[0]
         work = plan(datasets, start, last, flatfiles.list_objects, zones.raw_root, zones.lake_root, zones.tickers)
+        by_name = {d.name: d for d in datasets}
+        # a file a run downloaded whole and rejected as the vendor sent it waits until the vendor replaces it
+        work = [
+            w
+            for w in work
+            if w.action != FETCH
+            or taken_etag(zones.raw_root, by_name[w.dataset], ObjectInfo(w.key, w.etag, w.size)) != w.etag
+        ]
         now = dt.datetime.now(dt.UTC)
         window_of_retry = f"{now:%Y-%m-%d}T{now.hour - now.hour % RETRY_HOURS:02d}"
         retries = {
