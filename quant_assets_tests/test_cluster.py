@@ -194,7 +194,7 @@ def test_a_missing_file_fails_only_its_session_through_the_cluster(vendor, pg_in
     message = failure_message(result)
     assert message == failure_message(local)  # the same report, line for line
     assert f"stocks_minute {missing}: {vendor_key(MINUTE, missing)}" in message
-    assert "not built: raw_stocks_minute failed" in message
+    assert "lake_stocks_minute not built: its input raw_stocks_minute failed for this session" in message
     assert events(result) == events(local)
     assert [p for a, p in events(result) if a == "lake_stocks_minute"] == [s for s in SESSIONS if s != SESSIONS[2]]
     assert [p for a, p in events(result) if a == "lake_stocks_daily"] == SESSIONS

@@ -309,7 +309,8 @@ def build_session(
                     layer.dataset.name,
                     session,
                     cause.key,
-                    f"not built: {failed_upstream[0].to_user_string()} failed ({cause.problem})",
+                    f"{layer.key.to_user_string()} not built: its input {failed_upstream[0].to_user_string()} "
+                    f"failed for this session ({cause.problem})",
                 )
             built = layer.build(ctx, session)
         except Exception as exc:  # recorded for this session only; the others go on
