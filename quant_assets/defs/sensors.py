@@ -15,8 +15,8 @@
   range and the files' ETags, and the instance launches a run key once: a session rejected again is not retried
   while its file and its run of consecutive sessions stay the same; one whose file failed to land (a network
   error, a cut-off download) is tried again once every `RETRY_HOURS` (6) hours, unless the run downloaded that
-  very version whole and rejected it as sent (a truncated gzip): that one waits until the vendor replaces it. Sessions that a queued or running
-  run covers are left to it.
+  very version whole and rejected it as sent (a truncated gzip): that one waits until the vendor replaces it.
+  Sessions that a queued or running run covers are left to it.
 - `run_failure_alerts`: on every failed run of this code location, writes an alert record to
   `data/alerts/YYYY-MM-DD/<run_id>.json` and, when `QUANT_ASSETS_ALERT_WEBHOOK_URL` is set (through
   `dagster.EnvVar`: a webhook URL is a secret), posts it there as JSON.
