@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -200,8 +201,6 @@ def launch_arguments(query: str) -> list[str]:
 def rewritten_launch(body: bytes) -> tuple[bytes, list[str]] | None:
     """A GraphQL request body (JSON) whose job backfill launch is sent as the equivalent asset backfill, with the
     partition sets it replaced, or None when it launches no job backfill of assets (then it is sent as it is)."""
-    import json
-
     try:
         request = json.loads(body)
     except ValueError:
@@ -228,10 +227,8 @@ class AssetBackfills:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != GRAPHQL_PATH or scope.get("method") != "POST":
-            await self.app(scope, receive, send)
-            return
-        if "json" not in Headers(scope=scope).get("content-type", ""):
+        posted = scope["type"] == "http" and scope["path"] == GRAPHQL_PATH and scope.get("method") == "POST"
+        if not posted or "json" not in Headers(scope=scope).get("content-type", ""):
             await self.app(scope, receive, send)
             return
         messages, size = [], 0

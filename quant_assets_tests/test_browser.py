@@ -92,14 +92,10 @@ def restamp(path: Path) -> None:
     path.write_bytes(gzip.compress(("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n").encode()))
 
 
-@pytest.fixture(scope="module")
-def ui(tmp_path_factory):
-    """The webserver's base URL and the data folder, with the daemon running and the ingest sensors stopped."""
-    root = tmp_path_factory.mktemp("browser")
-    vendor, data, home = root / "vendor", root / "data", root / "dagster_home"
-    generate([DAY], dt.date(2026, 2, 17), dt.date(2026, 2, 27), folder_writer(vendor))
-    for session in REJECTED:
-        restamp(vendor / vendor_key(DAY, dt.date.fromisoformat(session)))
+def ui_env(root: Path) -> dict[str, str]:
+    """The environment of a UI over `root/vendor` (stocks_daily only) writing to `root/data`, with a new
+    DAGSTER_HOME of the project's dagster.yaml under `root`, the ingest sensors starting stopped."""
+    home = root / "dagster_home"
     home.mkdir()
     shutil.copy(PROJECT / "dagster.yaml", home / "dagster.yaml")
     # Dagster's "Join the Dagster community" dialog pops up over a first visit from 127.0.0.1 unless the instance
@@ -108,15 +104,26 @@ def ui(tmp_path_factory):
     (home / ".nux" / "nux.yaml").write_text("seen: 1\n")
     env = {
         "DAGSTER_HOME": str(home),
-        "QUANT_ASSETS_VENDOR_DIR": str(vendor),
-        "QUANT_ASSETS_DATA": str(data),
+        "QUANT_ASSETS_VENDOR_DIR": str(root / "vendor"),
+        "QUANT_ASSETS_DATA": str(root / "data"),
         "QUANT_ASSETS_DATASETS": "stocks_daily",
         "QUANT_ASSETS_SENSORS": "stopped",  # the daemon starts with the UI: the ingest sensors must not run first
         "PATH": f"{BIN}:/usr/bin:/bin",
     }
     if "PYTHONPATH" in os.environ:  # a checkout other than the installed one
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    with project_ui(root, env) as port:
+    return env
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    """The webserver's base URL and the data folder, with the daemon running and the ingest sensors stopped."""
+    root = tmp_path_factory.mktemp("browser")
+    vendor, data = root / "vendor", root / "data"
+    generate([DAY], dt.date(2026, 2, 17), dt.date(2026, 2, 27), folder_writer(vendor))
+    for session in REJECTED:
+        restamp(vendor / vendor_key(DAY, dt.date.fromisoformat(session)))
+    with project_ui(root, ui_env(root)) as port:
         url = f"http://127.0.0.1:{port}"
         assert graphql(f"{url}/graphql", "query { shouldShowNux }", {}) == {"shouldShowNux": False}
         [repository] = graphql(f"{url}/graphql", SENSORS, {})["repositoriesOrError"]["nodes"]
@@ -399,27 +406,13 @@ def swap_high_low(path: Path) -> None:
 def spoiled_ui(tmp_path_factory):
     """A UI of its own over the spoiled March files, the sensors stopped."""
     root = tmp_path_factory.mktemp("spoiled")
-    vendor, data, home = root / "vendor", root / "data", root / "dagster_home"
+    vendor, data = root / "vendor", root / "data"
     start, end = (dt.date.fromisoformat(s) for s in SPOILED)
     generate([DAY], start, end, folder_writer(vendor))
     swap_high_low(vendor / vendor_key(DAY, dt.date.fromisoformat(HIGH_LOW)))
     cut = vendor / vendor_key(DAY, dt.date.fromisoformat(TRUNCATED))
     cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
-    home.mkdir()
-    shutil.copy(PROJECT / "dagster.yaml", home / "dagster.yaml")
-    (home / ".nux").mkdir()
-    (home / ".nux" / "nux.yaml").write_text("seen: 1\n")
-    env = {
-        "DAGSTER_HOME": str(home),
-        "QUANT_ASSETS_VENDOR_DIR": str(vendor),
-        "QUANT_ASSETS_DATA": str(data),
-        "QUANT_ASSETS_DATASETS": "stocks_daily",
-        "QUANT_ASSETS_SENSORS": "stopped",
-        "PATH": f"{BIN}:/usr/bin:/bin",
-    }
-    if "PYTHONPATH" in os.environ:
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    with project_ui(root, env) as port:
+    with project_ui(root, ui_env(root)) as port:
         yield f"http://127.0.0.1:{port}", data, root / "ui.log"
 
 
