@@ -162,9 +162,27 @@ def launched_backfill(url: str, session: str, timeout: float = 120) -> str:
     raise AssertionError(f"no backfill of {session} was launched")
 
 
-def check_execution(url: str, name: str, partition: str) -> dict:
-    [execution] = graphql(f"{url}/graphql", CHECK, {"name": name, "partition": partition})["assetCheckExecutions"]
-    return execution
+def check_execution(url: str, name: str, partition: str) -> dict | None:
+    """The check's latest execution on `partition`, or None when it was never evaluated there."""
+    executions = graphql(f"{url}/graphql", CHECK, {"name": name, "partition": partition})["assetCheckExecutions"]
+    assert len(executions) <= 1, executions
+    return executions[0] if executions else None
+
+
+def check_statuses(url: str, sessions: list[str]) -> dict[str, dict[str, str]]:
+    """Per check of lake_stocks_daily, the status of each of `sessions` that has one, as the Checks tab reads them
+    (its sidebar's badge and each check's Partitions view: ranges of sessions of one status)."""
+    node = graphql(f"{url}/graphql", CHECK_STATUSES, {})["assetNodeOrError"]
+    return {
+        check["name"]: {
+            session: r["status"]
+            for r in check["partitionStatuses"]["ranges"]
+            for session in sessions
+            if r["startKey"] <= session <= r["endKey"]
+        }
+        for check in node["assetChecksOrError"]["checks"]
+        if check["partitionStatuses"] is not None  # an unpartitioned check (freshness)
+    }
 
 
 def assert_sessions(url: str, data: Path, sessions: list[str], rejected: str) -> None:
@@ -376,6 +394,14 @@ query {
     ... on AssetNode { assetChecksOrError { ... on AssetChecks { checks { name } } } }
   }
 }"""
+CHECK_STATUSES = """
+query {
+  assetNodeOrError(assetKey: {path: ["lake_stocks_daily"]}) {
+    ... on AssetNode { assetChecksOrError { ... on AssetChecks { checks {
+      name partitionStatuses { ... on AssetCheckTimePartitionStatuses { ranges { status startKey endKey } } }
+    } } } }
+  }
+}"""
 START_SENSOR = """
 mutation($selector: SensorSelector!) {
   startSensor(sensorSelector: $selector) { __typename ... on Sensor { sensorState { status } } }
@@ -526,13 +552,22 @@ def test_a_job_page_backfill_of_spoiled_files_tells_the_truth(spoiled_ui):
                 execution = check_execution(url, name, HIGH_LOW)
                 if name == "high_low_consistent":
                     assert execution["status"] == "FAILED", execution
-                elif execution["evaluation"] is None:
-                    assert name == "volume_anomaly" and execution["status"] != "FAILED", execution
+                elif name == "volume_anomaly":
+                    assert execution is None, execution
                 else:
                     assert execution["status"] == "SUCCEEDED", (name, execution)
-                # the cut file's session: planned, never evaluated (no rule result), shown as not executed
-                execution = check_execution(url, name, TRUNCATED)
-                assert execution["evaluation"] is None and execution["status"] != "FAILED", (name, execution)
+                # the cut file's session: no rule could judge it, so no check has an execution there
+                assert check_execution(url, name, TRUNCATED) is None, name
+            # What the Checks tab reads for its sidebar and each check's partitions: only the failing rule is
+            # failed, on the bad row's session alone; nothing is "execution failed" or "skipped".
+            statuses = check_statuses(url, ["2026-03-02", HIGH_LOW, TRUNCATED, "2026-03-05"])
+            good = {"2026-03-02": "SUCCEEDED", "2026-03-05": "SUCCEEDED"}
+            for name in rules:
+                expected = {
+                    "high_low_consistent": {**good, HIGH_LOW: "FAILED"},
+                    "volume_anomaly": good,
+                }.get(name, {**good, HIGH_LOW: "SUCCEEDED"})
+                assert statuses[name] == expected, (name, statuses[name])
             failed = check_execution(url, "high_low_consistent", HIGH_LOW)["evaluation"]
             assert "high" in failed["description"] and "low" in failed["description"], failed
             if page is not None:

@@ -132,15 +132,16 @@ def test_a_run_with_nothing_to_do_writes_no_materialization_and_the_ui_still_sho
     assert materialized(instance, first) == built
     assert len(events(instance, first, DagsterEventType.ASSET_CHECK_EVALUATION)) == len(CHECKS) * len(SESSIONS)
 
-    # Again, every session current: no materialization at all; each planned check gets its earlier result again,
-    # pointing at the materialization it judged (the first run's).
+    # Again, every session current: no materialization and no check evaluation at all. The checks Dagster planned
+    # for the range are withdrawn, so each session's latest check execution is still the first run's.
     noop = materialize()
     assert instance.get_run_by_id(noop).status == dg.DagsterRunStatus.SUCCESS
     assert materialized(instance, noop) == set()
-    again = events(instance, noop, DagsterEventType.ASSET_CHECK_EVALUATION)
-    assert len(again) == len(CHECKS) * len(SESSIONS)
-    assert {e.metadata["evaluated_in_run"].value for e in again} == {first}
-    assert {e.target_materialization_data.run_id for e in again} == {first}
+    assert events(instance, noop, DagsterEventType.ASSET_CHECK_EVALUATION) == []
+    for name in CHECKS:
+        key = dg.AssetCheckKey(dg.AssetKey("lake_stocks_daily"), name)
+        runs = {r.run_id for r in instance.event_log_storage.get_asset_check_execution_history(key, limit=100)}
+        assert runs == {first}, name  # nothing left planned (skipped) for the no-op run
     logs = [e.user_message for e in instance.all_logs(noop)]
     assert (
         f"lake_stocks_daily: 0 sessions built, {len(SESSIONS)} skipped (already current; their earlier "
@@ -155,7 +156,7 @@ def test_a_run_with_nothing_to_do_writes_no_materialization_and_the_ui_still_sho
     for session in (SESSIONS[0], CHANGED, SESSIONS[-1]):
         for name, execution in ui_checks(url, session).items():
             assert execution["status"] == "SUCCEEDED" and execution["evaluation"]["success"], (session, name)
-            assert execution["evaluation"]["targetMaterialization"]["runId"] == first
+            assert execution["runId"] == execution["evaluation"]["targetMaterialization"]["runId"] == first
 
     # The vendor replaces one file: the range materialises exactly that session, in both layers.
     change_volume(vendor / vendor_key(DAY, parse_session(CHANGED)))
@@ -167,7 +168,8 @@ def test_a_run_with_nothing_to_do_writes_no_materialization_and_the_ui_still_sho
     checks = ui_checks(url, CHANGED)
     assert {c["runId"] for c in checks.values()} == {partial}
     assert {c["evaluation"]["targetMaterialization"]["runId"] for c in checks.values()} == {partial}
-    assert {c["evaluation"]["targetMaterialization"]["runId"] for c in ui_checks(url, SESSIONS[0]).values()} == {first}
+    unchanged = ui_checks(url, SESSIONS[0]).values()
+    assert {(c["runId"], c["evaluation"]["targetMaterialization"]["runId"]) for c in unchanged} == {(first, first)}
 
     # Forced: every lake session is built and recorded again (the raw files are current, not fetched again).
     forced = materialize("--config-json", FORCE)

@@ -14,13 +14,15 @@ communicate through files (raw zone, lake), so a subset of layers (`--select lak
 A session already current (same raw file, same code version, same ticker filter) is not rebuilt, and not
 materialised again: its earlier materialization stands, so a run with nothing to do writes no materialization.
 Dagster plans every check of the run's range when the run is created, and a planned check with no result shows as
-skipped (or, in a failed run, as failed), so a current session's checks get their earlier results again, pointing
-at the materialization they judged. Three cases record a current session's materialization again
-(`_why_restate`): a run where a session failed (Dagster marks every session of a failed run that it did not
-materialise as failed), a backfill's run (the backfill counts a session done only when its run materialises it),
-and a run with steps after this one (they run only when this step yields its output, which materialises the whole
-range). Planning before the run (`quant-assets plan`, `quant_assets.api.ingest`, the sensors) asks only for what is
-not current, and launches no run when nothing is to do.
+skipped (or, in a failed run, as failed), so the checks a run did not evaluate on a session (a current session, a
+file that could not be read) have their planned executions withdrawn (`storage.withdraw_planned_checks`): the
+session's latest check results are again the ones that judged its materialization, and nothing is written. Three
+cases record a current session's materialization again (`_why_restate`), and then its earlier check results too:
+a run where a session failed (Dagster marks every session of a failed run that it did not materialise as failed),
+a backfill's run (the backfill counts a session done only when its run materialises it), and a run with steps
+after this one (they run only when this step yields its output, which materialises the whole range). Planning
+before the run (`quant-assets plan`, `quant_assets.api.ingest`, the sensors) asks only for what is not current, and
+launches no run when nothing is to do.
 
 The layers log nothing routine per session (the partition's metadata holds it; a log line is an event write);
 the run logs its progress every PROGRESS_SECONDS, warnings, and a line per failed session.
@@ -60,6 +62,7 @@ from quant_assets.defs.cluster import (
 )
 from quant_assets.defs.partitions import session_partitions
 from quant_assets.defs.resources import FLATFILES_POOL, DataZones, QualitySettings
+from quant_assets.defs.storage import withdraw_planned_checks, withdraws_planned_checks
 from quant_assets.errors import SessionError
 from quant_assets.flatfiles import vendor_key
 from quant_assets.outcomes import clear_failure, record_failure
@@ -87,7 +90,7 @@ BACKFILL_TAG = "dagster/backfill"
 NOT_IN_INGEST_RUNS = "quant_assets/not_in_ingest_runs"
 SKIPPED = "skipped"  # a session's metadata key: True when it was already current and nothing was redone
 EVALUATED = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
-HISTORY_PAGE = 1000  # check executions read at a time when skipped sessions take their earlier results
+HISTORY_PAGE = 1000  # check executions read at a time when restated sessions take their earlier results
 
 
 class SessionConfig(dg.Config):
@@ -433,7 +436,7 @@ def _finish(context: dg.AssetExecutionContext, layers: Sequence[SessionLayer], r
             for partition_key, metadata in run.metadata.items():
                 if restated or not metadata.get(SKIPPED):
                     yield dg.AssetMaterialization(asset_key=layer.key, partition=partition_key, metadata=metadata)
-        yield from _session_checks(context, layer, run)
+        yield from _session_checks(context, layer, run, bool(restated))
     if failed_any:
         failures = [error for layer in layers for error in runs[layer.key].failures.values()]
         lines = "\n".join(f"- {error}" for error in failures)
@@ -468,21 +471,30 @@ def _why_restate(context: dg.AssetExecutionContext, keys: set[dg.AssetKey]) -> s
     return None
 
 
-def _session_checks(context: dg.AssetExecutionContext, layer: SessionLayer, run: LayerRun):
+def _session_checks(context: dg.AssetExecutionContext, layer: SessionLayer, run: LayerRun, restated: bool):
     """Each session's check results as evaluations of its own partition, pointing at the materialisation they
     judged, so a range run records one result per check and session (not one for the range and "skipped" for the
-    rest) and a rejected session's failure shows on its partition. A session skipped as already current gets its
-    previous results again, pointing at the materialization they judged (Dagster planned its checks with the run,
-    and a planned check without a result shows as skipped); one the checks never saw (a missing or corrupt file)
-    gets none, and Dagster shows its checks as not executed."""
+    rest) and a rejected session's failure shows on its partition.
+
+    Dagster planned every check of the run's range with the run; a planned check left without a result would show
+    as skipped, or in a failed run as failed. So a check this run did not evaluate on a session (a session already
+    current, a file that could not be read, a check that needs a built session) has its planned execution
+    withdrawn (`withdraw_planned_checks`): the session's latest execution is again its last real evaluation, or
+    none, and Dagster shows its checks as not evaluated there. Nothing is written for it. Only when the run records
+    a current session's materialization again (`restated`) does that session get its earlier results again, as
+    evaluations of the new materialization (metadata `evaluated_in_run`)."""
     specs = {s.key: s for s in layer.check_specs if s.key in context.selected_asset_check_keys}
     if not specs or layer.check_results is None:
         return
     for key in specs:  # the checks' outputs, which steps downstream of a blocking check wait for
         yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(key))
+    withdraw = withdraws_planned_checks(context.instance)
     targets = _latest_materializations(context.instance, layer.key, context.partition_keys)
     skipped = [k for k in context.partition_keys if k not in run.summaries and run.metadata.get(k, {}).get(SKIPPED)]
-    earlier = _earlier_evaluations(context.instance, list(specs), skipped) if skipped else {}
+    earlier = (
+        _earlier_evaluations(context.instance, list(specs), skipped) if skipped and (restated or not withdraw) else {}
+    )
+    unevaluated: dict[dg.AssetCheckKey, list[str]] = {key: [] for key in specs}
     for partition_key in context.partition_keys:
         summary = run.summaries.get(partition_key)
         if summary is not None:
@@ -490,17 +502,21 @@ def _session_checks(context: dg.AssetExecutionContext, layer: SessionLayer, run:
                 _evaluation(r, layer.key, partition_key)
                 for r in layer.check_results(summary, run.failures.get(partition_key))
             ]
-        elif partition_key in earlier:
-            results = earlier[partition_key]
         else:
-            continue
+            results = earlier.get(partition_key, [])
+        evaluated = set()
         for evaluation in results:
             if evaluation.asset_check_key in specs:
+                evaluated.add(evaluation.asset_check_key)
                 yield copy(
                     evaluation,
                     blocking=specs[evaluation.asset_check_key].blocking,
                     target_materialization_data=targets.get(partition_key),
                 )
+        for key in specs.keys() - evaluated:
+            unevaluated[key].append(partition_key)
+    if withdraw:
+        withdraw_planned_checks(context.instance, context.run_id, {k: v for k, v in unevaluated.items() if v})
 
 
 def _evaluation(result: dg.AssetCheckResult, asset_key: dg.AssetKey, partition_key: str) -> dg.AssetCheckEvaluation:

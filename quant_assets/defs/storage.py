@@ -12,6 +12,10 @@ webserver's watching of a run's file) is Dagster's own: after each write to a ru
 database. Postgres (deploy/dagster.postgres.yaml) is for several machines sharing one instance, not for speed: on
 one machine it is slower still (docs/performance.md).
 
+`withdraw_planned_checks` drops a run's planned check executions on the sessions it did not evaluate (on any SQL
+event log, Postgres included), so a run over current sessions writes nothing for their checks and their earlier
+results stand (`chain.py`).
+
 Configured in dagster.yaml as the instance's whole storage (`PooledSqliteStorage`: Dagster's `storage: sqlite`,
 same folders under DAGSTER_HOME, with this event log), so an existing DAGSTER_HOME keeps its history:
 
@@ -27,11 +31,15 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 
 import yaml
+from dagster import AssetCheckKey
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.base_storage import DagsterStorage
-from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log import SqlEventLogStorage, SqliteEventLogStorage
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
 from dagster._core.storage.runs import SqliteRunStorage
 from dagster._core.storage.schedules import SqliteScheduleStorage
@@ -47,6 +55,7 @@ from dagster._serdes import ConfigurableClassData
 from sqlalchemy import event
 from sqlalchemy.pool import QueuePool
 
+WITHDRAW_CHUNK = 500  # partitions per statement when planned check executions are withdrawn (SQLite's limits)
 OPEN_SHARDS = 8  # run shards kept open at a time (least recently used closed first); the index stays open
 
 
@@ -160,3 +169,30 @@ class PooledSqliteStorage(DagsterSqliteStorage):
             "SqliteRunStorage",
             yaml.dump({"base_dir": _runs_directory(self.base_dir)}, default_flow_style=False),
         )
+
+
+def withdraws_planned_checks(instance) -> bool:
+    """Whether `withdraw_planned_checks` works on this instance: its event log is SQL (SQLite, Postgres)."""
+    return isinstance(instance.event_log_storage, SqlEventLogStorage)
+
+
+def withdraw_planned_checks(instance, run_id: str, unevaluated: Mapping[AssetCheckKey, Sequence[str]]) -> None:
+    """Drop the run's planned executions of each check on the partitions it did not evaluate (`unevaluated`: a
+    session already current, one whose file could not be read, a check that does not apply), so each partition's
+    latest execution is again the last real evaluation, or none. Dagster plans every check of a run's range when
+    the run is created, and a planned execution left without a result resolves to "skipped" when the run succeeds
+    and to "execution failed" when it fails, which the UI shows as a failed check. A few statements per check on
+    the instance's index (`withdraws_planned_checks` must hold); nothing is written for a partition it evaluated."""
+    table = AssetCheckExecutionsTable
+    with instance.event_log_storage.index_connection() as conn:
+        for key, partition_keys in unevaluated.items():
+            for start in range(0, len(partition_keys), WITHDRAW_CHUNK):
+                conn.execute(
+                    table.delete().where(
+                        (table.c.asset_key == key.asset_key.to_string())
+                        & (table.c.check_name == key.name)
+                        & (table.c.run_id == run_id)
+                        & (table.c.execution_status == AssetCheckExecutionRecordStatus.PLANNED.value)
+                        & table.c.partition.in_(list(partition_keys[start : start + WITHDRAW_CHUNK]))
+                    )
+                )
