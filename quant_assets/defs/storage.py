@@ -4,9 +4,11 @@ Dagster's `SqliteEventLogStorage` opens a SQLAlchemy engine and a SQLite connect
 and closes them after, and closing the last connection of a WAL database checkpoints it: an asset event costs
 four or five of those (the run's shard, the cross-run index, tags, check rows), 12-19 ms on this machine, and a
 year of day sessions writes ~2,750 of them. This subclass keeps one engine (one pooled connection) per shard, so
-the same event costs 3-6 ms (`quant-assets bench ingest --parts year`). Everything else (schema, queries, the
-webserver's watching of a run's file) is Dagster's own: after each write to a run's shard the WAL is checkpointed
-(PASSIVE, cheap), so the file the webserver watches changes as before and run logs stream live.
+the same event costs 2-4 ms (`quant-assets bench ingest --parts year`). Everything else (schema, queries, the
+webserver's watching of a run's file) is Dagster's own. The webserver streams a run's log by watching its `.db`
+file for changes, but in WAL mode a write changes only the `-wal` file until a checkpoint (which syncs the
+database to disk twice): so after each transaction that wrote to a run's file, the storage touches the file
+(its modification time, which the file watcher reports as a change) and leaves checkpoints to SQLite's own.
 
 `synchronous=NORMAL` (SQLite's recommendation for WAL): a power cut may lose the last events, never corrupt the
 database. Postgres (deploy/dagster.postgres.yaml) is for several machines sharing one instance, not for speed: on
@@ -36,6 +38,8 @@ from contextlib import contextmanager
 
 import yaml
 from dagster import AssetCheckKey
+from dagster._core.events import ASSET_EVENTS
+from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.base_storage import DagsterStorage
 from dagster._core.storage.event_log import SqlEventLogStorage, SqliteEventLogStorage
@@ -44,6 +48,7 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_
 from dagster._core.storage.runs import SqliteRunStorage
 from dagster._core.storage.schedules import SqliteScheduleStorage
 from dagster._core.storage.sql import create_engine
+from dagster._core.storage.sqlalchemy_compat import db_result
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._core.storage.sqlite_storage import (
     DagsterSqliteStorage,
@@ -51,11 +56,15 @@ from dagster._core.storage.sqlite_storage import (
     _runs_directory,
     _schedule_directory,
 )
-from dagster._serdes import ConfigurableClassData
-from sqlalchemy import event
+from dagster._serdes import ConfigurableClassData, serialize_value
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.pool import QueuePool
 
 WITHDRAW_CHUNK = 500  # partitions per statement when planned check executions are withdrawn (SQLite's limits)
+# Dagster writes the events it sends in batches (a run's planned materializations, a partitioned output's
+# materializations) with `store_event_batch` only when this is set; the pooled storage writes a batch in one
+# transaction per database. A value in the environment wins.
+EVENT_BATCH_SIZE = ("DAGSTER_EVENT_BATCH_SIZE", "1000")
 OPEN_SHARDS = 8  # run shards kept open at a time (least recently used closed first); the index stays open
 
 
@@ -66,6 +75,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         self._engines: OrderedDict = OrderedDict()
         self._tables: set[str] = set()
         super().__init__(base_dir, inst_data)
+        os.environ.setdefault(*EVENT_BATCH_SIZE)  # read by the instance at each event (see EVENT_BATCH_SIZE)
         this = weakref.ref(self)  # a forked child must not use its parent's SQLite connections
         os.register_at_fork(after_in_child=lambda: (storage := this()) is not None and storage._forget_connections())
 
@@ -93,7 +103,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             # the storage's lock serialises its use; a webserver calls it from several threads
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
         )
-        event.listen(engine, "connect", _pragmas)
+        sqlalchemy_event.listen(engine, "connect", _pragmas)
         if shard not in self._initialized_dbs:
             self._initdb(engine)
             self._initialized_dbs.add(shard)
@@ -107,10 +117,56 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def _connect(self, shard: str):
         with self._db_lock:
             with self._engine(shard).connect() as conn:
+                sqlite = conn.connection.dbapi_connection
+                changes = sqlite.total_changes
                 with conn.begin():
                     yield conn
-                if shard != INDEX_SHARD_NAME:  # the webserver watches the run's .db file for new events
-                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                wrote = sqlite.total_changes != changes
+            if wrote and shard != INDEX_SHARD_NAME:  # the webserver watches the run's .db file (module docstring)
+                os.utime(self.path_for_shard(shard))
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """What `store_event` writes for each event, for a batch of one run's asset events (the planned
+        materializations of a run's range, the materializations of a step's output over its partitions): one
+        transaction per database instead of two per event. Other events of the batch (a planned check) are stored
+        one by one after them."""
+        assets = [e for e in events if e.is_dagster_event and e.dagster_event_type in ASSET_EVENTS]
+        if len({e.run_id for e in assets}) > 1:
+            assets = []
+        if assets:
+            statements = [self.prepare_insert_event(event) for event in assets]
+            with self.run_connection(assets[0].run_id) as conn:
+                for statement in statements:
+                    conn.execute(statement)
+            with self.index_transaction() as conn:
+                ids = []
+                for statement in statements:
+                    with db_result(conn, statement) as result:
+                        ids.append(result.inserted_primary_key[0])
+                self._store_asset_event_tags(conn, assets, ids)
+                for event, event_id in zip(assets, ids, strict=True):
+                    self._store_asset_event(conn, event, event_id)
+        batched = {id(event) for event in assets}
+        for event in events:
+            if id(event) not in batched:
+                self.store_event(event)
+
+    def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
+        """Dagster's rows of a planned check, one per partition of the run, with the planned event serialised once
+        (Dagster serialises it again for each partition: 250 times for a year's range, per check)."""
+        planned = event.get_dagster_event().event_specific_data
+        keys = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
+        row = {
+            "asset_key": planned.asset_key.to_string(),
+            "check_name": planned.check_name,
+            "run_id": event.run_id,
+            "execution_status": AssetCheckExecutionRecordStatus.PLANNED.value,
+            "evaluation_event": serialize_value(event),
+            "evaluation_event_timestamp": self._event_insert_timestamp(event),
+            "evaluation_event_storage_id": event_id,
+        }
+        with self.index_connection() as conn:
+            conn.execute(AssetCheckExecutionsTable.insert(), [{**row, "partition": key} for key in keys])
 
     def has_table(self, table_name: str) -> bool:
         """Dagster asks before many writes; a table, once there, stays."""
