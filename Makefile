@@ -31,6 +31,11 @@ DEMO_SERVICE_PORT := 8775
 DEMO_NOW := 2026-02-27T18:30:00-05:00
 DEMO_SERVICE_JOBS := finnhub_quote_active finnhub_news_active finnhub_fundamentals_watchlist \
 	finnhub_earnings_watchlist alphavantage_sma_watchlist
+# The demo's partitions are the sample month (QUANT_ASSETS_START_DATE/END_DATE), so that the UI of `make dev` opens
+# on it full: 19 of 19 sessions, the Materialize dialog and the partition plots on the month, not on today.
+# Set either in the environment to override (QUANT_ASSETS_END_DATE= for partitions through today).
+demo dev: export QUANT_ASSETS_START_DATE ?= 2026-02-02
+demo dev: export QUANT_ASSETS_END_DATE ?= 2026-02-27
 QUIET := { grep -v -e ' - DEBUG - ' -e 'Warning: ' -e 'return callback' || true; }
 
 .PHONY: setup demo test dev bench clean
@@ -117,7 +122,8 @@ test: setup $(QLIB_VENV)/.synced
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	QUANT_ASSETS_QLIB_PYTHON=$(CURDIR)/$(QLIB_VENV)/bin/python $(BIN)/pytest -n 2 -q
 
-## dev: the Dagster UI on http://127.0.0.1:3000 and the daemon: the sensors (new files, gaps, failed-run alerts,
+## dev: the Dagster UI on http://127.0.0.1:3000, on the demo's partitions (the sample month; QUANT_ASSETS_END_DATE=
+## for partitions through today), and the daemon: the sensors (new files, gaps, failed-run alerts,
 ## dead runs) and declarative automation run; schedules are off until turned on in the UI. The UI refuses a foreign
 ## Host (DNS rebinding) and other sites' pages (cross-origin GraphQL, GET mutations): see `quant-assets ui --help`
 dev: setup

@@ -10,6 +10,8 @@ them and the one place each default is defined, for the code location and the `q
                               (MiB; 0: no minimum; default: 100)
     QUANT_ASSETS_TICKERS      keep only these tickers in the lake, comma-separated, globs allowed (default: all)
     QUANT_ASSETS_START_DATE   first partition (default: 2026-01-02, the year of the demo's sample month)
+    QUANT_ASSETS_END_DATE     last partition (default: none, the partitions run to the session in progress;
+                              `make demo` and `make dev` set it and the start to the sample month)
     QUANT_ASSETS_MAX_FAILURE_SHARE   share of rows that may be quarantined before a partition is rejected (0.01)
     QUANT_ASSETS_MAX_VOLUME_DROP     warn when rows or tickers drop this share below the trailing median (0.5)
     QUANT_ASSETS_FRESHNESS_DEADLINE  a session is late if not in the lake by this time (New York) on the next
@@ -132,6 +134,7 @@ class Settings:
     min_free_mb: int = DEFAULT_MIN_FREE_MB
     tickers: list[str] = field(default_factory=list)
     start_date: str = DEFAULT_START
+    end_date: str | None = None  # the last partition; None: through the session in progress
     max_failure_share: float = DEFAULT_MAX_FAILURE_SHARE
     max_volume_drop: float = DEFAULT_MAX_VOLUME_DROP
     freshness_deadline: dt.time = DEFAULT_DEADLINE
@@ -216,7 +219,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         data=get(DATA_ENV, DEFAULT_DATA),
         min_free_mb=number(MIN_FREE_ENV, DEFAULT_MIN_FREE_MB, int, minimum=0),
         tickers=[t.strip() for t in env.get("QUANT_ASSETS_TICKERS", "").split(",") if t.strip()],
-        start_date=get("QUANT_ASSETS_START_DATE", DEFAULT_START),
+        start_date=_date_setting("QUANT_ASSETS_START_DATE", get("QUANT_ASSETS_START_DATE", DEFAULT_START)),
+        end_date=_date_setting("QUANT_ASSETS_END_DATE", get("QUANT_ASSETS_END_DATE", "")) or None,
         max_failure_share=number("QUANT_ASSETS_MAX_FAILURE_SHARE", DEFAULT_MAX_FAILURE_SHARE),
         max_volume_drop=number("QUANT_ASSETS_MAX_VOLUME_DROP", DEFAULT_MAX_VOLUME_DROP),
         freshness_deadline=freshness_deadline,
@@ -295,6 +299,27 @@ def check_endpoint(
         )
 
 
+def _date_setting(name: str, value: str) -> str:
+    """`value` of the setting `name`: an ISO date (YYYY-MM-DD), or empty."""
+    if value:
+        try:
+            dt.date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{name} must be a date (YYYY-MM-DD), not {value!r}") from None
+    return value
+
+
 def partitions_start() -> str:
     """The first partition date: `QUANT_ASSETS_START_DATE`, or DEFAULT_START (2026-01-02)."""
     return from_env().start_date
+
+
+def partitions_end() -> str | None:
+    """The last partition date (`QUANT_ASSETS_END_DATE`), or None: the partitions run to the session in
+    progress."""
+    settings = from_env()
+    if settings.end_date is not None and settings.end_date < settings.start_date:
+        raise ValueError(
+            f"QUANT_ASSETS_END_DATE {settings.end_date} is before QUANT_ASSETS_START_DATE {settings.start_date}"
+        )
+    return settings.end_date

@@ -1,11 +1,13 @@
 import datetime as dt
 
 import dagster as dg
+import pytest
 
 from quant_assets.datasets import DATASETS, Calendar
 from quant_assets.defs.ingest import ingest_defs
 from quant_assets.defs.partitions import session_partitions
 from quant_assets.sessions import is_session, sessions
+from quant_assets.settings import partitions_end
 
 D = dt.date
 
@@ -47,3 +49,21 @@ def test_one_partitions_definition_serves_every_layer_of_a_calendar():
     xnys = session_partitions(Calendar.XNYS)
     assert by_key[dg.AssetKey("raw_stocks_minute")] is by_key[dg.AssetKey("lake_options_daily")] is xnys
     assert by_key[dg.AssetKey("lake_crypto_daily")] is session_partitions(Calendar.EVERY_DAY)
+
+
+def test_an_end_date_makes_the_last_session_on_or_before_it_the_last_partition(monkeypatch):
+    """`QUANT_ASSETS_END_DATE` (the demo's month): the partitions stop at the last session on or before it, in
+    every calendar, and a later session has no partition whatever the time."""
+    later = dt.datetime(2026, 12, 4, 12, tzinfo=dt.UTC)
+    for end, last in (("2026-02-27", "2026-02-27"), ("2026-02-16", "2026-02-13"), ("2026-02-28", "2026-02-27")):
+        keys = session_partitions(Calendar.XNYS, "2026-02-02", end).get_partition_keys(current_time=later)
+        assert keys == [d.isoformat() for d in sessions(Calendar.XNYS, "2026-02-02", last)], end
+    crypto = session_partitions(Calendar.EVERY_DAY, "2026-02-02", "2026-02-28").get_partition_keys(current_time=later)
+    assert (crypto[0], crypto[-1], len(crypto)) == ("2026-02-02", "2026-02-28", 27)
+    monkeypatch.setenv("QUANT_ASSETS_START_DATE", "2026-03-02")
+    monkeypatch.setenv("QUANT_ASSETS_END_DATE", "2026-02-27")
+    with pytest.raises(ValueError, match="QUANT_ASSETS_END_DATE 2026-02-27 is before QUANT_ASSETS_START_DATE"):
+        partitions_end()  # what session_partitions reads (it is cached per process)
+    monkeypatch.setenv("QUANT_ASSETS_END_DATE", "end of February")
+    with pytest.raises(ValueError, match=r"QUANT_ASSETS_END_DATE must be a date \(YYYY-MM-DD\), not 'end of Feb"):
+        partitions_end()
