@@ -180,6 +180,7 @@ def _postgres_runs(folder: Path, vendor: Path, span: str, count: int) -> dict:
                 "DAGSTER_PG_USER": server["user"],
                 "DAGSTER_PG_PASSWORD": server["password"],
                 "DAGSTER_PG_DB": server["db"],
+                "DAGSTER_EVENT_BATCH_SIZE": "1000",  # as deploy/README.md sets it
             }
             try:
                 runs = {}

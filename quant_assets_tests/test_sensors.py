@@ -2,6 +2,7 @@
 server and a local folder; the run-failure alert posts to a real local HTTP server."""
 
 import datetime as dt
+import gzip
 import json
 import shutil
 import threading
@@ -372,8 +373,6 @@ def test_a_file_a_backfill_already_rejected_is_not_run_again_by_the_new_file_sen
         materialize_spine([DAY], source, data, instance=instance, partition_key=day.isoformat())
         seen = _evaluate(sensor, instance, None, source, data)
         assert _requests(seen) == []
-        import gzip
-
         head, *rows = gzip.decompress((vendor / key).read_bytes()).decode().splitlines()
         spoiled = [",".join([*r.split(",")[:4], "1.0", "2.0", *r.split(",")[6:]]) for r in rows]  # high < low
         (vendor / key).write_bytes(gzip.compress("\n".join([head, *spoiled, ""]).encode()))
@@ -418,5 +417,27 @@ def test_the_gap_sensor_leaves_a_file_rejected_as_sent_until_the_vendor_replaces
         assert not partition_path(data / "lake", DAY.name, day).exists()
         assert _requests(_evaluate(sensor, instance, None, source, data)) == []
         (vendor / vendor_key(DAY, day)).write_bytes(whole)  # the vendor's new, whole version
+        [fixed] = _requests(_evaluate(sensor, instance, None, source, data))
+        assert _range(fixed) == (day.isoformat(), day.isoformat())
+
+
+def test_the_gap_sensor_leaves_a_session_the_lake_rejected_until_the_vendor_replaces_its_file(february, tmp_path):
+    """A file whose rows break a rule: a backfill lands it and the lake rejects the session. The gap sensor, which
+    sees a landed file with no lake partition, asks nothing for it; once the vendor replaces the file, it asks."""
+    day = dt.date(2026, 2, 4)
+    vendor, data = _febuary_folder(february, tmp_path), tmp_path / "data"
+    key = vendor_key(DAY, day)
+    head, *rows = gzip.decompress((vendor / key).read_bytes()).decode().splitlines()
+    spoiled = [",".join([*r.split(",")[:4], "1.0", "2.0", *r.split(",")[6:]]) for r in rows]  # high < low
+    (vendor / key).write_bytes(gzip.compress("\n".join([head, *spoiled, ""]).encode()))
+    source = LocalFlatFiles(root=str(vendor))
+    sensor = gap_sensor(JOB, Calendar.XNYS, [DAY], KEYS, window=400, max_sessions=30)
+    with dg.instance_for_test() as instance:
+        tags = {"dagster/asset_partition_range_start": "2026-02-02", "dagster/asset_partition_range_end": "2026-02-27"}
+        assert not materialize_spine([DAY], source, data, instance=instance, tags=tags, raise_on_error=False).success
+        assert read_landed(DataZones(root=str(data)).raw_root, DAY, day).etag == source.head(key).etag  # landed
+        assert not partition_path(data / "lake", DAY.name, day).exists()  # and rejected by the lake
+        assert _requests(_evaluate(sensor, instance, None, source, data)) == []
+        shutil.copy(february / key, vendor / key)  # the vendor's fixed version
         [fixed] = _requests(_evaluate(sensor, instance, None, source, data))
         assert _range(fixed) == (day.isoformat(), day.isoformat())

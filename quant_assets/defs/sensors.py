@@ -15,7 +15,9 @@
   range and the files' ETags, and the instance launches a run key once: a session rejected again is not retried
   while its file and its run of consecutive sessions stay the same; one whose file failed to land (a network
   error, a cut-off download) is tried again once every `RETRY_HOURS` (6) hours, unless the run downloaded that
-  very version whole and rejected it as sent (a truncated gzip): that one waits until the vendor replaces it.
+  very version whole and rejected it as sent (a truncated gzip): that one waits until the vendor replaces it, as
+  does a session whose landed file the lake rejected (its failure recorded after the file landed), whichever run,
+  a backfill or the sensor's own, rejected it.
   Sessions that a queued or running run covers are left to it.
 - `run_failure_alerts`: on every failed run of this code location, writes an alert record to
   `data/alerts/YYYY-MM-DD/<run_id>.json` and, when `QUANT_ASSETS_ALERT_WEBHOOK_URL` is set (through
@@ -39,8 +41,8 @@ from quant_assets.defs.resources import AlertWebhook, DataZones
 from quant_assets.flatfiles import ObjectInfo, files_by_session, session_from_key
 from quant_assets.lake import replace_bytes
 from quant_assets.outcomes import last_failure
-from quant_assets.plan import FETCH, changed_files, chunks, plan
-from quant_assets.raw import taken_etag
+from quant_assets.plan import BUILD, FETCH, changed_files, chunks, plan
+from quant_assets.raw import read_landed, taken_etag
 from quant_assets.sessions import is_session, parse_session, sessions, sessions_around
 from quant_assets.sources import FlatFileSource
 
@@ -189,6 +191,20 @@ def new_files_sensor(
     return _sensor
 
 
+def _info(work) -> ObjectInfo:
+    return ObjectInfo(work.key, work.etag, work.size)
+
+
+def rejected_by_lake(zones: DataZones, dataset: Dataset, session: dt.date) -> bool:
+    """Whether the lake rejected the landed raw file of `dataset`'s `session`: its failure is recorded after the
+    file landed (a failure of an earlier file, or a file landed since, does not count)."""
+    failure = last_failure(zones.lake_root, dataset.name, session, f"lake_{dataset.name}")
+    landed = read_landed(zones.raw_root, dataset, session)
+    if failure is None or landed is None:
+        return False
+    return dt.datetime.fromisoformat(failure["at"]) >= dt.datetime.fromisoformat(landed.landed_at)
+
+
 def gap_requests(
     work,
     keys: Mapping[str, list[dg.AssetKey | dg.AssetCheckKey]],
@@ -265,12 +281,13 @@ def gap_sensor(
         start = window_sessions[0]
         work = plan(datasets, start, last, flatfiles.list_objects, zones.raw_root, zones.lake_root, zones.tickers)
         by_name = {d.name: d for d in datasets}
-        # a file a run downloaded whole and rejected as the vendor sent it waits until the vendor replaces it
+        # a file a run downloaded whole and rejected as the vendor sent it, or landed and the lake rejected, waits
+        # until the vendor replaces it
         work = [
             w
             for w in work
-            if w.action != FETCH
-            or taken_etag(zones.raw_root, by_name[w.dataset], ObjectInfo(w.key, w.etag, w.size)) != w.etag
+            if not (w.action == FETCH and taken_etag(zones.raw_root, by_name[w.dataset], _info(w)) == w.etag)
+            and not (w.action == BUILD and rejected_by_lake(zones, by_name[w.dataset], w.session))
         ]
         now = dt.datetime.now(dt.UTC)
         window_of_retry = f"{now:%Y-%m-%d}T{now.hour - now.hour % RETRY_HOURS:02d}"

@@ -10,6 +10,11 @@ file for changes, but in WAL mode a write changes only the `-wal` file until a c
 database to disk twice): so after each transaction that wrote to a run's file, the storage touches the file
 (its modification time, which the file watcher reports as a change) and leaves checkpoints to SQLite's own.
 
+Dagster sends some events as batches (a run's planned materializations, one per session and asset; the
+materializations of a partitioned output) but writes them as a batch only when `DAGSTER_EVENT_BATCH_SIZE` is set:
+this storage sets it (unless the environment has it) and writes a batch in one transaction per database. A planned
+check's rows are written with its event serialised once (Dagster serialises it again for each partition).
+
 `synchronous=NORMAL` (SQLite's recommendation for WAL): a power cut may lose the last events, never corrupt the
 database. Postgres (deploy/dagster.postgres.yaml) is for several machines sharing one instance, not for speed: on
 one machine it is slower still (docs/performance.md).
