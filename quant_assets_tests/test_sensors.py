@@ -207,27 +207,26 @@ def test_gap_sensor_requests_bounded_backfills_for_gaps_whose_file_appeared_on_s
         assert ("2026-02-19", "2026-02-25") not in [_range(r) for r in later]
 
 
-def test_gap_sensor_retries_a_rejected_session_only_when_its_file_changes(february, tmp_path):
+def test_gap_sensor_retries_a_session_the_lake_rejected_only_when_its_file_changes(february, tmp_path):
     bad_day = dt.date(2026, 2, 4)
     vendor, data = _febuary_folder(february, tmp_path), tmp_path / "data"
-    good_bytes = (vendor / vendor_key(DAY, bad_day)).read_bytes()
+    key = vendor_key(DAY, bad_day)
+    good_bytes = (vendor / key).read_bytes()
     # Feb 5's bars under Feb 4's key: the file lands, and the gate rejects every row (wrong session)
-    (vendor / vendor_key(DAY, bad_day)).write_bytes((vendor / vendor_key(DAY, dt.date(2026, 2, 5))).read_bytes())
+    (vendor / key).write_bytes((vendor / vendor_key(DAY, dt.date(2026, 2, 5))).read_bytes())
     source = LocalFlatFiles(root=str(vendor))
     sensor = gap_sensor(JOB, Calendar.XNYS, [DAY], KEYS, window=400, max_sessions=30)
     with dg.instance_for_test() as instance:
         tags = {"dagster/asset_partition_range_start": "2026-02-02", "dagster/asset_partition_range_end": "2026-02-27"}
         materialize_spine([DAY], source, data, instance=instance, tags=tags, raise_on_error=False)
         assert not partition_path(data / "lake", DAY.name, bad_day).exists()
-        [retry] = _requests(_evaluate(sensor, instance, None, source, data))
-        assert _range(retry) == (bad_day.isoformat(), bad_day.isoformat())
-        # evaluated again with the file unchanged: the same run key, which the instance launches only once
-        [same] = _requests(_evaluate(sensor, instance, None, source, data))
-        assert same.run_key == retry.run_key
-        # the vendor publishes a good file: a new run key, and the run fills the gap
-        (vendor / vendor_key(DAY, bad_day)).write_bytes(good_bytes)
+        # the lake rejected the landed file (whichever run did it, here a backfill): nothing is asked for it
+        assert read_landed(DataZones(root=str(data)).raw_root, DAY, bad_day).etag == source.head(key).etag
+        assert _requests(_evaluate(sensor, instance, None, source, data)) == []
+        # the vendor publishes a good file: the sensor asks for that session, and the run fills the gap
+        (vendor / key).write_bytes(good_bytes)
         [fixed] = _requests(_evaluate(sensor, instance, None, source, data))
-        assert fixed.run_key != retry.run_key and _range(fixed) == _range(retry)
+        assert _range(fixed) == (bad_day.isoformat(), bad_day.isoformat())
         materialize_spine([DAY], source, data, instance=instance, tags=fixed.tags, selection=fixed.asset_selection)
         assert partition_path(data / "lake", DAY.name, bad_day).exists()
         assert _requests(_evaluate(sensor, instance, None, source, data)) == []
@@ -417,27 +416,5 @@ def test_the_gap_sensor_leaves_a_file_rejected_as_sent_until_the_vendor_replaces
         assert not partition_path(data / "lake", DAY.name, day).exists()
         assert _requests(_evaluate(sensor, instance, None, source, data)) == []
         (vendor / vendor_key(DAY, day)).write_bytes(whole)  # the vendor's new, whole version
-        [fixed] = _requests(_evaluate(sensor, instance, None, source, data))
-        assert _range(fixed) == (day.isoformat(), day.isoformat())
-
-
-def test_the_gap_sensor_leaves_a_session_the_lake_rejected_until_the_vendor_replaces_its_file(february, tmp_path):
-    """A file whose rows break a rule: a backfill lands it and the lake rejects the session. The gap sensor, which
-    sees a landed file with no lake partition, asks nothing for it; once the vendor replaces the file, it asks."""
-    day = dt.date(2026, 2, 4)
-    vendor, data = _febuary_folder(february, tmp_path), tmp_path / "data"
-    key = vendor_key(DAY, day)
-    head, *rows = gzip.decompress((vendor / key).read_bytes()).decode().splitlines()
-    spoiled = [",".join([*r.split(",")[:4], "1.0", "2.0", *r.split(",")[6:]]) for r in rows]  # high < low
-    (vendor / key).write_bytes(gzip.compress("\n".join([head, *spoiled, ""]).encode()))
-    source = LocalFlatFiles(root=str(vendor))
-    sensor = gap_sensor(JOB, Calendar.XNYS, [DAY], KEYS, window=400, max_sessions=30)
-    with dg.instance_for_test() as instance:
-        tags = {"dagster/asset_partition_range_start": "2026-02-02", "dagster/asset_partition_range_end": "2026-02-27"}
-        assert not materialize_spine([DAY], source, data, instance=instance, tags=tags, raise_on_error=False).success
-        assert read_landed(DataZones(root=str(data)).raw_root, DAY, day).etag == source.head(key).etag  # landed
-        assert not partition_path(data / "lake", DAY.name, day).exists()  # and rejected by the lake
-        assert _requests(_evaluate(sensor, instance, None, source, data)) == []
-        shutil.copy(february / key, vendor / key)  # the vendor's fixed version
         [fixed] = _requests(_evaluate(sensor, instance, None, source, data))
         assert _range(fixed) == (day.isoformat(), day.isoformat())
